@@ -1,0 +1,120 @@
+"""Reading 2D images the way an inspection tool must: any common format, bit depth and orientation.
+
+PIL decodes; this module normalises what PIL returns into one display/analysis form (RGB uint8,
+EXIF orientation applied, 16-bit and float images scaled from their actual value range) and turns
+decoder failures into messages an operator understands.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# 4096 x 4096 and larger scans are normal here; refuse only absurd sizes (decompression bombs).
+Image.MAX_IMAGE_PIXELS = 400_000_000
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+
+class CaseReadError(Exception):
+    """A file could not be read as a case; the message is shown to the operator as is."""
+
+
+def to_uint8(array: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """Scale a high-bit-depth or float array into uint8 using its actual value range.
+
+    A 12-bit sensor image stored as 16-bit uses a fraction of the 0..65535 range; scaling by the
+    type's maximum would show it nearly black, so the observed min..max is used (NaNs ignored).
+    """
+    if array.dtype == np.uint8:
+        return array, {}
+    finite = array[np.isfinite(array)] if np.issubdtype(array.dtype, np.floating) else array
+    if finite.size == 0:
+        return np.zeros(array.shape, np.uint8), {"value_range": [0.0, 0.0]}
+    lo, hi = float(finite.min()), float(finite.max())
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    out = np.nan_to_num((array.astype(np.float64) - lo) * scale, nan=0.0)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8), {"value_range": [lo, hi]}
+
+
+def decode_image(data: bytes, name: str = "image") -> tuple[np.ndarray, dict[str, Any]]:
+    """Decode image bytes to an RGB uint8 array (H, W, 3) plus metadata about the original."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            image.load()
+    except UnidentifiedImageError:
+        raise CaseReadError(f"{name}: not an image this application can read (unknown or damaged format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise CaseReadError(f"{name}: image is too large to open safely ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        text = str(exc)
+        if "truncated" in text.lower():
+            raise CaseReadError(f"{name}: the file is truncated (incomplete copy or interrupted transfer)") from None
+        raise CaseReadError(f"{name}: the image is damaged and cannot be decoded ({text})") from None
+
+    metadata: dict[str, Any] = {
+        "format": image.format or "", "mode": image.mode, "width": image.width, "height": image.height,
+    }
+    orientation = image.getexif().get(0x0112, 1) if hasattr(image, "getexif") else 1
+    if orientation and orientation != 1:
+        metadata["exif_orientation"] = int(orientation)
+        image = ImageOps.exif_transpose(image)
+        metadata["width"], metadata["height"] = image.width, image.height
+
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        raw = np.asarray(image)
+        metadata["bit_depth"] = 16 if mode.startswith("I;16") else 32
+        gray, extra = to_uint8(raw)
+        metadata.update(extra)
+        rgb = np.repeat(gray[:, :, None], 3, axis=2)
+        metadata["channels"] = 1
+    elif mode in ("1", "L"):
+        gray = np.asarray(image.convert("L"))
+        rgb = np.repeat(gray[:, :, None], 3, axis=2)
+        metadata["bit_depth"] = 1 if mode == "1" else 8
+        metadata["channels"] = 1
+    else:
+        if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+            # Transparent areas are shown on white, as image viewers do.
+            rgba = image.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(background, rgba)
+        rgb = np.asarray(image.convert("RGB"))
+        metadata["bit_depth"] = 8
+        metadata["channels"] = 3
+    return np.ascontiguousarray(rgb), metadata
+
+
+def read_image_file(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CaseReadError(f"{path.name}: cannot be read ({exc.strerror or exc})") from None
+    if not data:
+        raise CaseReadError(f"{path.name}: the file is empty")
+    return decode_image(data, path.name)
+
+
+def resize_max_side(image: np.ndarray, max_side: int) -> np.ndarray:
+    """Downscale (never upscale) so the longest side is at most `max_side`, keeping the aspect."""
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+
+
+def encode_png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", optimize=False, compress_level=6)
+    return buffer.getvalue()

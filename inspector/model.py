@@ -1,0 +1,195 @@
+"""The domain types shared by every layer: cases, profiles, views, verdicts, decisions.
+
+They are plain dataclasses so that the store, the plugins, the VLM client and the Qt views
+exchange the same values without depending on each other.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class Modality(str, enum.Enum):
+    """The five kinds of case the workstation inspects (plugins may add more names)."""
+
+    IMAGE = "image"
+    DICOM = "dicom"
+    POINT_CLOUD = "point_cloud"
+    TIME_SERIES = "time_series"
+    VIDEO = "video"
+
+
+class CaseStatus(str, enum.Enum):
+    """What the case list shows: the operator's decision wins over the machine's verdict."""
+
+    NOT_INSPECTED = "not_inspected"
+    NORMAL = "normal"
+    ANOMALOUS = "anomalous"
+    UNDECIDED = "undecided"  # inspected, but the answer could not be read
+    ERROR = "error"
+
+
+class VerdictSource(str, enum.Enum):
+    VLM = "vlm"
+    OFFLINE = "offline_detector"
+
+
+class ScoreSource(str, enum.Enum):
+    """Where a verdict's ranking score came from, recorded with every verdict."""
+
+    LOGPROB = "logprob"  # P(anomalous) from the verdict token's log-probabilities
+    STATED_CONFIDENCE = "stated_confidence"  # the confidence the model wrote in its answer
+    OFFLINE_CALIBRATED = "offline_calibrated"  # offline detector, calibrated on references
+    NONE = "none"
+
+
+class ParseStatus(str, enum.Enum):
+    PARSED = "parsed"
+    UNPARSED = "unparsed"  # never guessed: stored and counted
+    ERROR = "error"  # the request itself failed (HTTP error, timeout, cancelled)
+
+
+@dataclass
+class Case:
+    """One item under inspection, as stored in the project file."""
+
+    name: str
+    modality: str
+    source_path: str
+    source_sha256: str
+    id: int | None = None
+    blob_sha256: str | None = None  # set when the source bytes are embedded in the project
+    metadata: dict[str, Any] = field(default_factory=dict)
+    ground_truth: str | None = None  # "normal" / "anomalous" when known in advance
+    profile_id: int | None = None
+    status: CaseStatus = CaseStatus.NOT_INSPECTED
+    error: str | None = None
+    score: float | None = None
+    created_at: str | None = None
+
+
+@dataclass
+class Profile:
+    """What "normal" means for a product or an exam: the paper's prompt kinds as data."""
+
+    name: str
+    class_name: str = ""
+    modality: str = Modality.IMAGE.value
+    normal_standards: str = ""
+    expected_defects: str = ""
+    domain_preset: str = "industrial"
+    settings: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+@dataclass
+class ReferenceImage:
+    """A normal reference stored inside the project file (its bytes live in the blob table)."""
+
+    profile_id: int
+    name: str
+    blob_sha256: str
+    width: int
+    height: int
+    id: int | None = None
+
+
+@dataclass
+class LoadedCase:
+    """What a modality reader returns: the decoded content of a case, kept in memory."""
+
+    modality: str
+    data: Any
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ViewMap:
+    """Maps a view back to its case.
+
+    `kind` names the mapping (``pixel_scale`` for images; later ``slice``, ``point_index``,
+    ``sample_range``, ``frame_tile``) and `params` holds what the kind needs, JSON-serialisable so
+    the map is stored with the prompt.
+    """
+
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def view_to_case_xy(self, x: float, y: float) -> tuple[float, float]:
+        """For pixel maps: a view pixel to a case pixel."""
+        if self.kind != "pixel_scale":
+            raise NotImplementedError(f"view_to_case_xy is not defined for {self.kind!r} maps")
+        return x * self.params["scale_x"], y * self.params["scale_y"]
+
+
+@dataclass
+class View:
+    """An RGB uint8 image a model looks at, with the map back to the case."""
+
+    label: str
+    image: np.ndarray
+    view_map: ViewMap
+
+
+@dataclass
+class Region:
+    """A region on a case (bounding box in case pixels, optional mask), with a score and a reason."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    score: float = 0.0
+    label: str = ""
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "x0": self.x0, "y0": self.y0, "x1": self.x1, "y1": self.y1,
+            "score": self.score, "label": self.label, "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Region:
+        return cls(**{k: d[k] for k in ("x0", "y0", "x1", "y1") }, score=d.get("score", 0.0),
+                   label=d.get("label", ""), reason=d.get("reason", ""))
+
+
+@dataclass
+class Verdict:
+    """The machine's answer about a case, with everything needed to audit it later."""
+
+    case_id: int
+    source: VerdictSource
+    anomalous: bool | None
+    score: float | None
+    score_source: ScoreSource
+    explanation: str = ""
+    parse_status: ParseStatus = ParseStatus.PARSED
+    model: str = ""
+    regions: list[Region] = field(default_factory=list)
+    heatmap_sha256: str | None = None
+    answer_id: int | None = None
+    prompt_id: int | None = None
+    raw_answer: str = ""
+    error: str | None = None
+    id: int | None = None
+    created_at: str | None = None
+
+
+@dataclass
+class Decision:
+    """The operator's confirmation or override: the ground truth of the project."""
+
+    case_id: int
+    label: str  # "normal" or "anomalous"
+    verdict_id: int | None = None
+    note: str = ""
+    id: int | None = None
+    created_at: str | None = None

@@ -1,0 +1,166 @@
+"""Anomalens Workstation entry point.
+
+    python main.py                 start the workstation (last project, or the demo project)
+    python main.py PROJECT         open a project file (*.anomalens; created if missing)
+    python main.py --demo          open the demo project (built on first use)
+    python main.py --self-test     headless check: temporary project, offline inspection, exit 0
+    python main.py --batch PROJECT inspect every not-yet-inspected case of a project, headless
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="anomalens", description="Anomalens Workstation")
+    parser.add_argument("project", nargs="?", help="project file to open (*.anomalens)")
+    parser.add_argument("--demo", action="store_true", help="open the bundled demo project")
+    parser.add_argument("--self-test", action="store_true", help="headless start-up check, exits 0 on success")
+    parser.add_argument("--batch", action="store_true", help="inspect all not-inspected cases headless")
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def demo_project_path() -> Path:
+    from inspector.paths import user_data_dir
+
+    return user_data_dir() / "demo.anomalens"
+
+
+def run_gui(args: argparse.Namespace) -> int:
+    from PySide6.QtWidgets import QApplication
+
+    from inspector.demo import build_demo_project
+    from inspector.paths import resources_dir
+    from inspector.plugins import discover
+    from inspector.settings import load_settings
+    from views.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Anomalens Workstation")
+    app.setOrganizationName("Anomalens")
+    style = resources_dir() / "style.qss"
+    if style.is_file():
+        app.setStyleSheet(style.read_text(encoding="utf-8"))
+    registry = discover()
+    settings = load_settings()
+    window = MainWindow(settings, registry)
+    window.restore_layout()
+    project = args.project
+    if project is None and not args.demo and settings.recent_projects:
+        recent = Path(settings.recent_projects[0])
+        project = str(recent) if recent.exists() else None
+    if project is None:
+        build_demo_project(demo_project_path(), registry).close()
+        project = str(demo_project_path())
+    window.show()
+    window.open_project(project)
+    return app.exec()
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    """Inspect every case that has no verdict yet, with the configured endpoint or offline."""
+    import asyncio
+
+    from inspector.inspection import InspectionError, InspectionService
+    from inspector.model import CaseStatus
+    from inspector.plugins import discover
+    from inspector.settings import load_settings
+    from inspector.store import ProjectStore
+
+    if not args.project:
+        print("--batch needs a project file", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    store = ProjectStore(args.project, create=False)
+    service = InspectionService(store, discover())
+    failures = 0
+    for case in store.cases():
+        if case.status != CaseStatus.NOT_INSPECTED:
+            continue
+        profile = store.profile(case.profile_id) if case.profile_id else (store.profiles() or [None])[0]
+        if profile is None:
+            print("The project has no profile; create one first.", file=sys.stderr)
+            return 2
+        try:
+            if settings.endpoint.configured:
+                prompt = service.compose_prompt(case, profile)
+                verdict = asyncio.run(service.inspect_with_vlm(case, prompt, settings.endpoint))
+            else:
+                verdict = service.inspect_offline(case, profile)
+        except InspectionError as exc:
+            failures += 1
+            print(f"{case.name}\terror\t{exc}")
+            continue
+        label = "unparsed" if verdict.anomalous is None else ("anomalous" if verdict.anomalous else "normal")
+        score = "" if verdict.score is None else f"{verdict.score:.3f}"
+        print(f"{case.name}\t{label}\t{score}\t{verdict.source.value}")
+    store.close()
+    return 1 if failures else 0
+
+
+def run_self_test() -> int:
+    """Start-up check for the packaged app: core, weights, plugins, Qt platform, one inspection."""
+    import tempfile
+    import time
+
+    from inspector.demo import build_demo_project
+    from inspector.inspection import InspectionService
+    from inspector.plugins import discover
+
+    started = time.perf_counter()
+    registry = discover()
+    if "image" not in registry.modalities:
+        print(f"self-test FAILED: image modality missing; plugin errors: {registry.errors}", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="anomalens-selftest-") as tmp:
+        store = build_demo_project(Path(tmp) / "selftest.anomalens", registry)
+        service = InspectionService(store, registry)
+        profile = store.profiles()[0]
+        cases = store.cases()
+        anomalous = next(c for c in cases if c.ground_truth == "anomalous")
+        verdict = service.inspect_offline(anomalous, profile)
+        store.close()
+        from inspector.store import ProjectStore
+
+        with ProjectStore(Path(tmp) / "selftest.anomalens", create=False) as again:
+            stored = again.latest_verdict(anomalous.id)
+        if stored is None or stored.score is None:
+            print("self-test FAILED: verdict not stored", file=sys.stderr)
+            return 1
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        from PySide6.QtWidgets import QApplication
+
+        from inspector.settings import AppSettings
+        from views.main_window import MainWindow
+
+        app = QApplication.instance() or QApplication([])
+        window = MainWindow(AppSettings(), registry, settings_file=Path(tmp) / "settings.json")
+        window.show()
+        app.processEvents()
+        window.force_close = True
+        window.close()
+    print(f"self-test OK: plugins {registry.loaded}; offline verdict on {anomalous.name}: "
+          f"{'anomalous' if verdict.anomalous else 'normal'} score {verdict.score:.3f}; "
+          f"{time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.self_test:
+        return run_self_test()
+    if args.batch:
+        return run_batch(args)
+    return run_gui(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Case list: every case with its status and score; accepts dropped files."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from inspector.model import Case, CaseStatus
+
+STATUS_TEXT = {
+    CaseStatus.NOT_INSPECTED: "not inspected",
+    CaseStatus.NORMAL: "normal",
+    CaseStatus.ANOMALOUS: "anomalous",
+    CaseStatus.UNDECIDED: "unreadable answer",
+    CaseStatus.ERROR: "error",
+}
+STATUS_COLOUR = {
+    CaseStatus.NOT_INSPECTED: "#8a8f98",
+    CaseStatus.NORMAL: "#3fb950",
+    CaseStatus.ANOMALOUS: "#f85149",
+    CaseStatus.UNDECIDED: "#d29922",
+    CaseStatus.ERROR: "#d29922",
+}
+
+
+def local_paths_from_mime(mime) -> list[str]:
+    return [url.toLocalFile() for url in mime.urls() if url.isLocalFile()] if mime.hasUrls() else []
+
+
+class CaseBrowser(QWidget):
+    case_selected = Signal(int)
+    files_dropped = Signal(list)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setAcceptDrops(True)
+        self.table = QTableWidget(0, 3)
+        self.table.setObjectName("caseTable")
+        self.table.setHorizontalHeaderLabels(["Case", "Status", "Score"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+        self.hint = QLabel("Drop images here or use File ▸ Add cases…")
+        self.hint.setObjectName("hint")
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.summary = QLabel("")
+        self.summary.setObjectName("caseSummary")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.hint)
+        layout.addWidget(self.summary)
+        self._rows: dict[int, int] = {}
+
+    def set_cases(self, cases: list[Case], decided: set[int] | None = None) -> None:
+        current = self.current_case_id()
+        self.table.blockSignals(True)
+        self.table.setRowCount(0)
+        self._rows = {}
+        for case in cases:
+            self._append(case, decided or set())
+        self.table.blockSignals(False)
+        self.hint.setVisible(not cases)
+        self._update_summary(cases)
+        if current is not None and current in self._rows:
+            self.select_case(current)
+
+    def _append(self, case: Case, decided: set[int]) -> None:
+        row = self.table.rowCount()
+        self.table.insertRow(row)
+        self._rows[case.id] = row
+        self._fill(row, case, case.id in decided)
+
+    def _fill(self, row: int, case: Case, decided: bool) -> None:
+        name = QTableWidgetItem(case.name)
+        name.setData(Qt.ItemDataRole.UserRole, case.id)
+        name.setToolTip(case.error or case.source_path)
+        status = CaseStatus(case.status)
+        text = STATUS_TEXT[status] + (" ✓" if decided else "")
+        status_item = QTableWidgetItem(text)
+        status_item.setForeground(QColor(STATUS_COLOUR[status]))
+        status_item.setToolTip(case.error or ("confirmed by the operator" if decided else "machine verdict"))
+        score = QTableWidgetItem("" if case.score is None else f"{case.score:.2f}")
+        score.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.table.setItem(row, 0, name)
+        self.table.setItem(row, 1, status_item)
+        self.table.setItem(row, 2, score)
+
+    def update_case(self, case: Case, decided: bool) -> None:
+        row = self._rows.get(case.id)
+        if row is None:
+            return
+        self.table.blockSignals(True)
+        self._fill(row, case, decided)
+        self.table.blockSignals(False)
+
+    def _update_summary(self, cases: list[Case]) -> None:
+        counts: dict[CaseStatus, int] = {}
+        for case in cases:
+            counts[CaseStatus(case.status)] = counts.get(CaseStatus(case.status), 0) + 1
+        parts = [f"{n} {STATUS_TEXT[s]}" for s, n in counts.items()]
+        self.summary.setText(f"{len(cases)} cases" + (": " + ", ".join(parts) if parts else ""))
+
+    def row_count(self) -> int:
+        return self.table.rowCount()
+
+    def status_text(self, case_id: int) -> str:
+        return self.table.item(self._rows[case_id], 1).text()
+
+    def current_case_id(self) -> int | None:
+        items = self.table.selectedItems()
+        if not items:
+            return None
+        return self.table.item(items[0].row(), 0).data(Qt.ItemDataRole.UserRole)
+
+    def selected_case_ids(self) -> list[int]:
+        rows = sorted({item.row() for item in self.table.selectedItems()})
+        return [self.table.item(r, 0).data(Qt.ItemDataRole.UserRole) for r in rows]
+
+    def select_case(self, case_id: int) -> None:
+        row = self._rows.get(case_id)
+        if row is not None:
+            self.table.selectRow(row)
+
+    def select_next(self) -> None:
+        rows = [i.row() for i in self.table.selectedItems()]
+        row = (max(rows) + 1) if rows else 0
+        if row < self.table.rowCount():
+            self.table.selectRow(row)
+
+    def _selection_changed(self) -> None:
+        case_id = self.current_case_id()
+        if case_id is not None:
+            self.case_selected.emit(case_id)
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if local_paths_from_mime(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if local_paths_from_mime(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt override
+        paths = local_paths_from_mime(event.mimeData())
+        if paths:
+            self.files_dropped.emit(paths)
+            event.acceptProposedAction()

@@ -1,0 +1,714 @@
+"""The workstation's main window: wires the docks to the inspection service and background jobs.
+
+It stays thin: reading, composing, asking, scoring and storing happen in `inspector/`, off the GUI
+thread through `AsyncRunner`; the window shows results and the operator's decisions. Errors are
+shown in a banner and the status bar (never a blocking dialog for something the operator did not
+ask about), and the window keeps working.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QToolBar,
+    QWidget,
+)
+
+from inspector.inspection import InspectionError, InspectionService
+from inspector.model import Case, Decision, LoadedCase, Profile, Verdict
+from inspector.plugins import PluginRegistry
+from inspector.prompt import ComposedPrompt, PromptSwitches
+from inspector.settings import AppSettings, save_settings
+from inspector.store import ProjectStore, StoreError
+from views.case_browser import CaseBrowser
+from views.prompt_panel import PromptPanel
+from views.verdict_panel import VerdictPanel
+from views.viewer_base import CaseViewer
+from views.workers import AsyncRunner, Job
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedCase:
+    """Everything the window shows for a case, computed off the GUI thread."""
+
+    case: Case
+    loaded: LoadedCase | None
+    prompt: ComposedPrompt | None
+    verdict: Verdict | None
+    heatmap: np.ndarray | None
+    decision: Decision | None
+    problem: str | None = None
+
+
+class Banner(QWidget):
+    """A dismissible message strip at the top of the window."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("banner")
+        self.label = QLabel("")
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QPushButton("✕")
+        close.setFlat(True)
+        close.setFixedWidth(28)
+        close.clicked.connect(self.hide)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 4, 4, 4)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(close)
+        self.hide()
+
+    def show_message(self, text: str, level: str) -> None:
+        self.setProperty("level", level)
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self.label.setText(text)
+        self.show()
+
+
+class MainWindow(QMainWindow):
+    inspection_finished = Signal(int)  # case id, after a verdict is stored and shown
+    case_shown = Signal(int)
+
+    def __init__(self, settings: AppSettings, registry: PluginRegistry, settings_file: Path | None = None):
+        super().__init__()
+        self.setWindowTitle("Anomalens Workstation")
+        self.resize(1440, 900)
+        self.app_settings = settings
+        self.settings_file = settings_file
+        self.registry = registry
+        self.store: ProjectStore | None = None
+        self.service: InspectionService | None = None
+        self.runner = AsyncRunner(self)
+        self.runner.start_and_wait()
+        self.runner.progress.connect(self._job_progress)
+        self.runner.finished_job.connect(self._job_finished)
+        self.runner.failed_job.connect(self._job_failed)
+        self.runner.cancelled_job.connect(self._job_cancelled)
+        self._callbacks: dict[int, tuple[Any, Any]] = {}
+        self._inspect_job: Job | None = None
+        self._prepare_job: Job | None = None
+        self._current: PreparedCase | None = None
+        self._viewers: dict[str, tuple[QDockWidget, CaseViewer]] = {}
+        self.last_error = ""
+
+        self.banner = Banner()
+        central = QWidget()
+        central.setObjectName("central")
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.banner)
+        central.setMaximumHeight(60)
+        self.setCentralWidget(central)
+        self.setDockNestingEnabled(True)
+
+        self.case_browser = CaseBrowser()
+        self.prompt_panel = PromptPanel()
+        self.verdict_panel = VerdictPanel()
+        self.cases_dock = self._dock("Cases", self.case_browser, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.verdict_dock = self._dock("Verdict", self.verdict_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.prompt_dock = self._dock("Prompt", self.prompt_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.splitDockWidget(self.verdict_dock, self.prompt_dock, Qt.Orientation.Vertical)
+
+        self.case_browser.case_selected.connect(self.show_case)
+        self.case_browser.files_dropped.connect(self.add_case_files)
+        self.prompt_panel.switches_changed.connect(self._recompose)
+        self.verdict_panel.decision_requested.connect(self.record_decision)
+
+        self._build_actions()
+        self._build_status_bar()
+        self._update_endpoint_label()
+        self._update_enabled()
+        self.setAcceptDrops(True)
+        if registry.errors:
+            self.notify("Some plugins were skipped:\n" + "\n".join(e.message for e in registry.errors), "warning")
+
+    # ------------------------------------------------------------------ construction
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock{title.replace(' ', '')}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setStatusTip(tip or text)
+        action.setToolTip(tip or text)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        self.act_new = self._action("&New project…", self.new_project_dialog, QKeySequence.StandardKey.New)
+        self.act_open = self._action("&Open project…", self.open_project_dialog, QKeySequence.StandardKey.Open)
+        self.act_add = self._action("&Add cases…", self.add_cases_dialog, "Ctrl+Shift+O",
+                                    "Add images (or other supported files) as cases")
+        self.act_quit = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.act_new_profile = self._action("New &profile…", self.new_profile_dialog)
+        self.act_edit_profile = self._action("&Edit profile…", self.edit_profile_dialog, "Ctrl+E")
+        self.act_settings = self._action("VLM &endpoint…", self.settings_dialog, "Ctrl+,")
+        self.act_inspect = self._action("&Inspect", self.inspect_current, "Ctrl+Return",
+                                        "Inspect the selected case (Ctrl+Return / F5)")
+        self.act_inspect.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("F5")])
+        self.act_cancel = self._action("&Cancel", self.cancel_inspection, "Esc", "Cancel the running inspection")
+        self.act_normal = self._action("Decide &normal", lambda: self.record_decision("normal"), "N",
+                                       "Operator decision: normal (N)")
+        self.act_anomalous = self._action("Decide &anomalous", lambda: self.record_decision("anomalous"), "A",
+                                          "Operator decision: anomalous (A)")
+        self.act_next = self._action("Next case", self.case_browser.select_next, "J", "Select the next case (J)")
+
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        for action in (self.act_new, self.act_open):
+            file_menu.addAction(action)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addSeparator()
+        file_menu.addAction(self.act_add)
+        file_menu.addSeparator()
+        file_menu.addAction(self.act_quit)
+        profile_menu = menu.addMenu("&Profile")
+        profile_menu.addAction(self.act_new_profile)
+        profile_menu.addAction(self.act_edit_profile)
+        inspect_menu = menu.addMenu("&Inspect")
+        for action in (self.act_inspect, self.act_cancel, self.act_normal, self.act_anomalous, self.act_next):
+            inspect_menu.addAction(action)
+        settings_menu = menu.addMenu("&Settings")
+        settings_menu.addAction(self.act_settings)
+        view_menu = menu.addMenu("&View")
+        for dock in (self.cases_dock, self.prompt_dock, self.verdict_dock):
+            view_menu.addAction(dock.toggleViewAction())
+        self.view_menu = view_menu
+
+        toolbar = QToolBar("Main", self)
+        toolbar.setObjectName("mainToolbar")
+        toolbar.setMovable(False)
+        toolbar.addAction(self.act_add)
+        toolbar.addSeparator()
+        toolbar.addWidget(QLabel(" Profile: "))
+        self.profile_combo = QComboBox()
+        self.profile_combo.setObjectName("profileCombo")
+        self.profile_combo.setMinimumWidth(220)
+        self.profile_combo.currentIndexChanged.connect(self._profile_changed)
+        toolbar.addWidget(self.profile_combo)
+        toolbar.addAction(self.act_edit_profile)
+        toolbar.addSeparator()
+        toolbar.addAction(self.act_inspect)
+        toolbar.addAction(self.act_cancel)
+        toolbar.addSeparator()
+        toolbar.addAction(self.act_settings)
+        self.addToolBar(toolbar)
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.endpoint_label = QLabel("")
+        self.endpoint_label.setObjectName("endpointLabel")
+        self.project_label = QLabel("No project open")
+        self.progress = QProgressBar()
+        self.progress.setObjectName("jobProgress")
+        self.progress.setFixedWidth(200)
+        self.progress.setRange(0, 1000)
+        self.progress.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_inspection)
+        self.cancel_button.hide()
+        bar.addWidget(self.project_label, 1)
+        bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.cancel_button)
+        bar.addPermanentWidget(self.endpoint_label)
+
+    # ------------------------------------------------------------------ messages
+
+    def notify(self, message: str, level: str = "error") -> None:
+        """Show a message without blocking: banner plus status bar; errors are also logged."""
+        if level == "error":
+            self.last_error = message
+            log.warning("%s", message)
+        self.banner.show_message(message, level)
+        self.statusBar().showMessage(message.splitlines()[0], 10000)
+
+    def _update_endpoint_label(self) -> None:
+        endpoint = self.app_settings.endpoint
+        if endpoint.configured:
+            host = urlparse(endpoint.base_url).netloc or endpoint.base_url
+            self.endpoint_label.setText(f"VLM: {endpoint.model} @ {host}")
+            self.endpoint_label.setProperty("mode", "vlm")
+        else:
+            self.endpoint_label.setText("Offline detector — no VLM endpoint set")
+            self.endpoint_label.setProperty("mode", "offline")
+        self.endpoint_label.style().unpolish(self.endpoint_label)
+        self.endpoint_label.style().polish(self.endpoint_label)
+
+    def _update_enabled(self) -> None:
+        has_project = self.store is not None
+        has_case = self._current is not None and self._current.loaded is not None
+        busy = self._inspect_job is not None
+        for action in (self.act_add, self.act_new_profile, self.act_edit_profile):
+            action.setEnabled(has_project)
+        self.act_inspect.setEnabled(has_case and not busy)
+        self.act_cancel.setEnabled(busy)
+        decided_ok = self._current is not None and self._current.case.id is not None and has_project
+        self.act_normal.setEnabled(decided_ok)
+        self.act_anomalous.setEnabled(decided_ok)
+        self.verdict_panel.set_decision_enabled(decided_ok)
+
+    # ------------------------------------------------------------------ jobs
+
+    def _run(self, title: str, function, on_done, on_error=None, blocking: bool = True) -> Job:
+        job = self.runner.submit_blocking(title, function) if blocking else self.runner.submit(title, function)
+        self._callbacks[job.id] = (on_done, on_error)
+        return job
+
+    def _job_progress(self, job_id: int, fraction: float, message: str) -> None:
+        if self._inspect_job is not None and job_id == self._inspect_job.id:
+            self.progress.setValue(int(fraction * 1000))
+            if message:
+                self.verdict_panel.show_busy(message)
+
+    def _job_finished(self, job_id: int, result: object) -> None:
+        on_done, _ = self._callbacks.pop(job_id, (None, None))
+        if on_done is not None:
+            on_done(result)
+
+    def _job_failed(self, job_id: int, error: object) -> None:
+        _, on_error = self._callbacks.pop(job_id, (None, None))
+        message = getattr(error, "user_message", None) or str(error) or type(error).__name__
+        if on_error is not None:
+            on_error(message)
+        else:
+            self.notify(message)
+
+    def _job_cancelled(self, job_id: int) -> None:
+        self._callbacks.pop(job_id, None)
+        if self._inspect_job is not None and job_id == self._inspect_job.id:
+            self._end_inspection()
+            self.verdict_panel.show_verdict(self._current.verdict if self._current else None)
+            self.notify("Inspection cancelled; nothing was stored for it.", "info")
+
+    # ------------------------------------------------------------------ projects
+
+    def open_project(self, path: str | Path) -> bool:
+        path = Path(path)
+        try:
+            store = ProjectStore(path)
+        except StoreError as exc:
+            self.notify(exc.user_message)
+            return False
+        self.close_project()
+        self.store = store
+        self.service = InspectionService(store, self.registry)
+        self.project_label.setText(str(path))
+        self.setWindowTitle(f"{path.stem} — Anomalens Workstation")
+        self.app_settings.add_recent(str(path))
+        self._save_settings()
+        self._reload_profiles()
+        self.refresh_cases()
+        self._update_enabled()
+        self.banner.hide()
+        return True
+
+    def close_project(self) -> None:
+        for job in self.runner.active_jobs():
+            job.cancel()
+        self._inspect_job = None
+        self._current = None
+        if self.store is not None:
+            self.store.close()
+        self.store = None
+        self.service = None
+        self.case_browser.set_cases([])
+        self.prompt_panel.set_prompt(None)
+        self.verdict_panel.show_verdict(None)
+        for _, viewer in self._viewers.values():
+            viewer.clear()
+
+    def new_project_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "New project", str(Path.home() / "inspection.anomalens"),
+                                              "Anomalens projects (*.anomalens)")
+        if path:
+            if not path.endswith(".anomalens"):
+                path += ".anomalens"
+            self.open_project(path)
+
+    def open_project_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", str(Path.home()),
+                                              "Anomalens projects (*.anomalens);;All files (*)")
+        if path:
+            self.open_project(path)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for recent in self.app_settings.recent_projects:
+            action = self.recent_menu.addAction(recent)
+            action.triggered.connect(lambda _=False, p=recent: self.open_project(p))
+        if not self.app_settings.recent_projects:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def _save_settings(self) -> None:
+        try:
+            save_settings(self.app_settings, self.settings_file)
+        except OSError as exc:
+            self.notify(f"Settings could not be saved ({exc.strerror or exc}).", "warning")
+
+    # ------------------------------------------------------------------ profiles
+
+    def _reload_profiles(self, select_id: int | None = None) -> None:
+        current = select_id if select_id is not None else self.current_profile_id()
+        self.profile_combo.blockSignals(True)
+        self.profile_combo.clear()
+        profiles = self.store.profiles() if self.store else []
+        for profile in profiles:
+            self.profile_combo.addItem(profile.name, profile.id)
+        if current is not None:
+            index = self.profile_combo.findData(current)
+            if index >= 0:
+                self.profile_combo.setCurrentIndex(index)
+        self.profile_combo.blockSignals(False)
+
+    def current_profile_id(self) -> int | None:
+        return self.profile_combo.currentData()
+
+    def current_profile(self) -> Profile | None:
+        profile_id = self.current_profile_id()
+        if self.store is None or profile_id is None:
+            return None
+        return self.store.profile(profile_id)
+
+    def _profile_changed(self, *_: object) -> None:
+        self._recompose()
+
+    def new_profile_dialog(self) -> None:
+        self._open_profile_dialog(None)
+
+    def edit_profile_dialog(self) -> None:
+        self._open_profile_dialog(self.current_profile())
+
+    def _open_profile_dialog(self, profile: Profile | None) -> None:
+        from views.profile_dialog import ProfileDialog
+
+        if self.service is None:
+            return
+        dialog = ProfileDialog(self.service, profile, self)
+        self.profile_dialog = dialog  # tests drive the dialog through this handle
+        dialog.finished.connect(lambda _: self._profile_dialog_closed(dialog))
+        dialog.open()
+
+    def _profile_dialog_closed(self, dialog) -> None:
+        if dialog.profile.id is not None:
+            self._reload_profiles(dialog.profile.id)
+            self._recompose()
+
+    # ------------------------------------------------------------------ cases
+
+    def refresh_cases(self) -> None:
+        if self.store is None:
+            return
+        self.case_browser.set_cases(self.store.cases(), self.store.decided_case_ids())
+
+    def add_cases_dialog(self) -> None:
+        filters = ";;".join([p.file_filter for p in self.registry.modalities.values() if p.file_filter]
+                            + ["All files (*)"])
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add cases", "", filters)
+        if paths:
+            self.add_case_files(paths)
+
+    def add_case_files(self, paths: list[str]) -> None:
+        if self.service is None:
+            self.notify("Open or create a project first (File ▸ New project).", "warning")
+            return
+        service = self.service
+        profile_id = self.current_profile_id()
+        files = _expand_folders(paths)
+
+        def work(job: Job):
+            return service.import_files(files, profile_id,
+                                        progress=lambda i, n: job.report(i / n, f"Adding cases {i}/{n}"),
+                                        is_cancelled=job.is_cancelled)
+
+        def done(result) -> None:
+            self.refresh_cases()
+            parts = [f"{len(result.added)} added"]
+            if result.duplicates:
+                parts.append(f"{len(result.duplicates)} already in the project")
+            if result.failed:
+                parts.append(f"{len(result.failed)} could not be read")
+                self.notify("Some files could not be read:\n" + "\n".join(c.error or c.name for c in result.failed),
+                            "warning")
+            self.statusBar().showMessage("Cases: " + ", ".join(parts), 8000)
+            if result.added and self.case_browser.current_case_id() is None:
+                self.case_browser.select_case(result.added[0].id)
+
+        self._run("Adding cases", work, done)
+
+    def show_case(self, case_id: int) -> None:
+        """Load and prepare the case off the GUI thread, then show it."""
+        if self.service is None:
+            return
+        if self._prepare_job is not None:
+            self._prepare_job.cancel()
+        service = self.service
+        profile = self.current_profile()
+        switches = self.prompt_panel.switches()
+
+        def work(job: Job) -> PreparedCase:
+            return _prepare(service, case_id, profile, switches)
+
+        self._prepare_job = self._run("Opening case", work, self._show_prepared)
+
+    def _show_prepared(self, prepared: PreparedCase) -> None:
+        self._prepare_job = None
+        if self.case_browser.current_case_id() not in (None, prepared.case.id):
+            return  # the operator has moved on
+        self._current = prepared
+        if prepared.loaded is not None:
+            viewer = self.viewer_for(prepared.case.modality)
+            if viewer is not None:
+                viewer.show_case(prepared.loaded)
+                viewer.show_verdict(prepared.verdict, prepared.heatmap)
+        self.prompt_panel.set_prompt(prepared.prompt)
+        self.verdict_panel.show_verdict(prepared.verdict)
+        self.verdict_panel.show_decision(prepared.decision)
+        if prepared.problem:
+            self.verdict_panel.show_error(prepared.problem)
+        self._update_enabled()
+        self.case_shown.emit(prepared.case.id)
+
+    def _recompose(self) -> None:
+        if self._current is not None and self._current.case.id is not None:
+            self.show_case(self._current.case.id)
+
+    def viewer_for(self, modality: str) -> CaseViewer | None:
+        """The dockable viewer of a modality, created the first time it is needed."""
+        if modality in self._viewers:
+            dock, viewer = self._viewers[modality]
+            dock.show()
+            dock.raise_()
+            return viewer
+        try:
+            plugin = self.registry.modality(modality)
+            module_name, _, class_name = (plugin.viewer or "").partition(":")
+            viewer_class = getattr(importlib.import_module(module_name), class_name)
+            viewer = viewer_class()
+        except Exception as exc:  # noqa: BLE001 - a broken viewer plugin must not take the window down
+            self.notify(f"The {modality} viewer could not be created: {exc}")
+            return None
+        dock = QDockWidget(f"{plugin.title} viewer", self)
+        dock.setObjectName(f"viewer_{modality}")
+        dock.setWidget(viewer)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        self.splitDockWidget(self.cases_dock, dock, Qt.Orientation.Horizontal)
+        self.resizeDocks([self.cases_dock, dock], [300, 800], Qt.Orientation.Horizontal)
+        self.view_menu.addAction(dock.toggleViewAction())
+        self._viewers[modality] = (dock, viewer)
+        return viewer
+
+    # ------------------------------------------------------------------ inspection
+
+    def inspect_current(self) -> None:
+        if self.service is None or self._current is None or self._current.loaded is None:
+            return
+        if self._inspect_job is not None:
+            return
+        profile = self.current_profile()
+        if profile is None:
+            self.notify("Create a profile first (Profile ▸ New profile): it says what normal means.", "warning")
+            return
+        case = self._current.case
+        service = self.service
+        endpoint = self.app_settings.endpoint
+        if endpoint.configured:
+            switches = self.prompt_panel.switches()
+            override = self.prompt_panel.text_override()
+
+            async def ask(job: Job) -> Verdict:
+                import asyncio
+
+                job.report(0.1, f"Asking {endpoint.model}…")
+                prompt = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: service.compose_prompt(case, profile, switches, override))
+                job.report(0.3, f"Waiting for {endpoint.model}…")
+                return await service.inspect_with_vlm(case, prompt, endpoint)
+
+            self._inspect_job = self._run("Inspecting", ask, self._inspection_done, self._inspection_failed,
+                                          blocking=False)
+            self.verdict_panel.show_busy(f"Asking {endpoint.model}… (Esc cancels)")
+        else:
+            def score(job: Job) -> Verdict:
+                job.report(0.05, "Offline detector: preparing references…")
+                return service.inspect_offline(case, profile, progress=lambda f: job.report(
+                    0.05 + 0.85 * f, "Offline detector: learning the references…"), is_cancelled=job.is_cancelled)
+
+            self._inspect_job = self._run("Inspecting offline", score, self._inspection_done,
+                                          self._inspection_failed)
+            self.verdict_panel.show_busy("Offline detector running (no VLM endpoint set)… (Esc cancels)")
+        self.progress.setValue(0)
+        self.progress.show()
+        self.cancel_button.show()
+        self._update_enabled()
+
+    def cancel_inspection(self) -> None:
+        if self._inspect_job is not None:
+            self._inspect_job.cancel()
+
+    def _end_inspection(self) -> None:
+        self._inspect_job = None
+        self.progress.hide()
+        self.cancel_button.hide()
+        self._update_enabled()
+
+    def _inspection_done(self, verdict: Verdict) -> None:
+        self._end_inspection()
+        self._refresh_case_row(verdict.case_id)
+        if self._current is not None and self._current.case.id == verdict.case_id:
+            self._current.verdict = verdict
+            self._current.heatmap = self.service.heatmap(verdict) if self.service else None
+            viewer = self.viewer_for(self._current.case.modality)
+            if viewer is not None:
+                viewer.show_verdict(verdict, self._current.heatmap)
+            self.verdict_panel.show_verdict(verdict)
+        self.inspection_finished.emit(verdict.case_id)
+
+    def _inspection_failed(self, message: str) -> None:
+        self._end_inspection()
+        self.verdict_panel.show_error(message)
+        self.notify(message)
+        if self._current is not None and self._current.case.id is not None:
+            self._refresh_case_row(self._current.case.id)
+        self.inspection_finished.emit(-1)
+
+    def _refresh_case_row(self, case_id: int) -> None:
+        if self.store is None:
+            return
+        case = self.store.case(case_id)
+        self.case_browser.update_case(case, self.store.latest_decision(case_id) is not None)
+
+    def record_decision(self, label: str) -> None:
+        if self.store is None or self._current is None or self._current.case.id is None:
+            return
+        case_id = self._current.case.id
+        verdict_id = self._current.verdict.id if self._current.verdict else None
+        try:
+            decision = self.store.record_decision(Decision(case_id=case_id, label=label, verdict_id=verdict_id))
+        except StoreError as exc:
+            self.notify(exc.user_message)
+            return
+        self._current.decision = decision
+        self.verdict_panel.show_decision(decision)
+        self._refresh_case_row(case_id)
+        self.statusBar().showMessage(f"Recorded: {self._current.case.name} is {label}", 4000)
+        QTimer.singleShot(0, self.case_browser.select_next)
+
+    # ------------------------------------------------------------------ settings
+
+    def settings_dialog(self) -> None:
+        from views.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.app_settings.endpoint, self)
+        self.endpoint_dialog = dialog
+
+        def saved() -> None:
+            self.app_settings.endpoint = dialog.endpoint()
+            self._save_settings()
+            self._update_endpoint_label()
+
+        dialog.accepted.connect(saved)
+        dialog.open()
+
+    def set_endpoint(self, endpoint) -> None:
+        self.app_settings.endpoint = endpoint
+        self._update_endpoint_label()
+
+    # ------------------------------------------------------------------ window
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt override
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        projects = [p for p in paths if p.endswith(".anomalens")]
+        if projects:
+            self.open_project(projects[0])
+        elif paths:
+            self.add_case_files(paths)
+
+    def restore_layout(self) -> None:
+        stored = QSettings("Anomalens", "Workstation")
+        geometry, state = stored.value("geometry"), stored.value("windowState")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        if self._inspect_job is not None and self.isVisible() and not getattr(self, "force_close", False):
+            answer = QMessageBox.question(self, "Inspection running",
+                                          "An inspection is still running. Cancel it and quit?")
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        stored = QSettings("Anomalens", "Workstation")
+        stored.setValue("geometry", self.saveGeometry())
+        stored.setValue("windowState", self.saveState())
+        self.runner.shutdown()
+        self.close_project()
+        super().closeEvent(event)
+
+
+def _expand_folders(paths: list[str]) -> list[Path]:
+    """Dropped folders contribute their files (sorted, hidden files skipped)."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")))
+        else:
+            files.append(path)
+    return files
+
+
+def _prepare(service: InspectionService, case_id: int, profile: Profile | None,
+             switches: PromptSwitches) -> PreparedCase:
+    """Everything needed to show a case, computed in a worker thread."""
+    store = service.store
+    case = store.case(case_id)
+    prepared = PreparedCase(case=case, loaded=None, prompt=None, verdict=store.latest_verdict(case_id),
+                            heatmap=None, decision=store.latest_decision(case_id))
+    try:
+        prepared.loaded = service.load_case(case)
+    except InspectionError as exc:
+        prepared.problem = str(exc)
+        return prepared
+    if prepared.verdict is not None:
+        prepared.heatmap = service.heatmap(prepared.verdict)
+    if profile is not None:
+        try:
+            prepared.prompt = service.compose_prompt(case, profile, switches)
+        except Exception as exc:  # noqa: BLE001 - a prompt problem must not hide the case
+            prepared.problem = f"The prompt could not be composed: {exc}"
+    return prepared

@@ -1,0 +1,169 @@
+"""Profile editor: class name, normal standards, expected defects, preset, normal references.
+
+References are stored inside the project file the moment they are added (drag and drop or the
+file dialog), so a profile travels with the project.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from inspector.inspection import InspectionError, InspectionService
+from inspector.model import Profile
+from inspector.prompt import available_presets
+from views.case_browser import local_paths_from_mime
+from views.prompt_panel import thumbnail_array
+
+
+class ReferenceList(QListWidget):
+    """Thumbnails of the profile's normal references; accepts dropped image files."""
+
+    def __init__(self, on_drop, parent=None):
+        super().__init__(parent)
+        self._on_drop = on_drop
+        self.setObjectName("referenceList")
+        self.setViewMode(QListWidget.ViewMode.IconMode)
+        self.setIconSize(QSize(96, 96))
+        self.setMovement(QListWidget.Movement.Static)
+        self.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.setAcceptDrops(True)
+        self.setMinimumHeight(140)
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if local_paths_from_mime(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if local_paths_from_mime(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt override
+        paths = local_paths_from_mime(event.mimeData())
+        if paths:
+            self._on_drop(paths)
+            event.acceptProposedAction()
+
+
+class ProfileDialog(QDialog):
+    def __init__(self, service: InspectionService, profile: Profile | None = None, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Profile" if profile else "New profile")
+        self.resize(640, 620)
+        self.service = service
+        self.profile = profile or Profile(name="")
+        self.name = QLineEdit(self.profile.name)
+        self.name.setPlaceholderText("e.g. Brake disc, line 3")
+        self.class_name = QLineEdit(self.profile.class_name)
+        self.class_name.setPlaceholderText("e.g. brake disc")
+        self.preset = QComboBox()
+        self.preset.addItems(available_presets())
+        index = self.preset.findText(self.profile.domain_preset)
+        if index >= 0:
+            self.preset.setCurrentIndex(index)
+        self.standards = QPlainTextEdit(self.profile.normal_standards)
+        self.standards.setPlaceholderText("What a normal item looks like, written by the domain expert.")
+        self.defects = QPlainTextEdit(self.profile.expected_defects)
+        self.defects.setPlaceholderText("Known defect types, one per line (scratch, crack, missing screw…)")
+        self.references = ReferenceList(self._add_reference_paths)
+        add = QPushButton("Add references…")
+        add.clicked.connect(self._browse_references)
+        remove = QPushButton("Remove selected")
+        remove.clicked.connect(self._remove_selected)
+
+        form = QFormLayout()
+        form.addRow("Name", self.name)
+        form.addRow("Class name", self.class_name)
+        form.addRow("Domain preset", self.preset)
+        form.addRow("Normal standards", self.standards)
+        form.addRow("Expected defects", self.defects)
+        ref_buttons = QHBoxLayout()
+        ref_buttons.addWidget(QLabel("Normal reference images (drop files here)"), 1)
+        ref_buttons.addWidget(add)
+        ref_buttons.addWidget(remove)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(ref_buttons)
+        layout.addWidget(self.references)
+        layout.addWidget(buttons)
+        self._reload_references()
+
+    def _collect(self) -> Profile:
+        self.profile.name = self.name.text().strip() or self.class_name.text().strip() or "Unnamed profile"
+        self.profile.class_name = self.class_name.text().strip()
+        self.profile.domain_preset = self.preset.currentText()
+        self.profile.normal_standards = self.standards.toPlainText().strip()
+        self.profile.expected_defects = self.defects.toPlainText().strip()
+        return self.profile
+
+    def _ensure_saved(self) -> int:
+        """References need a profile row to hang on: save the profile before the first one."""
+        if self.profile.id is None:
+            self.service.store.save_profile(self._collect())
+        assert self.profile.id is not None
+        return self.profile.id
+
+    def _reload_references(self) -> None:
+        self.references.clear()
+        if self.profile.id is None:
+            return
+        for name, rgb, _sha in self.service.reference_images(self.profile.id):
+            item = QListWidgetItem(QIcon(thumbnail_array(rgb, 96)), name)
+            item.setToolTip(f"{name} ({rgb.shape[1]}×{rgb.shape[0]})")
+            self.references.addItem(item)
+        for ref, row in zip(self.service.store.references(self.profile.id), range(self.references.count())):
+            self.references.item(row).setData(Qt.ItemDataRole.UserRole, ref.id)
+
+    def _add_reference_paths(self, paths: list[str]) -> None:
+        profile_id = self._ensure_saved()
+        problems = []
+        for path in paths:
+            try:
+                self.service.add_reference_file(profile_id, Path(path))
+            except InspectionError as exc:
+                problems.append(str(exc))
+        self._reload_references()
+        if problems:
+            QMessageBox.warning(self, "Some references were not added", "\n".join(problems))
+
+    def _browse_references(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Add normal reference images", "",
+            "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp);;All files (*)")
+        if paths:
+            self._add_reference_paths(paths)
+
+    def _remove_selected(self) -> None:
+        for item in self.references.selectedItems():
+            ref_id = item.data(Qt.ItemDataRole.UserRole)
+            if ref_id is not None:
+                self.service.store.remove_reference(ref_id)
+        self._reload_references()
+
+    def reference_count(self) -> int:
+        return self.references.count()
+
+    def accept(self) -> None:
+        self.service.store.save_profile(self._collect())
+        super().accept()

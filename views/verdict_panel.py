@@ -1,0 +1,139 @@
+"""Verdict panel: anomalous or not, score, explanation, raw answer, and the operator's decision."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QTabWidget,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from inspector.model import Decision, ParseStatus, ScoreSource, Verdict, VerdictSource
+
+SCORE_SOURCE_TEXT = {
+    ScoreSource.LOGPROB: "from the verdict token's log-probabilities",
+    ScoreSource.STATED_CONFIDENCE: "from the confidence the model stated",
+    ScoreSource.OFFLINE_CALIBRATED: "offline detector, calibrated on the references",
+    ScoreSource.NONE: "no score available",
+}
+
+
+class VerdictPanel(QWidget):
+    decision_requested = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.badge = QLabel("No verdict")
+        self.badge.setObjectName("verdictBadge")
+        self.badge.setProperty("state", "none")
+        self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.source = QLabel("")
+        self.source.setObjectName("verdictSource")
+        self.source.setWordWrap(True)
+        self.score_bar = QProgressBar()
+        self.score_bar.setObjectName("scoreBar")
+        self.score_bar.setRange(0, 1000)
+        self.score_bar.setTextVisible(True)
+        self.score_bar.setFormat("score —")
+        self.score_source = QLabel("")
+        self.score_source.setObjectName("muted")
+        self.tabs = QTabWidget()
+        self.explanation = QTextBrowser()
+        self.explanation.setObjectName("explanation")
+        self.raw = QPlainTextEdit()
+        self.raw.setReadOnly(True)
+        self.raw.setObjectName("rawAnswer")
+        self.tabs.addTab(self.explanation, "Explanation")
+        self.tabs.addTab(self.raw, "Raw answer")
+
+        self.confirm_normal = QPushButton("Normal  (N)")
+        self.confirm_normal.setObjectName("decideNormal")
+        self.confirm_normal.setToolTip("Record the operator's decision: normal (key N)")
+        self.confirm_anomalous = QPushButton("Anomalous  (A)")
+        self.confirm_anomalous.setObjectName("decideAnomalous")
+        self.confirm_anomalous.setToolTip("Record the operator's decision: anomalous (key A)")
+        self.confirm_normal.clicked.connect(lambda: self.decision_requested.emit("normal"))
+        self.confirm_anomalous.clicked.connect(lambda: self.decision_requested.emit("anomalous"))
+        self.decision = QLabel("Operator decision: none yet")
+        self.decision.setObjectName("decisionLabel")
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.confirm_normal)
+        buttons.addWidget(self.confirm_anomalous)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.badge)
+        layout.addWidget(self.source)
+        layout.addWidget(self.score_bar)
+        layout.addWidget(self.score_source)
+        layout.addWidget(self.tabs, 1)
+        layout.addWidget(self.decision)
+        layout.addLayout(buttons)
+        self.set_decision_enabled(False)
+
+    def _set_badge(self, text: str, state: str) -> None:
+        self.badge.setText(text)
+        self.badge.setProperty("state", state)
+        self.badge.style().unpolish(self.badge)
+        self.badge.style().polish(self.badge)
+
+    def set_decision_enabled(self, enabled: bool) -> None:
+        self.confirm_normal.setEnabled(enabled)
+        self.confirm_anomalous.setEnabled(enabled)
+
+    def show_verdict(self, verdict: Verdict | None) -> None:
+        if verdict is None:
+            self._set_badge("Not inspected", "none")
+            self.source.setText("Press Inspect (Ctrl+Return) to ask the model or the offline detector.")
+            self.score_bar.setValue(0)
+            self.score_bar.setFormat("score —")
+            self.score_source.setText("")
+            self.explanation.setPlainText("")
+            self.raw.setPlainText("")
+            return
+        if verdict.parse_status == ParseStatus.UNPARSED:
+            self._set_badge("UNREADABLE ANSWER", "unparsed")
+        elif verdict.anomalous:
+            self._set_badge("ANOMALOUS", "anomalous")
+        else:
+            self._set_badge("NORMAL", "normal")
+        if verdict.source == VerdictSource.OFFLINE:
+            self.source.setText("Offline detector — no VLM was asked "
+                                f"({verdict.model}; {verdict.created_at or ''})")
+        else:
+            self.source.setText(f"VLM: {verdict.model} ({verdict.created_at or ''})")
+        if verdict.score is None:
+            self.score_bar.setValue(0)
+            self.score_bar.setFormat("score —")
+        else:
+            self.score_bar.setValue(int(round(verdict.score * 1000)))
+            self.score_bar.setFormat(f"P(anomalous) {verdict.score:.2f}")
+        self.score_source.setText(SCORE_SOURCE_TEXT[ScoreSource(verdict.score_source)])
+        text = verdict.explanation or ""
+        if verdict.regions:
+            lines = [f"{i}. {r.label or 'region'} at ({r.x0:.0f}, {r.y0:.0f})–({r.x1:.0f}, {r.y1:.0f})"
+                     + (f": {r.reason}" if r.reason else "") for i, r in enumerate(verdict.regions, 1)]
+            text += "\n\nRegions:\n" + "\n".join(lines)
+        self.explanation.setPlainText(text)
+        self.raw.setPlainText(verdict.raw_answer)
+
+    def show_busy(self, message: str) -> None:
+        self._set_badge("Inspecting…", "busy")
+        self.source.setText(message)
+
+    def show_error(self, message: str) -> None:
+        self._set_badge("Inspection failed", "error")
+        self.source.setText(message)
+
+    def show_decision(self, decision: Decision | None) -> None:
+        if decision is None:
+            self.decision.setText("Operator decision: none yet")
+        else:
+            self.decision.setText(f"Operator decision: <b>{decision.label}</b> ({decision.created_at})")
