@@ -44,7 +44,7 @@ class InspectionError(Exception):
     """Inspection cannot start or finish; the message is for the operator."""
 
 
-class InspectionCancelled(Exception):
+class InspectionCancelledError(Exception):
     """The operator cancelled; nothing was stored for this inspection."""
 
 
@@ -97,7 +97,7 @@ class InspectionService:
                 metadata = loaded.metadata
             except (CaseReadError, UnsupportedFileError) as exc:
                 read_error = str(exc)
-            except Exception as exc:  # noqa: BLE001 - a reader bug must not stop the import
+            except Exception as exc:
                 log.exception("reader failed on %s", path)
                 read_error = f"{path.name}: could not be read ({type(exc).__name__}: {exc})"
         case = Case(
@@ -292,7 +292,7 @@ class InspectionService:
         detector = self._fitted_detector(profile, progress, is_cancelled)
         result = detector.score(plugin.offline_input(loaded))
         if is_cancelled is not None and is_cancelled():
-            raise InspectionCancelled("cancelled before the verdict was stored")
+            raise InspectionCancelledError("cancelled before the verdict was stored")
         heat_png = encode_png_bytes((np.clip(result.heatmap, 0, 1) * 255).astype(np.uint8))
         verdict = Verdict(
             case_id=case.id, source=VerdictSource.OFFLINE, anomalous=result.anomalous,

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 
-class Modality(str, enum.Enum):
+class Modality(enum.StrEnum):
     """The five kinds of case the workstation inspects (plugins may add more names)."""
 
     IMAGE = "image"
@@ -23,7 +23,7 @@ class Modality(str, enum.Enum):
     VIDEO = "video"
 
 
-class CaseStatus(str, enum.Enum):
+class CaseStatus(enum.StrEnum):
     """What the case list shows: the operator's decision wins over the machine's verdict."""
 
     NOT_INSPECTED = "not_inspected"
@@ -33,12 +33,12 @@ class CaseStatus(str, enum.Enum):
     ERROR = "error"
 
 
-class VerdictSource(str, enum.Enum):
+class VerdictSource(enum.StrEnum):
     VLM = "vlm"
     OFFLINE = "offline_detector"
 
 
-class ScoreSource(str, enum.Enum):
+class ScoreSource(enum.StrEnum):
     """Where a verdict's ranking score came from, recorded with every verdict."""
 
     LOGPROB = "logprob"  # P(anomalous) from the verdict token's log-probabilities
@@ -47,7 +47,7 @@ class ScoreSource(str, enum.Enum):
     NONE = "none"
 
 
-class ParseStatus(str, enum.Enum):
+class ParseStatus(enum.StrEnum):
     PARSED = "parsed"
     UNPARSED = "unparsed"  # never guessed: stored and counted
     ERROR = "error"  # the request itself failed (HTTP error, timeout, cancelled)

@@ -71,7 +71,7 @@ def test_modality_by_content_beats_a_misleading_extension(tmp_path, registry):
     assert registry.modality_for_path(disguised).name == "image"
     unknown = tmp_path / "notes.xyzabc"
     unknown.write_text("hello")
-    with pytest.raises(UnsupportedFileError, match="unsupported file type .xyzabc"):
+    with pytest.raises(UnsupportedFileError, match=r"unsupported file type \.xyzabc"):
         registry.modality_for_path(unknown)
 
 

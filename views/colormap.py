@@ -12,7 +12,7 @@ _STOPS = np.array([
 def heat_to_rgba(heat: np.ndarray, opacity: float = 0.55, floor: float = 0.35) -> np.ndarray:
     """Colour a [0,1] heat map; values below `floor` stay transparent so normal areas stay readable."""
     h = np.clip(np.nan_to_num(heat.astype(np.float64)), 0.0, 1.0)
-    rgba = np.empty(h.shape + (4,), np.uint8)
+    rgba = np.empty((*h.shape, 4), np.uint8)
     for channel in range(3):
         rgba[..., channel] = np.interp(h, _STOPS[:, 0], _STOPS[:, channel + 1]).astype(np.uint8)
     alpha = np.clip((h - floor) / max(1e-6, 1.0 - floor), 0.0, 1.0) * opacity * 255.0

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from inspector.imaging import decode_image
 from inspector.inspection import InspectionError, InspectionService
 from inspector.model import Profile
 from inspector.prompt import available_presets
@@ -128,12 +129,12 @@ class ProfileDialog(QDialog):
         self.references.clear()
         if self.profile.id is None:
             return
-        for name, rgb, _sha in self.service.reference_images(self.profile.id):
-            item = QListWidgetItem(QIcon(thumbnail_array(rgb, 96)), name)
-            item.setToolTip(f"{name} ({rgb.shape[1]}×{rgb.shape[0]})")
+        for ref in self.service.store.references(self.profile.id):
+            rgb, _ = decode_image(self.service.store.get_blob(ref.blob_sha256), ref.name)
+            item = QListWidgetItem(QIcon(thumbnail_array(rgb, 96)), ref.name)
+            item.setToolTip(f"{ref.name} ({ref.width}×{ref.height})")
+            item.setData(Qt.ItemDataRole.UserRole, ref.id)
             self.references.addItem(item)
-        for ref, row in zip(self.service.store.references(self.profile.id), range(self.references.count())):
-            self.references.item(row).setData(Qt.ItemDataRole.UserRole, ref.id)
 
     def _add_reference_paths(self, paths: list[str]) -> None:
         profile_id = self._ensure_saved()

@@ -113,7 +113,7 @@ class VerdictPanel(QWidget):
             self.score_bar.setValue(0)
             self.score_bar.setFormat("score —")
         else:
-            self.score_bar.setValue(int(round(verdict.score * 1000)))
+            self.score_bar.setValue(round(verdict.score * 1000))
             self.score_bar.setFormat(f"P(anomalous) {verdict.score:.2f}")
         self.score_source.setText(SCORE_SOURCE_TEXT[ScoreSource(verdict.score_source)])
         text = verdict.explanation or ""

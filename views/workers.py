@@ -116,7 +116,7 @@ class AsyncRunner(QThread):
             result = await factory(job)
         except asyncio.CancelledError:
             self.cancelled_job.emit(job.id)
-        except Exception as exc:  # noqa: BLE001 - every failure is reported to the GUI
+        except Exception as exc:
             if job.is_cancelled():
                 self.cancelled_job.emit(job.id)
             else:
