@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -123,10 +123,11 @@ class CaseBrowser(QWidget):
         return self.table.item(self._rows[case_id], 1).text()
 
     def current_case_id(self) -> int | None:
-        items = self.table.selectedItems()
-        if not items:
+        """The case under the cursor (the one shown), even when several rows are selected."""
+        row = self.table.currentRow()
+        if row < 0 or not self.table.selectionModel().isRowSelected(row):
             return None
-        return self.table.item(items[0].row(), 0).data(Qt.ItemDataRole.UserRole)
+        return self.table.item(row, 0).data(Qt.ItemDataRole.UserRole)
 
     def selected_case_ids(self) -> list[int]:
         rows = sorted({item.row() for item in self.table.selectedItems()})
@@ -134,14 +135,21 @@ class CaseBrowser(QWidget):
 
     def select_case(self, case_id: int) -> None:
         row = self._rows.get(case_id)
-        if row is not None:
-            self.table.selectRow(row)
+        if row is None:
+            return
+        if self.current_case_id() == case_id:
+            self.case_selected.emit(case_id)  # already selected: show it again (e.g. after a reload)
+        else:
+            self._select_row(row)
+
+    def _select_row(self, row: int) -> None:
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        self.table.selectionModel().setCurrentIndex(self.table.model().index(row, 0), flags)
 
     def select_next(self) -> None:
-        rows = [i.row() for i in self.table.selectedItems()]
-        row = (max(rows) + 1) if rows else 0
+        row = self.table.currentRow() + 1
         if row < self.table.rowCount():
-            self.table.selectRow(row)
+            self._select_row(row)
 
     def _selection_changed(self) -> None:
         case_id = self.current_case_id()
