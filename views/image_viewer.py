@@ -153,12 +153,18 @@ class ImageViewer(CaseViewer):
 
     # ------------------------------------------------------------------ CaseViewer
 
-    def show_case(self, loaded: LoadedCase) -> None:
-        self.show_image(loaded.data)
+    @classmethod
+    def prepare_display(cls, loaded: LoadedCase) -> QImage:
+        return array_to_qimage(loaded.data)
 
-    def show_image(self, image: np.ndarray) -> None:
+    def show_case(self, loaded: LoadedCase, display: QImage | None = None) -> None:
+        if loaded.data is self._image:
+            return  # already shown: keep the operator's zoom and pan
+        self.show_image(loaded.data, display)
+
+    def show_image(self, image: np.ndarray, display: QImage | None = None) -> None:
         self._image = image
-        self.image_item.setPixmap(QPixmap.fromImage(array_to_qimage(image)))
+        self.image_item.setPixmap(QPixmap.fromImage(display if display is not None else array_to_qimage(image)))
         self.scene.setSceneRect(QRectF(0, 0, image.shape[1], image.shape[0]))
         self.show_verdict(None, None)
         self.view.fit()

@@ -58,6 +58,7 @@ class PreparedCase:
     heatmap: np.ndarray | None
     decision: Decision | None
     problem: str | None = None
+    display: Any = None  # the viewer's pre-converted content (e.g. a QImage), made off the GUI thread
 
 
 class Banner(QWidget):
@@ -141,10 +142,24 @@ class MainWindow(QMainWindow):
         self._update_endpoint_label()
         self._update_enabled()
         self.setAcceptDrops(True)
+        self._warm_up()
         if registry.errors:
             self.notify("Some plugins were skipped:\n" + "\n".join(e.message for e in registry.errors), "warning")
 
     # ------------------------------------------------------------------ construction
+
+    def _warm_up(self) -> None:
+        """Import the VLM client stack in the background now, not on the operator's first Inspect.
+
+        Importing `openai` (pydantic models) is pure-Python work that holds the GIL for a while; done
+        during the first request it would stall the window.
+        """
+
+        def warm(_job: Job) -> None:
+            import inspector.vlm.answers  # noqa: F401
+            import inspector.vlm.client  # noqa: F401
+
+        self._run("Warming up", warm, lambda _result: None, lambda _message: None)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -290,12 +305,14 @@ class MainWindow(QMainWindow):
             if message:
                 self.verdict_panel.show_busy(message)
 
-    def _job_finished(self, job_id: int, result: object) -> None:
+    def _job_finished(self, job_id: int) -> None:
+        result = self.runner.take_outcome(job_id)
         on_done, _ = self._callbacks.pop(job_id, (None, None))
         if on_done is not None:
             on_done(result)
 
-    def _job_failed(self, job_id: int, error: object) -> None:
+    def _job_failed(self, job_id: int) -> None:
+        error = self.runner.take_outcome(job_id)
         _, on_error = self._callbacks.pop(job_id, (None, None))
         message = getattr(error, "user_message", None) or str(error) or type(error).__name__
         if on_error is not None:
@@ -474,9 +491,14 @@ class MainWindow(QMainWindow):
         service = self.service
         profile = self.current_profile()
         switches = self.prompt_panel.switches()
+        viewer_classes = {name: self._viewer_class(name) for name in self.registry.modalities}
 
         def work(job: Job) -> PreparedCase:
-            return _prepare(service, case_id, profile, switches)
+            prepared = _prepare(service, case_id, profile, switches)
+            viewer_class = viewer_classes.get(prepared.case.modality)
+            if prepared.loaded is not None and viewer_class is not None:
+                prepared.display = viewer_class.prepare_display(prepared.loaded)
+            return prepared
 
         self._prepare_job = self._run("Opening case", work, self._show_prepared)
 
@@ -488,7 +510,7 @@ class MainWindow(QMainWindow):
         if prepared.loaded is not None:
             viewer = self.viewer_for(prepared.case.modality)
             if viewer is not None:
-                viewer.show_case(prepared.loaded)
+                viewer.show_case(prepared.loaded, prepared.display)
                 viewer.show_verdict(prepared.verdict, prepared.heatmap)
         self.prompt_panel.set_prompt(prepared.prompt)
         self.verdict_panel.show_verdict(prepared.verdict)
@@ -502,6 +524,16 @@ class MainWindow(QMainWindow):
         if self._current is not None and self._current.case.id is not None:
             self.show_case(self._current.case.id)
 
+    def _viewer_class(self, modality: str) -> type[CaseViewer] | None:
+        """Resolve a plugin's viewer import string; None (and a message) if it is broken."""
+        try:
+            plugin = self.registry.modality(modality)
+            module_name, _, class_name = (plugin.viewer or "").partition(":")
+            return getattr(importlib.import_module(module_name), class_name)
+        except Exception as exc:  # noqa: BLE001 - a broken viewer plugin must not take the window down
+            self.notify(f"The {modality} viewer could not be loaded: {exc}")
+            return None
+
     def viewer_for(self, modality: str) -> CaseViewer | None:
         """The dockable viewer of a modality, created the first time it is needed."""
         if modality in self._viewers:
@@ -509,14 +541,15 @@ class MainWindow(QMainWindow):
             dock.show()
             dock.raise_()
             return viewer
+        viewer_class = self._viewer_class(modality)
+        if viewer_class is None:
+            return None
         try:
-            plugin = self.registry.modality(modality)
-            module_name, _, class_name = (plugin.viewer or "").partition(":")
-            viewer_class = getattr(importlib.import_module(module_name), class_name)
             viewer = viewer_class()
         except Exception as exc:  # noqa: BLE001 - a broken viewer plugin must not take the window down
             self.notify(f"The {modality} viewer could not be created: {exc}")
             return None
+        plugin = self.registry.modality(modality)
         dock = QDockWidget(f"{plugin.title} viewer", self)
         dock.setObjectName(f"viewer_{modality}")
         dock.setWidget(viewer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from PySide6.QtWidgets import QWidget
 
@@ -9,9 +11,18 @@ from inspector.model import LoadedCase, Verdict
 
 
 class CaseViewer(QWidget):
-    """Base class of the modality viewers: show a case, then overlay a verdict on it."""
+    """Base class of the modality viewers: show a case, then overlay a verdict on it.
 
-    def show_case(self, loaded: LoadedCase) -> None:
+    `prepare_display` runs in a worker thread before `show_case` runs on the GUI thread: heavy
+    conversions (a 4096x4096 image into a QImage, a million points into VTK arrays) belong there so
+    opening a big case never stalls the window.
+    """
+
+    @classmethod
+    def prepare_display(cls, loaded: LoadedCase) -> Any:
+        return None
+
+    def show_case(self, loaded: LoadedCase, display: Any = None) -> None:
         raise NotImplementedError
 
     def show_verdict(self, verdict: Verdict | None, heatmap: np.ndarray | None) -> None:

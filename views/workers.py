@@ -6,7 +6,9 @@ once), which a plain blocking call in a thread cannot do. CPU-bound work (the of
 decoding) runs in the loop's thread pool and checks a cancel flag between steps.
 
 Results come back through Qt signals, which Qt queues onto the GUI thread, so slots may touch
-widgets freely. The GUI thread never waits on a job.
+widgets freely. The GUI thread never waits on a job. Signals carry only the job id (and numbers);
+the result or exception itself is handed over through a locked dictionary and taken with
+`take_outcome`, so no Python object is marshalled through Qt's queued connections across threads.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ class AsyncRunner(QThread):
 
     started_job = Signal(int, str)
     progress = Signal(int, float, str)
-    finished_job = Signal(int, object)
-    failed_job = Signal(int, object)
+    finished_job = Signal(int)
+    failed_job = Signal(int)
     cancelled_job = Signal(int)
 
     def __init__(self, parent: QObject | None = None, max_workers: int = 2):
@@ -64,6 +66,8 @@ class AsyncRunner(QThread):
         self._ready = threading.Event()
         self._ids = itertools.count(1)
         self._jobs: dict[int, Job] = {}
+        self._outcomes: dict[int, Any] = {}
+        self._outcome_lock = threading.Lock()
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=max_workers,
                                                                thread_name_prefix="anomalens-cpu")
 
@@ -121,14 +125,25 @@ class AsyncRunner(QThread):
                 self.cancelled_job.emit(job.id)
             else:
                 log.debug("job %s failed", job.title, exc_info=True)
-                self.failed_job.emit(job.id, exc)
+                self._put_outcome(job.id, exc)
+                self.failed_job.emit(job.id)
         else:
             if job.is_cancelled():
                 self.cancelled_job.emit(job.id)
             else:
-                self.finished_job.emit(job.id, result)
+                self._put_outcome(job.id, result)
+                self.finished_job.emit(job.id)
         finally:
             self._jobs.pop(job.id, None)
+
+    def _put_outcome(self, job_id: int, outcome: Any) -> None:
+        with self._outcome_lock:
+            self._outcomes[job_id] = outcome
+
+    def take_outcome(self, job_id: int) -> Any:
+        """The result (or exception) of a finished job; each outcome is taken once."""
+        with self._outcome_lock:
+            return self._outcomes.pop(job_id, None)
 
     def active_jobs(self) -> list[Job]:
         return list(self._jobs.values())
