@@ -1,15 +1,19 @@
 """The project file: one SQLite database per project (``*.anomalens``)."""
 
 from inspector.store.project import (
+    NotAProjectError,
+    ProjectFullError,
+    ProjectLockedError,
     ProjectStore,
     StoreError,
-    ProjectLockedError,
-    ProjectFullError,
-    NotAProjectError,
     sha256_bytes,
 )
 
 __all__ = [
-    "ProjectStore", "StoreError", "ProjectLockedError", "ProjectFullError", "NotAProjectError",
+    "NotAProjectError",
+    "ProjectFullError",
+    "ProjectLockedError",
+    "ProjectStore",
+    "StoreError",
     "sha256_bytes",
 ]

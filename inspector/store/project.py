@@ -67,7 +67,7 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
