@@ -29,6 +29,7 @@ from inspector.model import (
     ScoreSource,
     Verdict,
     VerdictSource,
+    ViewMap,
 )
 from inspector.plugins import PluginRegistry, UnsupportedFileError
 from inspector.prompt import ComposedPrompt, PromptSwitches, compose
@@ -63,6 +64,7 @@ class InspectionService:
         self.registry = registry
         self._loaded: OrderedDict[int, LoadedCase] = OrderedDict()
         self._detectors: dict[str, object] = {}
+        self._view_maps: dict[str, dict[str, ViewMap]] = {}  # prompt hash -> view label -> map to the case
         self._lock = threading.RLock()
 
     # ----------------------------------------------------------------- cases
@@ -199,8 +201,11 @@ class InspectionService:
         if switches.references and switches.max_references > 0:
             refs = self.reference_images(profile.id) if profile.id is not None else []
             references = [(name, rgb) for name, rgb, _ in refs[: switches.max_references]]
-        return compose(profile, views, references, switches=switches, preset=profile.domain_preset or None,
-                       text_override=text_override)
+        prompt = compose(profile, views, references, switches=switches, preset=profile.domain_preset or None,
+                         text_override=text_override)
+        with self._lock:
+            self._view_maps[prompt.sha256] = {view.label: view.view_map for view in views}
+        return prompt
 
     def _store_prompt(self, prompt: ComposedPrompt) -> int:
         return self.store.save_prompt(
@@ -245,7 +250,9 @@ class InspectionService:
             completion_tokens=answer.completion_tokens,
         )
         parsed = parse_answer(answer.raw_text, answer.logprobs)
-        regions = [_region_from_answer(r) for r in parsed.regions]
+        with self._lock:
+            view_maps = self._view_maps.get(prompt.sha256, {})
+        regions = [_region_from_answer(r, prompt, view_maps) for r in parsed.regions]
         explanation = parsed.explanation
         if parsed.status == ParseStatus.UNPARSED:
             explanation = ("The model's answer could not be read as a verdict; it is stored as unparsed "
@@ -311,15 +318,38 @@ class InspectionService:
         return gray[:, :, 0].astype(np.float32) / 255.0
 
 
-def _region_from_answer(item: object) -> Region | None:
-    """A region the model named as a bbox {x0,y0,x1,y1} (or [x0,y0,x1,y1]); anything else is dropped."""
+def _region_from_answer(item: object, prompt: ComposedPrompt, view_maps: dict[str, ViewMap]) -> Region | None:
+    """A box the model drew on an image it was sent, mapped back to case pixels; else None.
+
+    The model sees the downscaled PNG of a view, so a box is first scaled back to the view
+    (`PromptImage.scale`), then through the view's map to the case. Boxes on images we did not send
+    as queries, or that are not four numbers, are dropped rather than guessed.
+    """
+    if not isinstance(item, dict):
+        return None
+    box = item.get("box") or item.get("bbox")
+    if box is None and all(k in item for k in ("x0", "y0", "x1", "y1")):
+        box = [item["x0"], item["y0"], item["x1"], item["y1"]]
     try:
-        if isinstance(item, dict) and all(k in item for k in ("x0", "y0", "x1", "y1")):
-            return Region(float(item["x0"]), float(item["y0"]), float(item["x1"]), float(item["y1"]),
-                          label=str(item.get("label", "")), reason=str(item.get("reason", "")))
-        if isinstance(item, dict) and isinstance(item.get("bbox"), list | tuple) and len(item["bbox"]) == 4:
-            x0, y0, x1, y1 = (float(v) for v in item["bbox"])
-            return Region(x0, y0, x1, y1, label=str(item.get("label", "")), reason=str(item.get("reason", "")))
+        x0, y0, x1, y1 = (float(v) for v in box)
     except (TypeError, ValueError):
         return None
-    return None
+    queries = [img for img in prompt.images if img.role == "query"]
+    wanted = str(item.get("view", "")).strip()
+    if wanted:
+        image = next((img for img in queries if img.label == wanted), None)
+    else:
+        image = queries[0] if len(queries) == 1 else None  # unnamed boxes are unambiguous only with one view
+    if image is None:
+        return None
+    view_map = view_maps.get(image.label)
+    scale = image.scale or 1.0
+    x0, x1 = sorted((max(0.0, min(x0, image.width)), max(0.0, min(x1, image.width))))
+    y0, y1 = sorted((max(0.0, min(y0, image.height)), max(0.0, min(y1, image.height))))
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        return None
+    corners = [(x0 / scale, y0 / scale), (x1 / scale, y1 / scale)]
+    if view_map is not None and view_map.kind == "pixel_scale":
+        corners = [view_map.view_to_case_xy(x, y) for x, y in corners]
+    (cx0, cy0), (cx1, cy1) = corners
+    return Region(cx0, cy0, cx1, cy1, score=1.0, label=str(item.get("label", "")), reason=str(item.get("reason", "")))

@@ -121,3 +121,26 @@ def test_offline_inspection_without_references_explains_what_to_do(tmp_path, ser
     case, _ = service.import_file(_png(tmp_path / "c.png"))
     with pytest.raises(InspectionError, match="Add at least one normal reference"):
         service.inspect_offline(case, profile)
+
+
+def test_boxes_from_the_model_map_back_to_case_pixels(tmp_path, service):
+    """The model sees a 1024-px view of a 2048-px case: its boxes must land on the original pixels."""
+    store = service.store
+    profile = store.save_profile(Profile(name="P", class_name="sheet"))
+    big = tmp_path / "big.png"
+    Image.fromarray(textured_image(4, (1024, 2048))).save(big)
+    case, _ = service.import_file(big)
+    reply = json.dumps({"anomalous": True, "confidence": 0.9, "reason": "dent",
+                        "regions": [{"view": "image", "box": [100, 50, 200, 150], "label": "dent"},
+                                    {"view": "not-sent", "box": [1, 1, 5, 5]},
+                                    {"box": "somewhere"}]})
+    with LoopbackVLM(responder=lambda request: reply) as server:
+        endpoint = EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=10)
+        prompt = service.compose_prompt(case, profile)
+        verdict = asyncio.run(service.inspect_with_vlm(case, prompt, endpoint))
+        assert server.chat_requests[0].image_sizes == [(1024, 512)]
+    assert len(verdict.regions) == 1
+    region = verdict.regions[0]
+    assert (region.x0, region.y0, region.x1, region.y1) == pytest.approx((200, 100, 400, 300))
+    assert region.label == "dent"
+    assert store.latest_verdict(case.id).regions[0].x1 == pytest.approx(400)
