@@ -87,7 +87,7 @@ def test_vlm_failures_are_stored_and_reported(tmp_path, service):
         verdict = asyncio.run(service.inspect_with_vlm(case, prompt, endpoint))
         assert verdict.parse_status == ParseStatus.UNPARSED and verdict.anomalous is None
         server.enqueue(delay_s=3)
-        with pytest.raises(InspectionError, match="(?i)time"):
+        with pytest.raises(InspectionError, match=r"(?i)time"):
             asyncio.run(service.inspect_with_vlm(case, prompt, endpoint))
         server.enqueue(status=429, retry_after="7")
         with pytest.raises(InspectionError):
