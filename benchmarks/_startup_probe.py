@@ -8,13 +8,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from PySide6.QtCore import QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
 
-from inspector.paths import resources_dir  # noqa: E402
-from inspector.plugins import discover  # noqa: E402
-from inspector.settings import load_settings  # noqa: E402
-from views.main_window import MainWindow  # noqa: E402
+from inspector.paths import resources_dir
+from inspector.plugins import discover
+from inspector.settings import load_settings
+from views.main_window import MainWindow
 
 
 def main() -> None:

@@ -156,7 +156,7 @@ class MainWindow(QMainWindow):
         """
 
         def warm(_job: Job) -> None:
-            import inspector.vlm.answers  # noqa: F401
+            import inspector.vlm.answers
             import inspector.vlm.client  # noqa: F401
 
         self._run("Warming up", warm, lambda _result: None, lambda _message: None)

@@ -1,0 +1,310 @@
+"""Prompt composition after Cao et al. (2023), "Towards Generic Anomaly Detection and Understanding".
+
+The paper found four kinds of prompt information help a VLM judge anomalies: task information,
+class information, normal standards written by an expert, and normal reference images (zero-,
+one- or few-shot). Here each kind is a part that can be switched on or off, so that a team can
+measure on its own line which parts help (the evaluation groups results by switches and preset).
+
+Domain wording lives in presets (``resources/presets/*.json``, versioned) rather than in code, so
+wording changes are visible in the record of every prompt. The machine-readable answer format is
+its own switch (`answer_format`, on by default) rather than part of the task text: switching
+"task information" off for a study should measure the task description, not turn every answer
+into free text that then cannot be scored.
+
+A `ComposedPrompt` is everything that is sent: system text, user text, captions and images. Its
+hash identifies the request for caching and auditing; the images are stored by hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from inspector.model import Profile, View
+from inspector.paths import resources_dir
+
+DEFAULT_PRESET = "industrial"
+DEFAULT_MAX_SIDE = 1024
+_PRESET_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class PresetError(ValueError):
+    """A preset is unknown or its file is incomplete."""
+
+
+@dataclass
+class PromptSwitches:
+    """Which of the paper's prompt parts are included (plus the answer format)."""
+
+    task: bool = True
+    class_info: bool = True
+    standards: bool = True
+    references: bool = True
+    max_references: int = 1  # 0 = zero-shot
+    answer_format: bool = True
+
+    @property
+    def shots(self) -> int:
+        """How many reference images may be sent (0 when references are off)."""
+        return max(0, self.max_references) if self.references else 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PromptSwitches:
+        known = {k: data[k] for k in asdict(cls()) if k in data}
+        return cls(**known)
+
+
+@dataclass
+class PromptImage:
+    """An image as sent: PNG bytes, their hash, and the caption that precedes it in the message.
+
+    `scale` is sent size / view size, so that boxes the model returns (in sent pixels) can be
+    mapped back to the view and from there, through the view's map, to the case.
+    """
+
+    role: str  # "reference" or "query"
+    label: str
+    png: bytes = field(repr=False)
+    sha256: str
+    caption: str = ""
+    width: int = 0
+    height: int = 0
+    scale: float = 1.0
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "role": self.role, "label": self.label, "sha256": self.sha256, "caption": self.caption,
+            "width": self.width, "height": self.height, "scale": self.scale,
+        }
+
+
+@dataclass
+class ComposedPrompt:
+    """Exactly what is sent to the model, and how it was made."""
+
+    system: str
+    text: str  # final user text (may be the operator's edited version)
+    images: list[PromptImage]  # references first, then the query views
+    switches: PromptSwitches
+    preset: str
+    preset_version: str
+    edited: bool  # True when the operator overrode the composed text
+    sha256: str = ""
+    composed_text: str = ""  # the text as composed, kept for the audit when `edited`
+
+    def __post_init__(self) -> None:
+        if not self.sha256:
+            self.sha256 = prompt_hash(self.system, self.text, self.images)
+
+    @property
+    def references(self) -> list[PromptImage]:
+        return [img for img in self.images if img.role == "reference"]
+
+    @property
+    def queries(self) -> list[PromptImage]:
+        return [img for img in self.images if img.role == "query"]
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-serialisable record for storage; images by hash only (their bytes go to blobs)."""
+        return {
+            "sha256": self.sha256,
+            "system": self.system,
+            "text": self.text,
+            "composed_text": self.composed_text if self.edited else None,
+            "edited": self.edited,
+            "images": [img.to_record() for img in self.images],
+            "switches": asdict(self.switches),
+            "preset": self.preset,
+            "preset_version": self.preset_version,
+        }
+
+
+def prompt_hash(system: str, text: str, images: list[PromptImage]) -> str:
+    """Hash of everything sent: identical prompts give identical hashes, any change a new one."""
+    payload = {
+        "system": system,
+        "text": text,
+        "images": [[img.role, img.caption or img.label, img.sha256] for img in images],
+    }
+    encoded = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Preset:
+    """Domain wording for the prompt parts. Templates use ``{name}`` placeholders only."""
+
+    name: str
+    version: str
+    title: str
+    system: str
+    task: str
+    class_template: str
+    standards_template: str
+    defects_template: str
+    subject_default: str
+    reference_intro: str
+    reference_caption: str
+    query_intro: str
+    query_caption: str
+    answer_format: str
+
+
+_PRESET_FIELDS = tuple(Preset.__dataclass_fields__)
+
+
+def presets_dir() -> Path:
+    return resources_dir() / "presets"
+
+
+def available_presets() -> list[str]:
+    """Names of the bundled presets, sorted."""
+    folder = presets_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.json"))
+
+
+def load_preset(name: str) -> Preset:
+    """Load a preset by name; an unknown name or an incomplete file raises `PresetError`."""
+    if not isinstance(name, str) or not _PRESET_NAME.match(name):
+        raise PresetError(f"Invalid preset name {name!r}")
+    path = presets_dir() / f"{name}.json"
+    if not path.is_file():
+        known = ", ".join(available_presets()) or "none installed"
+        raise PresetError(f"Unknown prompt preset {name!r} (available: {known})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PresetError(f"Prompt preset {name!r} cannot be read: {exc}") from exc
+    missing = [f for f in _PRESET_FIELDS if not isinstance(data.get(f), str)]
+    if missing:
+        raise PresetError(f"Prompt preset {name!r} lacks the text fields: {', '.join(missing)}")
+    return Preset(**{f: data[f] for f in _PRESET_FIELDS})
+
+
+def _fill(template: str, **values: Any) -> str:
+    """Replace ``{name}`` placeholders we know; other braces (JSON examples) stay as they are."""
+    def sub(match: re.Match[str]) -> str:
+        key = match.group(1)
+        return str(values[key]) if key in values else match.group(0)
+
+    return re.sub(r"\{([a-z_]+)\}", sub, template)
+
+
+def _as_uint8_rgb_or_gray(image: np.ndarray) -> np.ndarray:
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise ValueError(f"Images sent to the model must be uint8, got {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    elif array.ndim == 3 and array.shape[2] == 4:
+        array = array[:, :, :3]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
+        raise ValueError(f"Expected a gray (H, W) or RGB (H, W, 3) image, got shape {array.shape}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError("Cannot send an empty image")
+    return np.ascontiguousarray(array)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """RGB or gray uint8 array → PNG bytes; the same pixels always give the same bytes (no metadata)."""
+    array = _as_uint8_rgb_or_gray(image)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", compress_level=6, optimize=False)
+    return buffer.getvalue()
+
+
+def downscale(image: np.ndarray, max_side: int = DEFAULT_MAX_SIDE) -> tuple[np.ndarray, float]:
+    """Shrink so the longest side is at most `max_side` (never enlarge); returns (image, scale)."""
+    array = _as_uint8_rgb_or_gray(image)
+    height, width = array.shape[:2]
+    longest = max(height, width)
+    if max_side <= 0 or longest <= max_side:
+        return array, 1.0
+    scale = max_side / longest
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = np.asarray(Image.fromarray(array).resize(size, Image.Resampling.LANCZOS))
+    return resized, size[0] / width
+
+
+def _prompt_image(role: str, label: str, caption: str, image: np.ndarray, max_side: int) -> PromptImage:
+    original_width = np.asarray(image).shape[1]
+    small, _ = downscale(image, max_side)
+    png = encode_png(small)
+    height, width = small.shape[:2]
+    return PromptImage(role=role, label=label, png=png, sha256=hashlib.sha256(png).hexdigest(),
+                       caption=caption, width=width, height=height, scale=width / original_width)
+
+
+def compose(
+    profile: Profile,
+    views: list[View],
+    references: list[tuple[str, np.ndarray]],
+    switches: PromptSwitches | None = None,
+    preset: str | None = None,
+    text_override: str | None = None,
+    max_side: int = DEFAULT_MAX_SIDE,
+) -> ComposedPrompt:
+    """Build the prompt for one case from its profile, its views and the profile's references.
+
+    Parts are joined by blank lines in the paper's order: task, class, standards, references,
+    then the query and the answer format. `text_override` replaces the composed user text (the
+    operator edited it in the prompt panel); images are unaffected.
+    """
+    if not views:
+        raise ValueError("A prompt needs at least one view of the case")
+    switches = switches or PromptSwitches()
+    p = load_preset(preset or profile.domain_preset or DEFAULT_PRESET)
+
+    class_name = profile.class_name.strip()
+    subject = class_name if switches.class_info and class_name else p.subject_default
+    chosen_refs = references[: switches.shots]
+
+    parts: list[str] = []
+    if switches.task:
+        parts.append(p.task)
+    if switches.class_info and class_name:
+        parts.append(_fill(p.class_template, class_name=class_name))
+    if switches.standards:
+        standards = profile.normal_standards.strip()
+        defects = profile.expected_defects.strip().rstrip(".")
+        if standards:
+            parts.append(_fill(p.standards_template, standards=standards, class_name=subject))
+        if defects:
+            parts.append(_fill(p.defects_template, defects=defects, class_name=subject))
+    if chosen_refs:
+        parts.append(_fill(p.reference_intro, subject=subject))
+    parts.append(_fill(p.query_intro, subject=subject))
+    if switches.answer_format:
+        parts.append(p.answer_format)
+    composed_text = "\n\n".join(parts)
+
+    images = [
+        _prompt_image("reference", name, _fill(p.reference_caption, index=i, label=name), array, max_side)
+        for i, (name, array) in enumerate(chosen_refs, start=1)
+    ]
+    images += [
+        _prompt_image("query", view.label, _fill(p.query_caption, label=view.label), view.image, max_side)
+        for view in views
+    ]
+
+    edited = text_override is not None and text_override != composed_text
+    return ComposedPrompt(
+        system=p.system,
+        text=text_override if edited else composed_text,
+        images=images,
+        switches=switches,
+        preset=p.name,
+        preset_version=p.version,
+        edited=edited,
+        composed_text=composed_text,
+    )
