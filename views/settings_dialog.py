@@ -6,6 +6,9 @@ never written to the settings file or the project.
 
 from __future__ import annotations
 
+import os
+from urllib.parse import urlsplit
+
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -32,6 +35,12 @@ class SettingsDialog(QDialog):
         self.model = QLineEdit(endpoint.model)
         self.model.setPlaceholderText("e.g. gpt-4o, Qwen2.5-VL-7B-Instruct, llava")
         self.key_env = QLineEdit(endpoint.api_key_env)
+        self.key_env.setPlaceholderText("empty = no key from the environment")
+        self.key_warning = QLabel("")
+        self.key_warning.setObjectName("warning")
+        self.key_warning.setWordWrap(True)
+        self.base_url.textChanged.connect(self._check_key_destination)
+        self.key_env.textChanged.connect(self._check_key_destination)
         self.key = QLineEdit()
         self.key.setEchoMode(QLineEdit.EchoMode.Password)
         self.key.setPlaceholderText("leave empty to keep the stored key; saved only in the OS keyring")
@@ -54,6 +63,7 @@ class SettingsDialog(QDialog):
         form.addRow("Key environment variable", self.key_env)
         form.addRow("API key (keyring)", self.key)
         form.addRow("", self.key_state)
+        form.addRow("", self.key_warning)
         form.addRow("Timeout", self.timeout)
         form.addRow("Max answer tokens", self.max_tokens)
         form.addRow("", self.logprobs)
@@ -66,10 +76,21 @@ class SettingsDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(buttons)
 
+        self._check_key_destination()
+
+    def _check_key_destination(self) -> None:
+        """Warn before an OpenAI key from the environment is sent to some other server."""
+        host = (urlsplit(self.base_url.text().strip()).hostname or "").lower()
+        variable = self.key_env.text().strip()
+        risky = bool(host) and not host.endswith("openai.com") and bool(variable) and bool(os.environ.get(variable))
+        self.key_warning.setText(
+            f"The key in ${variable} will be sent to {host}. If this server needs no key, clear the "
+            "variable name above." if risky else "")
+
     def endpoint(self) -> EndpointSettings:
         return EndpointSettings(
             base_url=self.base_url.text().strip(), model=self.model.text().strip(),
-            api_key_env=self.key_env.text().strip() or "OPENAI_API_KEY", timeout_s=self.timeout.value(),
+            api_key_env=self.key_env.text().strip(), timeout_s=self.timeout.value(),
             max_tokens=self.max_tokens.value(), request_logprobs=self.logprobs.isChecked(),
         )
 
