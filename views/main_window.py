@@ -732,8 +732,8 @@ class MainWindow(QMainWindow):
         stored = QSettings("Anomalens", "Workstation")
         stored.setValue("geometry", self.saveGeometry())
         stored.setValue("windowState", self.saveState())
-        self.runner.shutdown()
         self.close_project()
+        self.runner.shutdown()
         super().closeEvent(event)
 
 

@@ -42,8 +42,11 @@ class Job:
     def cancel(self) -> None:
         self._cancel_event.set()
         loop = self._runner.loop
-        if loop is not None and self.task is not None:
-            loop.call_soon_threadsafe(self.task.cancel)
+        if loop is not None and self.task is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self.task.cancel)
+            except RuntimeError:  # the loop closed between the check and the call
+                pass
 
     def report(self, fraction: float, message: str = "") -> None:
         """Called from the job (any thread) to show progress in the GUI."""
@@ -152,7 +155,8 @@ class AsyncRunner(QThread):
         """Cancel everything and stop the loop (on window close)."""
         for job in list(self._jobs.values()):
             job.cancel()
-        if self.loop is not None and self.loop.is_running():
+        self._jobs.clear()
+        if self.loop is not None and not self.loop.is_closed() and self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
         self.wait(timeout_ms)
         self._executor.shutdown(wait=False, cancel_futures=True)
