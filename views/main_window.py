@@ -715,7 +715,7 @@ class MainWindow(QMainWindow):
             self.add_case_files(paths)
 
     def restore_layout(self) -> None:
-        stored = QSettings("Anomalens", "Workstation")
+        stored = _layout_settings()
         geometry, state = stored.value("geometry"), stored.value("windowState")
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -729,12 +729,19 @@ class MainWindow(QMainWindow):
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return
-        stored = QSettings("Anomalens", "Workstation")
+        stored = _layout_settings()
         stored.setValue("geometry", self.saveGeometry())
         stored.setValue("windowState", self.saveState())
         self.close_project()
         self.runner.shutdown()
         super().closeEvent(event)
+
+
+def _layout_settings() -> QSettings:
+    """Window geometry and dock layout, kept beside the app settings (not in the registry/dconf)."""
+    from inspector.paths import user_data_dir
+
+    return QSettings(str(user_data_dir() / "layout.ini"), QSettings.Format.IniFormat)
 
 
 def _expand_folders(paths: list[str]) -> list[Path]:
