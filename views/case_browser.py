@@ -54,6 +54,7 @@ class CaseBrowser(QWidget):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        self.setMinimumWidth(260)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         self.hint = QLabel("Drop images here or use File ▸ Add cases…")
         self.hint.setObjectName("hint")
@@ -66,6 +67,7 @@ class CaseBrowser(QWidget):
         layout.addWidget(self.hint)
         layout.addWidget(self.summary)
         self._rows: dict[int, int] = {}
+        self._statuses: dict[int, CaseStatus] = {}
 
     def set_cases(self, cases: list[Case], decided: set[int] | None = None) -> None:
         current = self.current_case_id()
@@ -108,13 +110,19 @@ class CaseBrowser(QWidget):
         self.table.blockSignals(True)
         self._fill(row, case, decided)
         self.table.blockSignals(False)
+        self._statuses[case.id] = CaseStatus(case.status)
+        self._show_summary()
 
     def _update_summary(self, cases: list[Case]) -> None:
+        self._statuses = {case.id: CaseStatus(case.status) for case in cases}
+        self._show_summary()
+
+    def _show_summary(self) -> None:
         counts: dict[CaseStatus, int] = {}
-        for case in cases:
-            counts[CaseStatus(case.status)] = counts.get(CaseStatus(case.status), 0) + 1
-        parts = [f"{n} {STATUS_TEXT[s]}" for s, n in counts.items()]
-        self.summary.setText(f"{len(cases)} cases" + (": " + ", ".join(parts) if parts else ""))
+        for status in self._statuses.values():
+            counts[status] = counts.get(status, 0) + 1
+        parts = [f"{counts[s]} {STATUS_TEXT[s]}" for s in STATUS_TEXT if s in counts]
+        self.summary.setText(f"{len(self._statuses)} cases" + (": " + ", ".join(parts) if parts else ""))
 
     def row_count(self) -> int:
         return self.table.rowCount()

@@ -64,28 +64,31 @@ class PreparedCase:
 class Banner(QWidget):
     """A dismissible message strip at the top of the window."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, on_close=None):
         super().__init__(parent)
         self.setObjectName("banner")
+        self._on_close = on_close
         self.label = QLabel("")
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         close = QPushButton("✕")
         close.setFlat(True)
         close.setFixedWidth(28)
-        close.clicked.connect(self.hide)
+        close.clicked.connect(self.dismiss)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(10, 4, 4, 4)
         layout.addWidget(self.label, 1)
         layout.addWidget(close)
-        self.hide()
+
+    def dismiss(self) -> None:
+        if self._on_close is not None:
+            self._on_close()
 
     def show_message(self, text: str, level: str) -> None:
         self.setProperty("level", level)
         self.style().unpolish(self)
         self.style().polish(self)
         self.label.setText(text)
-        self.show()
 
 
 class MainWindow(QMainWindow):
@@ -114,14 +117,12 @@ class MainWindow(QMainWindow):
         self._viewers: dict[str, tuple[QDockWidget, CaseViewer]] = {}
         self.last_error = ""
 
-        self.banner = Banner()
+        # All content lives in docks (viewers included, so they can be moved, tabbed, floated); the
+        # central widget stays hidden so the docks share the whole window.
         central = QWidget()
         central.setObjectName("central")
-        layout = QHBoxLayout(central)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.banner)
-        central.setMaximumHeight(60)
         self.setCentralWidget(central)
+        central.hide()
         self.setDockNestingEnabled(True)
 
         self.case_browser = CaseBrowser()
@@ -138,6 +139,7 @@ class MainWindow(QMainWindow):
         self.verdict_panel.decision_requested.connect(self.record_decision)
 
         self._build_actions()
+        self._build_banner()
         self._build_status_bar()
         self._update_endpoint_label()
         self._update_enabled()
@@ -242,6 +244,19 @@ class MainWindow(QMainWindow):
         toolbar.addAction(self.act_settings)
         self.addToolBar(toolbar)
 
+    def _build_banner(self) -> None:
+        """Messages appear in a full-width strip under the toolbar, hidden while there is none."""
+        self.addToolBarBreak(Qt.ToolBarArea.TopToolBarArea)
+        self.banner_bar = QToolBar("Messages", self)
+        self.banner_bar.setObjectName("bannerBar")
+        self.banner_bar.setMovable(False)
+        self.banner_bar.setFloatable(False)
+        self.banner_bar.toggleViewAction().setVisible(False)
+        self.banner = Banner(on_close=self.banner_bar.hide)
+        self.banner_bar.addWidget(self.banner)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.banner_bar)
+        self.banner_bar.hide()
+
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
         self.endpoint_label = QLabel("")
@@ -268,6 +283,7 @@ class MainWindow(QMainWindow):
             self.last_error = message
             log.warning("%s", message)
         self.banner.show_message(message, level)
+        self.banner_bar.show()
         self.statusBar().showMessage(message.splitlines()[0], 10000)
 
     def _update_endpoint_label(self) -> None:
@@ -349,7 +365,7 @@ class MainWindow(QMainWindow):
         self._reload_profiles()
         self.refresh_cases()
         self._update_enabled()
-        self.banner.hide()
+        self.banner_bar.hide()
         return True
 
     def close_project(self) -> None:
@@ -558,10 +574,17 @@ class MainWindow(QMainWindow):
         dock.setWidget(viewer)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
         self.splitDockWidget(self.cases_dock, dock, Qt.Orientation.Horizontal)
-        self.resizeDocks([self.cases_dock, dock], [300, 800], Qt.Orientation.Horizontal)
+        QTimer.singleShot(0, lambda: self._give_viewer_the_room(dock))
         self.view_menu.addAction(dock.toggleViewAction())
         self._viewers[modality] = (dock, viewer)
         return viewer
+
+    def _give_viewer_the_room(self, dock: QDockWidget) -> None:
+        """The viewer gets most of the width; the case list and the panels what they need."""
+        cases = max(300, self.width() // 5)
+        panels = max(420, self.width() // 4)
+        self.resizeDocks([self.cases_dock, dock, self.verdict_dock],
+                         [cases, max(400, self.width() - cases - panels), panels], Qt.Orientation.Horizontal)
 
     # ------------------------------------------------------------------ inspection
 
