@@ -738,7 +738,7 @@ class MainWindow(QMainWindow):
             self.add_case_files(paths)
 
     def restore_layout(self) -> None:
-        stored = _layout_settings()
+        stored = _layout_settings(self.settings_file)
         geometry, state = stored.value("geometry"), stored.value("windowState")
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -752,7 +752,7 @@ class MainWindow(QMainWindow):
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return
-        stored = _layout_settings()
+        stored = _layout_settings(self.settings_file)
         stored.setValue("geometry", self.saveGeometry())
         stored.setValue("windowState", self.saveState())
         self.close_project()
@@ -760,11 +760,12 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
-def _layout_settings() -> QSettings:
+def _layout_settings(settings_file: Path | None) -> QSettings:
     """Window geometry and dock layout, kept beside the app settings (not in the registry/dconf)."""
     from inspector.paths import user_data_dir
 
-    return QSettings(str(user_data_dir() / "layout.ini"), QSettings.Format.IniFormat)
+    folder = settings_file.parent if settings_file is not None else user_data_dir()
+    return QSettings(str(folder / "layout.ini"), QSettings.Format.IniFormat)
 
 
 def _expand_folders(paths: list[str]) -> list[Path]:
