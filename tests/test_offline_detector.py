@@ -1,0 +1,230 @@
+"""The built-in offline detector: weights, ImageNet sanity, synthetic defects, real tiles.
+
+Synthetic fixtures use scikit-image's bundled CC0 images (``chelsea``, ``coffee``, ``brick``).
+The real-data test reads magnetic tiles from ``../shared/data`` and skips where it is absent.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage import data as skdata
+
+from inspector.detector import efficientnet_lite as enet
+from inspector.detector.metrics import auroc
+from inspector.detector.offline import (
+    CancelledError,
+    DetectorParams,
+    DetectorResult,
+    OfflineDetector,
+    classify_imagenet,
+    fit_cache_key,
+)
+from inspector.model import Region
+
+CROP = 128
+
+
+# ---------------------------------------------------------------------------- the network
+
+
+def test_weights_load_with_strict_keys():
+    state = torch.load(enet.weights_path(), map_location="cpu", weights_only=True)
+    model = enet.build_model()  # load_state_dict(strict=True) inside
+    assert set(model.state_dict()) == set(state)
+    assert model._blocks[0].has_expand is False and len(model._blocks) == 16
+    broken = dict(state)
+    broken.pop("_fc.bias")
+    with pytest.raises(RuntimeError):
+        enet.EfficientNetLite0().load_state_dict(broken, strict=True)
+
+
+def test_feature_taps_have_the_documented_strides():
+    model = enet.get_model()
+    with torch.inference_mode():
+        feats = model.features(torch.rand(1, 3, 256, 192), {**enet.FEATURE_TAPS, **enet.STRIDE32_TAP})
+    assert feats["stride8"].shape == (1, 40, 32, 24)
+    assert feats["stride16"].shape == (1, 112, 16, 12)
+    assert feats["stride32"].shape == (1, 192, 8, 6)
+
+
+def test_folded_batchnorm_matches_the_plain_model():
+    plain, fused = enet.build_model(), enet.get_model()
+    x = torch.rand(1, 3, 96, 128)
+    with torch.inference_mode():
+        assert torch.allclose(plain(x), fused(x), atol=1e-3)
+
+
+def test_imagenet_cat_photo_is_a_cat():
+    top5 = [name for name, _ in classify_imagenet(skdata.chelsea(), top_k=5)]
+    assert {"tabby", "tiger cat", "Egyptian cat"} & set(top5), top5
+
+
+def test_imagenet_coffee_photo_is_coffee():
+    top5 = classify_imagenet(skdata.coffee(), top_k=5)
+    names = [name for name, _ in top5]
+    assert {"espresso", "cup", "coffee mug"} & set(names), names
+    probs = [p for _, p in top5]
+    assert probs == sorted(probs, reverse=True) and 0.0 < sum(probs) <= 1.0 + 1e-6
+
+
+def test_to_tensor_handles_gray_rgba_uint16_and_float():
+    gray = np.full((8, 9), 128, np.uint8)
+    assert enet.to_tensor(gray).shape == (1, 3, 8, 9)
+    rgba = np.zeros((8, 9, 4), np.uint8)
+    assert enet.to_tensor(rgba).shape == (1, 3, 8, 9)
+    twelve_bit = np.full((4, 4), 4095, np.uint16)
+    assert float(enet.to_tensor(twelve_bit).max()) == pytest.approx(1.0)
+    floats = np.linspace(0, 255, 16, dtype=np.float32).reshape(4, 4)
+    t = enet.to_tensor(floats)
+    assert float(t.min()) == 0.0 and float(t.max()) == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------- synthetic defects
+
+
+def _brick_crops() -> tuple[list[np.ndarray], np.ndarray]:
+    """Four reference crops from the left half of skimage's brick wall, one unseen from the right."""
+    wall = skdata.brick()  # 512 x 512 gray uint8, CC0
+    refs = [wall[y : y + CROP, x : x + CROP].copy() for y, x in ((0, 0), (0, 120), (200, 40), (380, 110))]
+    unseen = wall[300 : 300 + CROP, 330 : 330 + CROP].copy()
+    return refs, unseen
+
+
+def _scratched(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The image with a dark diagonal scratch painted on, and the scratch mask."""
+    out = image.copy()
+    mask = np.zeros(image.shape[:2], bool)
+    for t in np.linspace(0.0, 1.0, 400):
+        y, x = int(30 + 50 * t), int(25 + 60 * t)
+        mask[y - 2 : y + 3, x - 2 : x + 3] = True
+    out[mask] = 15
+    return out, mask
+
+
+@pytest.fixture(scope="module")
+def brick_detector() -> OfflineDetector:
+    refs, _ = _brick_crops()
+    det = OfflineDetector()
+    det.fit(refs)
+    return det
+
+
+def test_scratch_scores_higher_than_unseen_normal(brick_detector):
+    refs, unseen = _brick_crops()
+    defective, mask = _scratched(refs[0])
+    bad = brick_detector.score(defective)
+    good = brick_detector.score(unseen)
+    assert bad.raw_score > good.raw_score
+    assert bad.score > good.score
+    assert bad.anomalous and not good.anomalous, (bad.score, good.score)
+    # The heat map peak lies on the scratch (the feature grid is 16 px of this crop: allow that).
+    py, px = np.unravel_index(np.argmax(bad.heatmap), bad.heatmap.shape)
+    ys, xs = np.nonzero(mask)
+    assert ys.min() - 16 <= py <= ys.max() + 16 and xs.min() - 16 <= px <= xs.max() + 16
+    top = bad.regions[0]
+    assert top.x0 <= xs.mean() <= top.x1 and top.y0 <= ys.mean() <= top.y1
+    assert "no VLM asked" in bad.explanation
+
+
+def test_result_shapes_types_and_ranges(brick_detector):
+    _, unseen = _brick_crops()
+    rgb = np.stack([unseen[:100, :90]] * 3, axis=-1)
+    for image in (rgb, rgb[..., 0], rgb.astype(np.uint16) * 256, rgb.astype(np.float32) / 255.0):
+        res = brick_detector.score(image)
+        assert isinstance(res, DetectorResult)
+        assert res.heatmap.shape == (100, 90) and res.heatmap.dtype == np.float32
+        assert 0.0 <= float(res.heatmap.min()) and float(res.heatmap.max()) <= 1.0
+        assert 0.0 <= res.score <= 1.0 and res.anomalous == (res.score >= 0.5)
+        assert np.isfinite(res.raw_score) and np.isfinite(res.threshold)
+        assert 1 <= len(res.regions) <= 5
+        assert all(isinstance(r, Region) and 0 <= r.x0 < r.x1 <= 90 and 0 <= r.y0 < r.y1 <= 100
+                   for r in res.regions)
+        assert [r.score for r in res.regions] == sorted((r.score for r in res.regions), reverse=True)
+
+
+def test_raw_score_at_threshold_calibrates_to_one_half(brick_detector):
+    cal = brick_detector.calibration
+    assert float(cal.calibrate(cal.threshold)) == pytest.approx(0.5)
+    assert float(cal.calibrate(cal.threshold + cal.spread)) > 0.8
+
+
+def test_fit_needs_a_reference():
+    with pytest.raises(ValueError, match="at least one"):
+        OfflineDetector().fit([])
+
+
+def test_fit_can_be_cancelled_and_reports_progress():
+    refs, _ = _brick_crops()
+    seen: list[float] = []
+    det = OfflineDetector()
+    with pytest.raises(CancelledError):
+        det.fit(refs, progress=seen.append, is_cancelled=lambda: len(seen) >= 2)
+    assert not det.fitted and len(seen) == 2
+    with pytest.raises(CancelledError):
+        OfflineDetector().fit(refs, is_cancelled=lambda: True)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        det.score(refs[0])
+
+
+def test_single_reference_is_enough_and_state_round_trips(brick_detector):
+    refs, unseen = _brick_crops()
+    one = OfflineDetector()
+    progress: list[float] = []
+    one.fit(refs[:1], progress=progress.append)
+    assert one.fitted and progress[-1] == pytest.approx(1.0)
+    assert progress == sorted(progress)
+    res = one.score(unseen)
+    assert np.isfinite(res.threshold) and 0.0 <= res.score <= 1.0
+    restored = OfflineDetector.from_state(dict(brick_detector.state()))
+    a, b = brick_detector.score(unseen), restored.score(unseen)
+    assert a.raw_score == pytest.approx(b.raw_score, rel=1e-5) and a.score == pytest.approx(b.score, abs=1e-6)
+
+
+def test_fit_cache_key_tracks_references_and_params():
+    key = fit_cache_key(["aa", "bb"], DetectorParams())
+    assert key == fit_cache_key(["aa", "bb"], OfflineDetector())
+    assert key != fit_cache_key(["aa", "bc"], DetectorParams())
+    assert key != fit_cache_key(["aa", "bb"], DetectorParams(image_size=320))
+    assert len(key) == 64 and int(key, 16) >= 0
+
+
+def test_auroc_helper():
+    assert auroc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+    assert auroc([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
+    assert auroc([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1]) == 0.5
+    assert auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
+    with pytest.raises(ValueError):
+        auroc([0.1, 0.2], [1, 1])
+
+
+# -------------------------------------------------------------------------- real data
+
+
+def _gray(path: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L"))
+
+
+def test_magnetic_tile_subset_auroc(shared_data: Path):
+    root = shared_data / "magnetic_tile"
+    if not root.is_dir():
+        pytest.skip(f"magnetic_tile not found under {shared_data}")
+    free = sorted(glob.glob(str(root / "MT_Free" / "Imgs" / "*.jpg")))
+    order = np.random.default_rng(0).permutation(len(free))
+    refs = [free[i] for i in order[:4]]
+    normals = [free[i] for i in order[4:14]]
+    defects = []
+    for cls in ("MT_Blowhole", "MT_Break", "MT_Crack", "MT_Fray", "MT_Uneven"):
+        defects += sorted(glob.glob(str(root / cls / "Imgs" / "*.jpg")))[:2]
+    det = OfflineDetector()
+    det.fit([_gray(p) for p in refs])
+    scores = [det.score(_gray(p)).raw_score for p in normals + defects]
+    labels = [0] * len(normals) + [1] * len(defects)
+    assert auroc(scores, labels) > 0.7
