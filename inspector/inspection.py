@@ -64,7 +64,8 @@ class InspectionService:
         self.registry = registry
         self._loaded: OrderedDict[int, LoadedCase] = OrderedDict()
         self._detectors: dict[str, object] = {}
-        self._view_maps: dict[str, dict[str, ViewMap]] = {}  # prompt hash -> view label -> map to the case
+        # prompt hash -> view label -> map to the case, for the prompts of this session (bounded)
+        self._view_maps: OrderedDict[str, dict[str, ViewMap]] = OrderedDict()
         self._lock = threading.RLock()
 
     # ----------------------------------------------------------------- cases
@@ -205,6 +206,8 @@ class InspectionService:
                          text_override=text_override)
         with self._lock:
             self._view_maps[prompt.sha256] = {view.label: view.view_map for view in views}
+            while len(self._view_maps) > 256:
+                self._view_maps.popitem(last=False)
         return prompt
 
     def _store_prompt(self, prompt: ComposedPrompt) -> int:
