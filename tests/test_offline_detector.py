@@ -147,6 +147,13 @@ def test_result_shapes_types_and_ranges(brick_detector):
         assert [r.score for r in res.regions] == sorted((r.score for r in res.regions), reverse=True)
 
 
+def test_large_photo_keeps_its_size_in_the_heatmap(brick_detector):
+    big = np.tile(skdata.brick(), (3, 4))[:1400, :1900]  # > 2x the network input: shrunk first
+    res = brick_detector.score(big)
+    assert res.heatmap.shape == big.shape and res.heatmap.dtype == np.float32
+    assert all(r.x1 <= 1900 and r.y1 <= 1400 for r in res.regions)
+
+
 def test_raw_score_at_threshold_calibrates_to_one_half(brick_detector):
     cal = brick_detector.calibration
     assert float(cal.calibrate(cal.threshold)) == pytest.approx(0.5)
@@ -171,7 +178,7 @@ def test_fit_can_be_cancelled_and_reports_progress():
         det.score(refs[0])
 
 
-def test_single_reference_is_enough_and_state_round_trips(brick_detector):
+def test_single_reference_is_enough_and_state_round_trips(brick_detector, tmp_path):
     refs, unseen = _brick_crops()
     one = OfflineDetector()
     progress: list[float] = []
@@ -180,7 +187,9 @@ def test_single_reference_is_enough_and_state_round_trips(brick_detector):
     assert progress == sorted(progress)
     res = one.score(unseen)
     assert np.isfinite(res.threshold) and 0.0 <= res.score <= 1.0
-    restored = OfflineDetector.from_state(dict(brick_detector.state()))
+    np.savez(tmp_path / "fitted.npz", **brick_detector.state())
+    with np.load(tmp_path / "fitted.npz") as cached:
+        restored = OfflineDetector.from_state(cached)
     a, b = brick_detector.score(unseen), restored.score(unseen)
     assert a.raw_score == pytest.approx(b.raw_score, rel=1e-5) and a.score == pytest.approx(b.score, abs=1e-6)
 

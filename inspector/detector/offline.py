@@ -46,7 +46,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -98,6 +97,8 @@ class DetectorParams:
 
 @dataclass
 class DetectorResult:
+    """One scored image: calibrated score, heat map, candidate regions and a sentence for humans."""
+
     score: float  # calibrated, 0..1, >= 0.5 means anomalous
     raw_score: float  # uncalibrated image score (max of the fused relative-distance map)
     threshold: float  # raw score at which score == 0.5
@@ -128,10 +129,26 @@ class _Fitted:
     n_references: int
 
 
-def _to_unit_tensor(image: np.ndarray) -> torch.Tensor:
+def _to_unit_tensor(image: np.ndarray, max_side: int) -> torch.Tensor:
+    """(1, 3, h, w) in [0, 1]; 8-bit images larger than `max_side` are first shrunk (box filter).
+
+    The network sees at most 320 px, so a 24-megapixel photo need not become a 290 MB float
+    tensor first; shrinking with a box filter before the antialiased resize changes nothing
+    that matters.
+    """
     arr = np.asarray(image)
     if arr.size == 0 or arr.ndim < 2 or min(arr.shape[:2]) < 2:
         raise ValueError(f"not a usable image: shape {arr.shape}")
+    h, w = arr.shape[:2]
+    if arr.dtype == np.uint8 and max(h, w) > max_side:
+        from PIL import Image
+
+        f = max_side / max(h, w)
+        size = (max(2, round(w * f)), max(2, round(h * f)))
+        squeezed = arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr
+        if squeezed.ndim == 3 and squeezed.shape[2] == 4:
+            squeezed = squeezed[..., :3]
+        arr = np.asarray(Image.fromarray(np.ascontiguousarray(squeezed)).resize(size, Image.Resampling.BOX))
     return to_tensor(arr)
 
 
@@ -149,7 +166,10 @@ class OfflineDetector:
         base = params or DetectorParams()
         self.params = dataclasses.replace(base, image_size=image_size, **overrides)
         self._fitted: _Fitted | None = None
-        self._lock = threading.Lock()
+
+    @property
+    def _max_side(self) -> int:
+        return 2 * max(self.params.sizes())
 
     @property
     def fitted(self) -> bool:
@@ -212,7 +232,7 @@ class OfflineDetector:
         if not refs:
             raise ValueError("the offline detector needs at least one normal reference image to compare "
                              "against; the profile has none")
-        tensors = [_to_unit_tensor(r) for r in refs]
+        tensors = [_to_unit_tensor(r, self._max_side) for r in refs]
         p = self.params
         sizes = p.sizes()
         bank_flips = _FLIPS if p.flip_bank else _FLIPS[:1]
@@ -254,8 +274,7 @@ class OfflineDetector:
                 unit_embs.append(embs)
         calibration = self._calibrate(calib_banks, unit_embs, bank_flips, len(tensors))
         tick()
-        with self._lock:
-            self._fitted = _Fitted(banks, calibration, len(tensors))
+        self._fitted = _Fitted(banks, calibration, len(tensors))  # one atomic swap
 
     def _make_bank(self, embs: Sequence[torch.Tensor]) -> PatchBank:
         feats, groups = [], []
@@ -296,8 +315,8 @@ class OfflineDetector:
         fitted = self._fitted
         if fitted is None:
             raise RuntimeError("the offline detector is not fitted: call fit(references) first")
-        x = _to_unit_tensor(image)
-        h, w = x.shape[-2:]
+        h, w = np.asarray(image).shape[:2]
+        x = _to_unit_tensor(image, self._max_side)
         flips = _FLIPS if self.params.flip_test else _FLIPS[:1]
         maps = [self._flip_map(self._embed(x, size, flips), bank, flips)
                 for size, bank in zip(self.params.sizes(), fitted.banks, strict=True)]
