@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.imaging import CaseReadError, decode_image, encode_png_bytes
+from inspector.imaging import CaseReadError, decode_image
 from inspector.model import (
     Case,
     CaseStatus,
@@ -32,7 +32,7 @@ from inspector.model import (
     ViewMap,
 )
 from inspector.plugins import PluginRegistry, UnsupportedFileError
-from inspector.prompt import ComposedPrompt, PromptSwitches, compose
+from inspector.prompt import ComposedPrompt, PromptSwitches, compose, encode_png
 from inspector.settings import EndpointSettings, resolve_api_key
 from inspector.store import ProjectStore, StoreError, sha256_bytes
 
@@ -180,7 +180,7 @@ class InspectionService:
         self.add_reference_array(profile_id, path.name, rgb)
 
     def add_reference_array(self, profile_id: int, name: str, rgb: np.ndarray) -> None:
-        self.store.add_reference(profile_id, name, encode_png_bytes(rgb), rgb.shape[1], rgb.shape[0])
+        self.store.add_reference(profile_id, name, encode_png(rgb), rgb.shape[1], rgb.shape[0])
 
     def reference_images(self, profile_id: int) -> list[tuple[str, np.ndarray, str]]:
         """(name, RGB array, blob hash) of the profile's references, in the order they were added."""
@@ -303,7 +303,7 @@ class InspectionService:
         result = detector.score(plugin.offline_input(loaded))
         if is_cancelled is not None and is_cancelled():
             raise InspectionCancelledError("cancelled before the verdict was stored")
-        heat_png = encode_png_bytes((np.clip(result.heatmap, 0, 1) * 255).astype(np.uint8))
+        heat_png = encode_png((np.clip(result.heatmap, 0, 1) * 255).astype(np.uint8))
         verdict = Verdict(
             case_id=case.id, source=VerdictSource.OFFLINE, anomalous=result.anomalous,
             score=float(result.score), score_source=ScoreSource.OFFLINE_CALIBRATED,

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from inspector.imaging import resize_max_side
 from inspector.model import Profile, View
 from inspector.paths import resources_dir
 
@@ -226,14 +227,10 @@ def encode_png(image: np.ndarray) -> bytes:
 def downscale(image: np.ndarray, max_side: int = DEFAULT_MAX_SIDE) -> tuple[np.ndarray, float]:
     """Shrink so the longest side is at most `max_side` (never enlarge); returns (image, scale)."""
     array = _as_uint8_rgb_or_gray(image)
-    height, width = array.shape[:2]
-    longest = max(height, width)
-    if max_side <= 0 or longest <= max_side:
+    if max_side <= 0:
         return array, 1.0
-    scale = max_side / longest
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resized = np.asarray(Image.fromarray(array).resize(size, Image.Resampling.LANCZOS))
-    return resized, size[0] / width
+    resized = resize_max_side(array, max_side)
+    return resized, resized.shape[1] / array.shape[1]
 
 
 def _prompt_image(role: str, label: str, caption: str, image: np.ndarray, max_side: int) -> PromptImage:

@@ -115,6 +115,7 @@ class MainWindow(QMainWindow):
         self._prepare_job: Job | None = None
         self._current: PreparedCase | None = None
         self._viewers: dict[str, tuple[QDockWidget, CaseViewer]] = {}
+        self._viewer_classes: dict[str, type[CaseViewer] | None] = {}
         self.last_error = ""
 
         # All content lives in docks (viewers included, so they can be moved, tabbed, floated); the
@@ -544,14 +545,17 @@ class MainWindow(QMainWindow):
             self.show_case(self._current.case.id)
 
     def _viewer_class(self, modality: str) -> type[CaseViewer] | None:
-        """Resolve a plugin's viewer import string; None (and a message) if it is broken."""
+        """Resolve a plugin's viewer import string once; None (and one message) if it is broken."""
+        if modality in self._viewer_classes:
+            return self._viewer_classes[modality]
+        self._viewer_classes[modality] = None
         try:
             plugin = self.registry.modality(modality)
             module_name, _, class_name = (plugin.viewer or "").partition(":")
-            return getattr(importlib.import_module(module_name), class_name)
+            self._viewer_classes[modality] = getattr(importlib.import_module(module_name), class_name)
         except Exception as exc:  # noqa: BLE001 - a broken viewer plugin must not take the window down
             self.notify(f"The {modality} viewer could not be loaded: {exc}")
-            return None
+        return self._viewer_classes[modality]
 
     def viewer_for(self, modality: str) -> CaseViewer | None:
         """The dockable viewer of a modality, created the first time it is needed."""
