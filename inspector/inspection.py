@@ -8,9 +8,14 @@ after), so closing or crashing the app loses at most the request in flight.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
+import shutil
+import tempfile
 import threading
 import time
+import weakref
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.imaging import CaseReadError, decode_image
+from inspector.locate import locate_box
 from inspector.model import (
     Case,
     CaseStatus,
@@ -31,14 +37,23 @@ from inspector.model import (
     VerdictSource,
     ViewMap,
 )
-from inspector.plugins import PluginRegistry, UnsupportedFileError
+from inspector.plugins import (
+    ModalityPlugin,
+    OfflineContext,
+    OfflineOutcome,
+    PluginRegistry,
+    QueryView,
+    UnsupportedFileError,
+)
 from inspector.prompt import ComposedPrompt, PromptSwitches, compose, encode_png
 from inspector.settings import EndpointSettings, resolve_api_key
 from inspector.store import ProjectStore, StoreError, sha256_bytes
+from inspector.store.project import EMBED_LIMIT_BYTES
 
 log = logging.getLogger(__name__)
 
 LOADED_CASE_CACHE = 8  # decoded cases kept in memory (a 4096x4096 RGB image is 48 MB)
+FOLDER_CASE = "folder"  # metadata["source_kind"] of a case that is a whole folder (series, frames)
 
 
 class InspectionError(Exception):
@@ -67,6 +82,17 @@ class InspectionService:
         # prompt hash -> view label -> map to the case, for the prompts of this session (bounded)
         self._view_maps: OrderedDict[str, dict[str, ViewMap]] = OrderedDict()
         self._lock = threading.RLock()
+        # Embedded sources are unpacked here for the readers, and kept while the project is open:
+        # some readers keep the file open and decode lazily (a video container, a large series).
+        self._unpack_dir = Path(tempfile.mkdtemp(prefix="anomalens-cases-"))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._unpack_dir, True)
+
+    def close(self) -> None:
+        """Forget decoded cases and delete unpacked copies of embedded sources."""
+        with self._lock:
+            self._loaded.clear()
+            self._detectors.clear()
+        self._cleanup()
 
     # ----------------------------------------------------------------- cases
 
@@ -78,13 +104,13 @@ class InspectionService:
         """
         path = Path(path)
         try:
-            data = path.read_bytes()
+            data, sha = _folder_archive(path) if path.is_dir() else (path.read_bytes(), None)
         except OSError as exc:
-            data = b""
+            data, sha = b"", None
             read_error: str | None = f"{path.name}: cannot be read ({exc.strerror or exc})"
         else:
             read_error = None
-        sha = sha256_bytes(data)
+        sha = sha or sha256_bytes(data)
         if read_error is None:
             existing = self.store.find_case_by_hash(sha)
             if existing is not None:
@@ -97,18 +123,21 @@ class InspectionService:
                 plugin = self.registry.modality_for_path(path)
                 modality = plugin.name
                 loaded = plugin.read(path)
-                metadata = loaded.metadata
+                metadata = dict(loaded.metadata)
             except (CaseReadError, UnsupportedFileError) as exc:
                 read_error = str(exc)
             except Exception as exc:
                 log.exception("reader failed on %s", path)
                 read_error = f"{path.name}: could not be read ({type(exc).__name__}: {exc})"
+        if path.is_dir():
+            metadata["source_kind"] = FOLDER_CASE
         case = Case(
             name=path.name, modality=modality, source_path=str(path.resolve()), source_sha256=sha,
             metadata=metadata, profile_id=profile_id,
             status=CaseStatus.ERROR if read_error else CaseStatus.NOT_INSPECTED, error=read_error,
         )
-        case = self.store.add_case(case, source_bytes=data if read_error is None else None)
+        embed = read_error is None and (data is not None and len(data) <= EMBED_LIMIT_BYTES)
+        case = self.store.add_case(case, source_bytes=data if embed else None)
         if loaded is not None and case.id is not None:
             self._remember(case.id, loaded)
         return case, "failed" if read_error else "added"
@@ -153,31 +182,57 @@ class InspectionService:
         self._remember(case.id, loaded)
         return loaded
 
-    def _read_embedded(self, case: Case, plugin) -> LoadedCase:
-        """Readers take paths; give them the embedded bytes through a temporary file."""
-        import tempfile
-
-        data = self.store.get_blob(case.blob_sha256)
-        suffix = Path(case.name).suffix
-        with tempfile.TemporaryDirectory(prefix="anomalens-") as tmp:
-            tmp_path = Path(tmp) / f"case{suffix}"
-            tmp_path.write_bytes(data)
-            return plugin.read(tmp_path)
+    def _read_embedded(self, case: Case, plugin: ModalityPlugin) -> LoadedCase:
+        """Readers take paths; give them the embedded bytes as a file (or folder) of the same name."""
+        assert case.blob_sha256 is not None
+        target = self._unpack_dir / case.blob_sha256[:16] / case.name
+        if not target.exists():
+            data = self.store.get_blob(case.blob_sha256)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if case.metadata.get("source_kind") == FOLDER_CASE:
+                with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                    _safe_extract(archive, target)
+            else:
+                target.write_bytes(data)
+        return plugin.read(target)
 
     # ----------------------------------------------------------------- references
 
-    def add_reference_file(self, profile_id: int, path: str | Path) -> None:
-        """Store a normal reference image inside the project (as PNG, so any format works)."""
+    def add_reference_file(self, profile_id: int, path: str | Path) -> int:
+        """Store normal references from a file inside the project (as PNG, so any format works).
+
+        Images are stored as they are. Other modalities contribute what their plugin makes of a
+        normal case (a depth-render montage of a cloud, frames of a video, a windowed slice): the
+        same kind of image the offline detector and the model compare cases with. Returns how many
+        reference images were added.
+        """
         path = Path(path)
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InspectionError(f"{path.name}: cannot be read ({exc.strerror or exc})") from exc
+            plugin = self.registry.modality_for_path(path)
+        except UnsupportedFileError as exc:
+            raise InspectionError(str(exc)) from exc
+        if plugin.reference_images is None:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise InspectionError(f"{path.name}: cannot be read ({exc.strerror or exc})") from exc
+            try:
+                rgb, _ = decode_image(data, path.name)
+            except CaseReadError as exc:
+                raise InspectionError(str(exc)) from exc
+            self.add_reference_array(profile_id, path.name, rgb)
+            return 1
         try:
-            rgb, _ = decode_image(data, path.name)
+            images = plugin.reference_images(plugin.read(path))
         except CaseReadError as exc:
             raise InspectionError(str(exc)) from exc
-        self.add_reference_array(profile_id, path.name, rgb)
+        except Exception as exc:
+            log.exception("reference conversion failed on %s", path)
+            raise InspectionError(
+                f"{path.name}: could not be used as a reference ({type(exc).__name__}: {exc})") from exc
+        for name, rgb in images:
+            self.add_reference_array(profile_id, name, rgb)
+        return len(images)
 
     def add_reference_array(self, profile_id: int, name: str, rgb: np.ndarray) -> None:
         self.store.add_reference(profile_id, name, encode_png(rgb), rgb.shape[1], rgb.shape[0])
@@ -193,10 +248,18 @@ class InspectionService:
     # ----------------------------------------------------------------- prompts
 
     def compose_prompt(self, case: Case, profile: Profile, switches: PromptSwitches | None = None,
-                       text_override: str | None = None) -> ComposedPrompt:
+                       text_override: str | None = None,
+                       render_options: dict | None = None) -> ComposedPrompt:
+        """Render the case's views and compose the prompt.
+
+        Render options: the profile's ``settings["render"]`` (e.g. the number of depth views), then
+        `render_options` from the viewer's state (the current slice, a frame range) on top.
+        """
         loaded = self.load_case(case)
         plugin = self.registry.modality(case.modality)
-        views = plugin.render(loaded, {})
+        options = dict(profile.settings.get("render", {})) if isinstance(profile.settings, dict) else {}
+        options.update(render_options or {})
+        views = plugin.render(loaded, options)
         switches = switches or PromptSwitches()
         references = []
         if switches.references and switches.max_references > 0:
@@ -253,9 +316,7 @@ class InspectionService:
             completion_tokens=answer.completion_tokens,
         )
         parsed = parse_answer(answer.raw_text, answer.logprobs)
-        with self._lock:
-            view_maps = self._view_maps.get(prompt.sha256, {})
-        regions = [_region_from_answer(r, prompt, view_maps) for r in parsed.regions]
+        regions = self._locate(case, prompt, parsed.regions)
         explanation = parsed.explanation
         if parsed.status == ParseStatus.UNPARSED:
             explanation = ("The model's answer could not be read as a verdict; it is stored as unparsed "
@@ -263,10 +324,32 @@ class InspectionService:
         verdict = Verdict(
             case_id=case.id, source=VerdictSource.VLM, anomalous=parsed.anomalous, score=parsed.score,
             score_source=parsed.score_source, explanation=explanation, parse_status=parsed.status,
-            model=answer.model or endpoint.model, regions=[r for r in regions if r is not None],
+            model=answer.model or endpoint.model, regions=regions,
             answer_id=answer_id, prompt_id=prompt_id, raw_answer=answer.raw_text,
         )
         return self.store.save_verdict(verdict)
+
+    def _locate(self, case: Case, prompt: ComposedPrompt, items: list[dict]) -> list[Region]:
+        """The boxes and ranges of an answer as regions of the case (unplaceable items dropped)."""
+        if not items:
+            return []
+        with self._lock:
+            view_maps = self._view_maps.get(prompt.sha256, {})
+        queries = [QueryView(image, view_maps.get(image.label)) for image in prompt.queries]
+        plugin = self.registry.modality(case.modality)
+        loaded = self.load_case(case) if plugin.locate is not None else None
+        regions: list[Region] = []
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            try:
+                region = plugin.locate(item, queries, loaded) if plugin.locate else locate_box(item, queries)
+            except Exception:  # a model's odd item must not lose the verdict
+                log.exception("could not place answer item %r on %s", item, case.name)
+                region = None
+            if region is not None:
+                regions.append(region)
+        return regions
 
     # ----------------------------------------------------------------- offline detector
 
@@ -295,24 +378,46 @@ class InspectionService:
         """Score the case against the profile's references with the built-in detector (no VLM)."""
         assert case.id is not None
         plugin = self.registry.modality(case.modality)
-        if plugin.offline_input is None:
+        if plugin.offline_input is None and plugin.offline_detect is None:
             raise InspectionError(f"The offline detector does not support {plugin.title} cases yet.")
         loaded = self.load_case(case)
         started = time.perf_counter()
-        detector = self._fitted_detector(profile, progress, is_cancelled)
-        result = detector.score(plugin.offline_input(loaded))
+        if plugin.offline_detect is not None:
+            context = OfflineContext(
+                references=lambda: self._reference_list(profile),
+                image_detector=lambda: self._fitted_detector(profile, progress, is_cancelled),
+                progress=progress or (lambda _f: None),
+                is_cancelled=is_cancelled or (lambda: False),
+                options=dict(profile.settings.get(case.modality, {})) if isinstance(profile.settings, dict) else {},
+            )
+            outcome = plugin.offline_detect(loaded, context)
+        else:
+            detector = self._fitted_detector(profile, progress, is_cancelled)
+            result = detector.score(plugin.offline_input(loaded))  # type: ignore[misc]
+            outcome = OfflineOutcome(
+                anomalous=result.anomalous, score=float(result.score), explanation=result.explanation,
+                regions=list(result.regions), heatmap=result.heatmap,
+                summary=f"raw score {result.raw_score:.4f}, threshold {result.threshold:.4f}",
+            )
         if is_cancelled is not None and is_cancelled():
             raise InspectionCancelledError("cancelled before the verdict was stored")
-        heat_png = encode_png((np.clip(result.heatmap, 0, 1) * 255).astype(np.uint8))
+        heat_png = None
+        if outcome.heatmap is not None:
+            heat_png = encode_png((np.clip(outcome.heatmap, 0, 1) * 255).astype(np.uint8))
+        elapsed = time.perf_counter() - started
         verdict = Verdict(
-            case_id=case.id, source=VerdictSource.OFFLINE, anomalous=result.anomalous,
-            score=float(result.score), score_source=ScoreSource.OFFLINE_CALIBRATED,
-            explanation=result.explanation, parse_status=ParseStatus.PARSED,
-            model="EfficientNet-Lite0 patch kNN (offline)", regions=list(result.regions),
-            raw_answer=f"raw score {result.raw_score:.4f}, threshold {result.threshold:.4f}, "
-                       f"{time.perf_counter() - started:.2f} s",
+            case_id=case.id, source=VerdictSource.OFFLINE, anomalous=bool(outcome.anomalous),
+            score=float(outcome.score), score_source=ScoreSource.OFFLINE_CALIBRATED,
+            explanation=outcome.explanation, parse_status=ParseStatus.PARSED,
+            model=outcome.model or "EfficientNet-Lite0 patch kNN (offline)", regions=list(outcome.regions),
+            details=dict(outcome.details),
+            raw_answer=f"{outcome.summary}, {elapsed:.2f} s" if outcome.summary else f"{elapsed:.2f} s",
         )
         return self.store.save_verdict(verdict, heatmap_png=heat_png)
+
+    def _reference_list(self, profile: Profile) -> list[tuple[str, np.ndarray]]:
+        refs = self.reference_images(profile.id) if profile.id is not None else []
+        return [(name, rgb) for name, rgb, _ in refs]
 
     def heatmap(self, verdict: Verdict) -> np.ndarray | None:
         if not verdict.heatmap_sha256:
@@ -321,38 +426,35 @@ class InspectionService:
         return gray[:, :, 0].astype(np.float32) / 255.0
 
 
-def _region_from_answer(item: object, prompt: ComposedPrompt, view_maps: dict[str, ViewMap]) -> Region | None:
-    """A box the model drew on an image it was sent, mapped back to case pixels; else None.
+def _folder_archive(folder: Path) -> tuple[bytes | None, str]:
+    """A folder case's identity and, when small enough to embed, its bytes as an uncompressed zip.
 
-    The model sees the downscaled PNG of a view, so a box is first scaled back to the view
-    (`PromptImage.scale`), then through the view's map to the case. Boxes on images we did not send
-    as queries, or that are not four numbers, are dropped rather than guessed.
+    The hash covers every file's relative path and content, so the same series or frame folder
+    imported twice is recognised as a duplicate. Folders over the embedding limit are not zipped
+    (None): the case then refers to the folder on disk.
     """
-    if not isinstance(item, dict):
-        return None
-    box = item.get("box") or item.get("bbox")
-    if box is None and all(k in item for k in ("x0", "y0", "x1", "y1")):
-        box = [item["x0"], item["y0"], item["x1"], item["y1"]]
-    try:
-        x0, y0, x1, y1 = (float(v) for v in box)
-    except (TypeError, ValueError):
-        return None
-    queries = [img for img in prompt.images if img.role == "query"]
-    wanted = str(item.get("view", "")).strip()
-    if wanted:
-        image = next((img for img in queries if img.label == wanted), None)
-    else:
-        image = queries[0] if len(queries) == 1 else None  # unnamed boxes are unambiguous only with one view
-    if image is None:
-        return None
-    view_map = view_maps.get(image.label)
-    scale = image.scale or 1.0
-    x0, x1 = sorted((max(0.0, min(x0, image.width)), max(0.0, min(x1, image.width))))
-    y0, y1 = sorted((max(0.0, min(y0, image.height)), max(0.0, min(y1, image.height))))
-    if x1 - x0 < 1 or y1 - y0 < 1:
-        return None
-    corners = [(x0 / scale, y0 / scale), (x1 / scale, y1 / scale)]
-    if view_map is not None and view_map.kind == "pixel_scale":
-        corners = [view_map.view_to_case_xy(x, y) for x, y in corners]
-    (cx0, cy0), (cx1, cy1) = corners
-    return Region(cx0, cy0, cx1, cy1, score=1.0, label=str(item.get("label", "")), reason=str(item.get("reason", "")))
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    digest = hashlib.sha256(b"anomalens-folder-v1")
+    total = 0
+    for file in files:
+        rel = file.relative_to(folder).as_posix()
+        digest.update(rel.encode() + b"\0" + hashlib.sha256(file.read_bytes()).digest())
+        total += file.stat().st_size
+    if total > EMBED_LIMIT_BYTES:
+        return None, digest.hexdigest()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for file in files:
+            archive.write(file, file.relative_to(folder).as_posix())
+    return buffer.getvalue(), digest.hexdigest()
+
+
+def _safe_extract(archive: zipfile.ZipFile, target: Path) -> None:
+    """Unpack an embedded folder, refusing member names that would escape the target."""
+    target.mkdir(parents=True, exist_ok=True)
+    root = target.resolve()
+    for member in archive.infolist():
+        destination = (target / member.filename).resolve()
+        if root not in destination.parents and destination != root:
+            raise CaseReadError(f"embedded folder entry {member.filename!r} is not a safe path")
+    archive.extractall(target)

@@ -113,13 +113,18 @@ class LoadedCase:
 class ViewMap:
     """Maps a view back to its case.
 
-    `kind` names the mapping (``pixel_scale`` for images; later ``slice``, ``point_index``,
-    ``sample_range``, ``frame_tile``) and `params` holds what the kind needs, JSON-serialisable so
-    the map is stored with the prompt.
+    `kind` names the mapping (``pixel_scale`` for images; plugins define their own, e.g. ``slice``,
+    ``point_index``, ``sample_range``, ``frame_grid``) and `params` holds what the kind needs,
+    JSON-serialisable so the map can be stored with the prompt. `arrays` holds what is too big for
+    JSON (a depth render's pixel -> point-index image); it is kept in memory for the session only.
     """
 
     kind: str
     params: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def to_record(self) -> dict[str, Any]:
+        return {"kind": self.kind, "params": self.params}
 
     def view_to_case_xy(self, x: float, y: float) -> tuple[float, float]:
         """For pixel maps: a view pixel to a case pixel."""
@@ -139,7 +144,13 @@ class View:
 
 @dataclass
 class Region:
-    """A region on a case (bounding box in case pixels, optional mask), with a score and a reason."""
+    """A region on a case, with a score and a reason.
+
+    The box is in case pixels (for a DICOM slice: that slice's pixels; for a video: the frame's).
+    `detail` says where else the region lives, in the modality's own terms, JSON-serialisable:
+    ``{"slice": 12}``, ``{"frames": [30, 61]}``, ``{"samples": [100, 250], "times": [t0, t1]}``,
+    ``{"points": 5312, "point_ids": [...]}``. Regions without a box (a time range) use a zero box.
+    """
 
     x0: float
     y0: float
@@ -148,17 +159,18 @@ class Region:
     score: float = 0.0
     label: str = ""
     reason: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "x0": self.x0, "y0": self.y0, "x1": self.x1, "y1": self.y1,
-            "score": self.score, "label": self.label, "reason": self.reason,
+            "score": self.score, "label": self.label, "reason": self.reason, "detail": self.detail,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Region:
-        return cls(**{k: d[k] for k in ("x0", "y0", "x1", "y1") }, score=d.get("score", 0.0),
-                   label=d.get("label", ""), reason=d.get("reason", ""))
+        return cls(**{k: d[k] for k in ("x0", "y0", "x1", "y1")}, score=d.get("score", 0.0),
+                   label=d.get("label", ""), reason=d.get("reason", ""), detail=dict(d.get("detail") or {}))
 
 
 @dataclass
@@ -175,6 +187,9 @@ class Verdict:
     model: str = ""
     regions: list[Region] = field(default_factory=list)
     heatmap_sha256: str | None = None
+    # modality-specific results too big or too structured for regions, JSON-serialisable:
+    # per-frame scores of a video, per-sample scores of a series, the slice a heat map belongs to
+    details: dict[str, Any] = field(default_factory=dict)
     answer_id: int | None = None
     prompt_id: int | None = None
     raw_answer: str = ""

@@ -19,11 +19,15 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inspector.model import LoadedCase, View
+from inspector.model import LoadedCase, Region, View, ViewMap
+
+if TYPE_CHECKING:
+    from inspector.detector.offline import OfflineDetector
+    from inspector.prompt import PromptImage
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +39,66 @@ class UnsupportedFileError(Exception):
 
 
 @dataclass
+class QueryView:
+    """One case view as the model saw it: the sent image (size, scale) and the view's map."""
+
+    image: PromptImage
+    view_map: ViewMap | None
+
+
+@dataclass
+class OfflineContext:
+    """What the workstation hands a modality's own offline detector.
+
+    references(): the profile's normal references as (name, RGB uint8) images.
+    image_detector(): the built-in image detector fitted on those references (fitted once, cached;
+        raises ``InspectionError`` with an operator message when the profile has no references).
+    progress(fraction) and is_cancelled() must be honoured in long loops.
+    """
+
+    references: Callable[[], list[tuple[str, np.ndarray]]]
+    image_detector: Callable[[], OfflineDetector]
+    progress: Callable[[float], None]
+    is_cancelled: Callable[[], bool]
+    options: dict[str, Any] = field(default_factory=dict)  # the profile's settings for this modality
+
+
+@dataclass
+class OfflineOutcome:
+    """A modality detector's result; the workstation turns it into a stored verdict."""
+
+    anomalous: bool
+    score: float  # calibrated to 0..1, 0.5 = the decision threshold
+    explanation: str
+    regions: list[Region] = field(default_factory=list)
+    heatmap: np.ndarray | None = None  # 2-D float 0..1 over what the viewer shows (image, slice, frame)
+    details: dict[str, Any] = field(default_factory=dict)  # JSON: per-frame / per-sample scores ...
+    summary: str = ""  # one line for the audit ("raw score 1.2, threshold 0.9, 3.1 s")
+    model: str = ""
+
+
+@dataclass
 class ModalityPlugin:
     """Everything a modality contributes: reader, renderer for the VLM, viewer, presets.
 
     read: path -> LoadedCase; raises ``CaseReadError`` (or any exception) with a clear message.
+        The path may be a folder when `claims_folder` accepted it.
     render: (loaded case, options) -> the views sent to the VLM, each with its map to the case.
-    offline_input: loaded case -> RGB uint8 image the offline detector scores (None: not supported).
+        Options come from the profile (``settings["render"]``) and the viewer's current state
+        (``CaseViewer.render_options()``: the current slice, a frame range ...).
+    offline_input: loaded case -> RGB uint8 image the built-in image detector scores.
+    offline_detect: (loaded case, context) -> OfflineOutcome, for modalities that score in their own
+        way (per-frame, per-sample); it wins over `offline_input`. Neither: not supported.
+    reference_images: loaded case -> [(name, RGB uint8)] stored as the profile's normal references
+        when the operator adds a file of this modality as a reference (a depth-render montage of a
+        normal cloud, frames of a normal video, a windowed slice). None: images only.
+    locate: (answer item, query views, loaded case) -> Region in case terms or None. An answer item
+        is a dict the parser found in the model's answer: ``{"box": [x0, y0, x1, y1], "view": ...}``
+        or ``{"range": [start, end], "unit": "frames"|"ranges"|...}``. None: boxes on
+        ``pixel_scale`` views only (`inspector.locate.locate_box`).
     sniff: (path, first 512 bytes) -> True if this modality reads it, for files without a known
         extension or with a misleading one.
+    claims_folder: folder -> True if the whole folder is one case (a DICOM series, video frames).
     viewer: import string of the Qt dock widget class that shows a loaded case.
     """
 
@@ -56,6 +112,10 @@ class ModalityPlugin:
     viewer: str | None = None
     default_preset: str = "industrial"
     file_filter: str = ""  # e.g. "Images (*.png *.jpg)" for file dialogs
+    offline_detect: Callable[[LoadedCase, OfflineContext], OfflineOutcome] | None = None
+    reference_images: Callable[[LoadedCase], list[tuple[str, np.ndarray]]] | None = None
+    locate: Callable[[dict[str, Any], list[QueryView], LoadedCase], Region | None] | None = None
+    claims_folder: Callable[[Path], bool] | None = None
 
 
 @dataclass
@@ -86,9 +146,42 @@ class PluginRegistry:
     def supported_extensions(self) -> list[str]:
         return sorted({ext for p in self.modalities.values() for ext in p.extensions})
 
+    def folder_modality(self, folder: Path) -> ModalityPlugin | None:
+        """The modality that reads this whole folder as one case, if any."""
+        for plugin in self.modalities.values():
+            if plugin.claims_folder is None:
+                continue
+            try:
+                if plugin.claims_folder(Path(folder)):
+                    return plugin
+            except Exception:  # a buggy claim must not hide other plugins
+                log.exception("folder check of %s failed on %s", plugin.name, folder)
+        return None
+
+    def expand_paths(self, paths: Iterable[str | Path]) -> list[Path]:
+        """Dropped or chosen paths -> case paths: a folder a modality claims (a DICOM series, the
+        frames of a video) is one case; other folders contribute their contents, recursively, sorted,
+        hidden entries skipped."""
+        out: list[Path] = []
+        for raw in paths:
+            path = Path(raw)
+            if not path.is_dir():
+                out.append(path)
+            elif self.folder_modality(path) is not None:
+                out.append(path)
+            else:
+                children = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+                out.extend(self.expand_paths(children))
+        return out
+
     def modality_for_path(self, path: Path) -> ModalityPlugin:
         """Pick the modality for a file: by sniffing its first bytes, else by extension."""
         path = Path(path)
+        if path.is_dir():
+            plugin = self.folder_modality(path)
+            if plugin is None:
+                raise UnsupportedFileError(f"{path.name}: no modality reads this folder as one case")
+            return plugin
         head = b""
         if path.is_file():
             try:

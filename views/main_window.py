@@ -116,6 +116,11 @@ class MainWindow(QMainWindow):
         self._current: PreparedCase | None = None
         self._viewers: dict[str, tuple[QDockWidget, CaseViewer]] = {}
         self._viewer_classes: dict[str, type[CaseViewer] | None] = {}
+        # a viewer's slice or range changes in bursts (wheel, slider drag): recompose once it settles
+        self._prompt_refresh_timer = QTimer(self)
+        self._prompt_refresh_timer.setSingleShot(True)
+        self._prompt_refresh_timer.setInterval(300)
+        self._prompt_refresh_timer.timeout.connect(self._refresh_prompt)
         self.last_error = ""
 
         # All content lives in docks (viewers included, so they can be moved, tabbed, floated); the
@@ -376,6 +381,8 @@ class MainWindow(QMainWindow):
         self._current = None
         if self.store is not None:
             self.store.close()
+        if self.service is not None:
+            self.service.close()
         self.store = None
         self.service = None
         self.case_browser.set_cases([])
@@ -480,7 +487,7 @@ class MainWindow(QMainWindow):
             return
         service = self.service
         profile_id = self.current_profile_id()
-        files = _expand_folders(paths)
+        files = self.registry.expand_paths(paths)
 
         def work(job: Job):
             return service.import_files(files, profile_id,
@@ -544,6 +551,33 @@ class MainWindow(QMainWindow):
         if self._current is not None and self._current.case.id is not None:
             self.show_case(self._current.case.id)
 
+    def _current_render_options(self) -> dict:
+        """What the current case's viewer shows (slice, frames, range), for the renderer."""
+        if self._current is None or self._current.case.modality not in self._viewers:
+            return {}
+        return self._viewers[self._current.case.modality][1].render_options()
+
+    def _refresh_prompt(self) -> None:
+        """Recompose only the prompt (the viewer's slice or range changed), off the GUI thread."""
+        if self.service is None or self._current is None or self._current.loaded is None:
+            return
+        profile = self.current_profile()
+        if profile is None:
+            return
+        service, case = self.service, self._current.case
+        switches, options = self.prompt_panel.switches(), self._current_render_options()
+
+        def work(job: Job):
+            return case.id, service.compose_prompt(case, profile, switches, None, options)
+
+        def done(result) -> None:
+            case_id, prompt = result
+            if self._current is not None and self._current.case.id == case_id:
+                self._current.prompt = prompt
+                self.prompt_panel.set_prompt(prompt)
+
+        self._run("Composing the prompt", work, done)
+
     def _viewer_class(self, modality: str) -> type[CaseViewer] | None:
         """Resolve a plugin's viewer import string once; None (and one message) if it is broken."""
         if modality in self._viewer_classes:
@@ -573,6 +607,7 @@ class MainWindow(QMainWindow):
             self.notify(f"The {modality} viewer could not be created: {exc}")
             return None
         plugin = self.registry.modality(modality)
+        viewer.render_options_changed.connect(self._prompt_refresh_timer.start)
         dock = QDockWidget(f"{plugin.title} viewer", self)
         dock.setObjectName(f"viewer_{modality}")
         dock.setWidget(viewer)
@@ -607,13 +642,14 @@ class MainWindow(QMainWindow):
         if endpoint.configured:
             switches = self.prompt_panel.switches()
             override = self.prompt_panel.text_override()
+            render_options = self._current_render_options()
 
             async def ask(job: Job) -> Verdict:
                 import asyncio
 
                 job.report(0.1, f"Asking {endpoint.model}…")
                 prompt = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: service.compose_prompt(case, profile, switches, override))
+                    None, lambda: service.compose_prompt(case, profile, switches, override, render_options))
                 job.report(0.3, f"Waiting for {endpoint.model}…")
                 return await service.inspect_with_vlm(case, prompt, endpoint)
 
@@ -770,18 +806,6 @@ def _layout_settings(settings_file: Path | None) -> QSettings:
 
     folder = settings_file.parent if settings_file is not None else user_data_dir()
     return QSettings(str(folder / "layout.ini"), QSettings.Format.IniFormat)
-
-
-def _expand_folders(paths: list[str]) -> list[Path]:
-    """Dropped folders contribute their files (sorted, hidden files skipped)."""
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")))
-        else:
-            files.append(path)
-    return files
 
 
 def _prepare(service: InspectionService, case_id: int, profile: Profile | None,

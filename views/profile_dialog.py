@@ -139,7 +139,7 @@ class ProfileDialog(QDialog):
     def _add_reference_paths(self, paths: list[str]) -> None:
         profile_id = self._ensure_saved()
         problems = []
-        for path in paths:
+        for path in self.service.registry.expand_paths(paths):
             try:
                 self.service.add_reference_file(profile_id, Path(path))
             except InspectionError as exc:
@@ -149,9 +149,10 @@ class ProfileDialog(QDialog):
             QMessageBox.warning(self, "Some references were not added", "\n".join(problems))
 
     def _browse_references(self) -> None:
+        filters = [p.file_filter for p in self.service.registry.modalities.values() if p.file_filter]
         paths, _ = QFileDialog.getOpenFileNames(
-            self, "Add normal reference images", "",
-            "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp);;All files (*)")
+            self, "Add normal references (images, or normal cases of any modality)", "",
+            ";;".join([*filters, "All files (*)"]))
         if paths:
             self._add_reference_paths(paths)
 

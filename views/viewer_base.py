@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QWidget
 
 from inspector.model import LoadedCase, Verdict
@@ -16,7 +17,16 @@ class CaseViewer(QWidget):
     `prepare_display` runs in a worker thread before `show_case` runs on the GUI thread: heavy
     conversions (a 4096x4096 image into a QImage, a million points into VTK arrays) belong there so
     opening a big case never stalls the window.
+
+    `render_options` tells the modality's renderer what the operator is looking at (the current
+    slice, a frame range, a selected time range) so the model sees the same; emit
+    `render_options_changed` when that changes and the window recomposes the prompt.
     """
+
+    render_options_changed = Signal()
+
+    def render_options(self) -> dict[str, Any]:
+        return {}
 
     @classmethod
     def prepare_display(cls, loaded: LoadedCase) -> Any:

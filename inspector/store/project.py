@@ -66,6 +66,13 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays in verdict details become plain JSON numbers and lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
@@ -414,9 +421,11 @@ class ProjectStore:
                 "anomalous": None if verdict.anomalous is None else int(verdict.anomalous),
                 "score": verdict.score, "score_source": ScoreSource(verdict.score_source).value,
                 "explanation": verdict.explanation, "parse_status": ParseStatus(verdict.parse_status).value,
-                "model": verdict.model, "regions_json": json.dumps([r.to_dict() for r in verdict.regions]),
+                "model": verdict.model,
+                "regions_json": json.dumps([r.to_dict() for r in verdict.regions], default=_json_default),
                 "heatmap_sha256": verdict.heatmap_sha256, "raw_answer": verdict.raw_answer,
                 "error": verdict.error, "created_at": verdict.created_at,
+                "details_json": json.dumps(verdict.details, default=_json_default),
             }).last_pk
             decided = self.conn.execute(
                 "SELECT 1 FROM decisions WHERE case_id = ? LIMIT 1", (verdict.case_id,)
@@ -439,6 +448,7 @@ class ProjectStore:
             regions=[Region.from_dict(d) for d in json.loads(row["regions_json"] or "[]")],
             heatmap_sha256=row["heatmap_sha256"], raw_answer=row["raw_answer"] or "",
             error=row["error"], created_at=row["created_at"],
+            details=json.loads(row.get("details_json") or "{}"),
         )
 
     def verdicts(self, case_id: int) -> list[Verdict]:

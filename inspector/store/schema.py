@@ -90,5 +90,10 @@ def _v2(db: sqlite_utils.Database) -> None:
     db.execute("UPDATE cases SET sort_key = id")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    """Verdicts carry modality details (per-frame or per-sample scores, the heat map's slice)."""
+    db["verdicts"].add_column("details_json", str)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)

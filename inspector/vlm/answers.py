@@ -34,6 +34,8 @@ _FALSE_WORDS = {"false", "no", "normal", "not anomalous", "non-anomalous", "not 
 _CONFIDENCE_KEYS = ("confidence", "certainty")
 _EXPLANATION_KEYS = ("reason", "explanation", "description", "rationale", "justification")
 _REGION_KEYS = ("regions", "boxes", "marks", "bboxes")
+# ranges on a time axis or over frames; the key is kept as the item's "unit" for the modality
+_RANGE_KEYS = ("ranges", "anomalous_ranges", "time_ranges", "frame_ranges", "frames", "intervals")
 
 
 @dataclass
@@ -46,6 +48,7 @@ class ParsedAnswer:
     score: float | None
     score_source: ScoreSource
     explanation: str
+    # boxes ({"box": [...]}), marks ({"mark": n}) and ranges ({"range": [a, b], "unit": key})
     regions: list[dict[str, Any]] = field(default_factory=list)
     method: str = ""
 
@@ -221,6 +224,42 @@ def _regions(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return regions
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _range_item(item: Any, unit: str) -> dict[str, Any] | None:
+    """One range as ``{"range": [start, end], "unit": ...}``; ends stay as given (numbers or times)."""
+    extra: dict[str, Any] = {}
+    if isinstance(item, dict):
+        extra = {k: item[k] for k in ("reason", "label", "view") if isinstance(item.get(k), str)}
+        if "range" in item and isinstance(item["range"], (list, tuple)):
+            item = item["range"]
+        else:
+            start = next((item[k] for k in ("start", "from", "begin", "first") if k in item), None)
+            end = next((item[k] for k in ("end", "to", "stop", "last") if k in item), start)
+            item = [start, end]
+    if _is_number(item):
+        item = [item, item]
+    if not isinstance(item, (list, tuple)) or len(item) != 2:
+        return None
+    start, end = item
+    if not all(_is_number(v) or (isinstance(v, str) and v.strip()) for v in (start, end)):
+        return None
+    return {"range": [start, end], "unit": unit, **extra}
+
+
+def _ranges(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for key in _RANGE_KEYS:
+        raw = obj.get(key)
+        if isinstance(raw, (list, tuple)) and len(raw) == 2 and all(_is_number(v) for v in raw):
+            raw = [raw]  # "frames": [30, 60] is one range, not two single frames
+        if isinstance(raw, list):
+            out.extend(r for item in raw if (r := _range_item(item, key)) is not None)
+    return out
+
+
 def _from_json(text: str, found: _JsonVerdict, logprobs: Any) -> ParsedAnswer:
     if found.data is None:
         return _unparsed(text)
@@ -231,7 +270,7 @@ def _from_json(text: str, found: _JsonVerdict, logprobs: Any) -> ParsedAnswer:
     explanation = next((v.strip() for k in _EXPLANATION_KEYS if isinstance(v := obj.get(k), str)), "")
     score, source = _score(text, "json", anomalous, confidence, logprobs, key=found.key)
     return ParsedAnswer(ParseStatus.PARSED, anomalous, confidence, score, source, explanation,
-                        _regions(obj), "json")
+                        _regions(obj) + _ranges(obj), "json")
 
 
 # ---------------------------------------------------------------------------------------------
