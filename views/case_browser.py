@@ -23,6 +23,8 @@ STATUS_TEXT = {
     CaseStatus.UNDECIDED: "unreadable answer",
     CaseStatus.ERROR: "error",
 }
+KIND_TEXT = {"image": "image", "dicom": "DICOM", "point_cloud": "3D scan", "time_series": "series",
+             "video": "video"}
 STATUS_COLOUR = {
     CaseStatus.NOT_INSPECTED: "#8a8f98",
     CaseStatus.NORMAL: "#3fb950",
@@ -43,9 +45,9 @@ class CaseBrowser(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setAcceptDrops(True)
-        self.table = QTableWidget(0, 3)
+        self.table = QTableWidget(0, 4)
         self.table.setObjectName("caseTable")
-        self.table.setHorizontalHeaderLabels(["Case", "Status", "Score"])
+        self.table.setHorizontalHeaderLabels(["Case", "Status", "Score", "Kind"])
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
@@ -54,9 +56,11 @@ class CaseBrowser(QWidget):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.ResizeToContents)
         self.setMinimumWidth(260)
         self.table.itemSelectionChanged.connect(self._selection_changed)
-        self.hint = QLabel("Drop images here or use File ▸ Add cases…")
+        self.hint = QLabel("Drop files or folders here (images, DICOM series, point clouds, sensor series,\n"
+                           "videos or frame folders), or use File ▸ Add cases…")
         self.hint.setObjectName("hint")
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.summary = QLabel("")
@@ -102,6 +106,9 @@ class CaseBrowser(QWidget):
         self.table.setItem(row, 0, name)
         self.table.setItem(row, 1, status_item)
         self.table.setItem(row, 2, score)
+        kind = QTableWidgetItem(KIND_TEXT.get(case.modality, case.modality))
+        kind.setForeground(QColor("#8a8f98"))
+        self.table.setItem(row, 3, kind)
 
     def update_case(self, case: Case, decided: bool) -> None:
         row = self._rows.get(case.id)

@@ -515,6 +515,7 @@ class MainWindow(QMainWindow):
             return
         if self._prepare_job is not None:
             self._prepare_job.cancel()
+        self._follow_case_profile(case_id)
         service = self.service
         profile = self.current_profile()
         switches = self.prompt_panel.switches()
@@ -528,6 +529,19 @@ class MainWindow(QMainWindow):
             return prepared
 
         self._prepare_job = self._run("Opening case", work, self._show_prepared)
+
+    def _follow_case_profile(self, case_id: int) -> None:
+        """A case added under a profile is inspected with that profile: select it in the toolbar."""
+        try:
+            profile_id = self.store.case(case_id).profile_id if self.store is not None else None
+        except (KeyError, StoreError):
+            return
+        if profile_id is not None and profile_id != self.current_profile_id():
+            index = self.profile_combo.findData(profile_id)
+            if index >= 0:
+                self.profile_combo.blockSignals(True)
+                self.profile_combo.setCurrentIndex(index)
+                self.profile_combo.blockSignals(False)
 
     def _show_prepared(self, prepared: PreparedCase) -> None:
         self._prepare_job = None

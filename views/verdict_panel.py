@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.model import Decision, ParseStatus, ScoreSource, Verdict, VerdictSource
+from inspector.model import Decision, ParseStatus, Region, ScoreSource, Verdict, VerdictSource
 
 SCORE_SOURCE_TEXT = {
     ScoreSource.LOGPROB: "from the verdict token's log-probabilities",
@@ -23,6 +23,26 @@ SCORE_SOURCE_TEXT = {
     ScoreSource.OFFLINE_CALIBRATED: "offline detector, calibrated on the references",
     ScoreSource.NONE: "no score available",
 }
+
+
+def where(region: Region) -> str:
+    """Where a region is, in the modality's own terms (slice, frames, samples, points, pixels)."""
+    detail = region.detail or {}
+    parts = []
+    if "slice" in detail:
+        parts.append(f"on slice {detail['slice']}")
+    if "frames" in detail:
+        first, last = detail["frames"]
+        parts.append(f"in frame {first}" if first == last else f"in frames {first}–{last}")
+    if "times" in detail:
+        parts.append(f"from {detail['times'][0]} to {detail['times'][1]}")
+    elif "samples" in detail:
+        parts.append(f"in samples {detail['samples'][0]}–{detail['samples'][1]}")
+    if "points" in detail:
+        parts.append(f"covering {detail['points']} points" + (f" ({detail['view']})" if "view" in detail else ""))
+    if region.x1 > region.x0 and region.y1 > region.y0:
+        parts.append(f"at ({region.x0:.0f}, {region.y0:.0f})–({region.x1:.0f}, {region.y1:.0f})")
+    return " ".join(parts) or "(no location)"
 
 
 class VerdictPanel(QWidget):
@@ -118,8 +138,8 @@ class VerdictPanel(QWidget):
         self.score_source.setText(SCORE_SOURCE_TEXT[ScoreSource(verdict.score_source)])
         text = verdict.explanation or ""
         if verdict.regions:
-            lines = [f"{i}. {r.label or 'region'} at ({r.x0:.0f}, {r.y0:.0f})–({r.x1:.0f}, {r.y1:.0f})"
-                     + (f": {r.reason}" if r.reason else "") for i, r in enumerate(verdict.regions, 1)]
+            lines = [f"{i}. {r.label or 'region'} {where(r)}" + (f": {r.reason}" if r.reason else "")
+                     for i, r in enumerate(verdict.regions, 1)]
             text += "\n\nRegions:\n" + "\n".join(lines)
         self.explanation.setPlainText(text)
         self.raw.setPlainText(verdict.raw_answer)
