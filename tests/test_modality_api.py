@@ -271,3 +271,19 @@ def test_v2_project_gains_verdict_details(tmp_path):
 ])
 def test_ranges_are_read_from_json_answers(answer, expected):
     assert parse_answer(answer).regions == expected
+
+
+@pytest.mark.parametrize(("detail", "box", "expected"), [
+    ({"slice": 12}, (1, 2, 30, 40), "on slice 12 at (1, 2)–(30, 40)"),
+    ({"frames": [30, 61]}, (0, 0, 0, 0), "in frames 30–61"),
+    ({"frames": [7, 7]}, (0, 0, 0, 0), "in frame 7"),
+    ({"samples": [100, 250], "times": ["2014-02-01 10:00", "2014-02-01 12:00"]}, (0, 0, 0, 0),
+     "from 2014-02-01 10:00 to 2014-02-01 12:00"),
+    ({"samples": [100, 250]}, (0, 0, 0, 0), "in samples 100–250"),
+    ({"points": 5312, "view": "view 2"}, (3, 4, 50, 60), "covering 5312 points (view 2) at (3, 4)–(50, 60)"),
+    ({}, (0, 0, 0, 0), "(no location)"),
+])
+def test_the_verdict_panel_says_where_a_region_is_in_modality_terms(detail, box, expected):
+    from views.verdict_panel import where
+
+    assert where(Region(*box, detail=detail)) == expected
