@@ -374,8 +374,13 @@ class InspectionService:
         return detector
 
     def inspect_offline(self, case: Case, profile: Profile, progress: Callable[[float], None] | None = None,
-                        is_cancelled: Callable[[], bool] | None = None) -> Verdict:
-        """Score the case against the profile's references with the built-in detector (no VLM)."""
+                        is_cancelled: Callable[[], bool] | None = None,
+                        render_options: dict | None = None) -> Verdict:
+        """Score the case against the profile's references with the built-in detector (no VLM).
+
+        `render_options` (what the viewer shows: the current slice, a frame range) reach a
+        modality's own detector through `OfflineContext.render_options`.
+        """
         assert case.id is not None
         plugin = self.registry.modality(case.modality)
         if plugin.offline_input is None and plugin.offline_detect is None:
@@ -389,6 +394,7 @@ class InspectionService:
                 progress=progress or (lambda _f: None),
                 is_cancelled=is_cancelled or (lambda: False),
                 options=dict(profile.settings.get(case.modality, {})) if isinstance(profile.settings, dict) else {},
+                render_options=dict(render_options or {}),
             )
             outcome = plugin.offline_detect(loaded, context)
         else:

@@ -61,6 +61,7 @@ class OfflineContext:
     progress: Callable[[float], None]
     is_cancelled: Callable[[], bool]
     options: dict[str, Any] = field(default_factory=dict)  # the profile's settings for this modality
+    render_options: dict[str, Any] = field(default_factory=dict)  # what the viewer shows (slice, frames)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The plugin API the non-image modalities build on, exercised with a small test modality.
 
 The test modality ("strip") is a real plugin discovered from a temporary plugins folder: a folder
-of numbered PNG strips is one case, its views use their own map kind, it brings its own offline
+of numbered .strip files is one case, its views use their own map kind, it brings its own offline
 detector and turns a normal case into reference images. That covers what DICOM series, frame
 folders, point clouds and series need from the core, independently of those plugins.
 """
@@ -28,12 +28,10 @@ from tests.conftest import textured_image
 from tests.loopback_vlm import LoopbackVLM, Reply
 
 STRIP_PLUGIN = '''
-"""Test modality: a folder of numbered PNG strips is one case."""
+"""Test modality: a folder of numbered .strip files (numpy arrays) is one case."""
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from inspector.imaging import CaseReadError
 from inspector.locate import box_in_view
 from inspector.model import LoadedCase, Region, View, ViewMap
@@ -43,13 +41,16 @@ PLUGIN_API_VERSION = 1
 
 
 def claims_folder(folder):
-    return any(p.name.startswith("strip_") for p in folder.iterdir())
+    return any(p.suffix == ".strip" for p in folder.iterdir())
 
 
 def read(path):
     if not path.is_dir():
         raise CaseReadError(f"{path.name}: a strip case is a folder")
-    strips = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(path.glob("strip_*.png"))]
+    strips = []
+    for p in sorted(path.glob("strip_*.strip")):
+        with p.open("rb") as fh:
+            strips.append(np.load(fh))
     if not strips:
         raise CaseReadError(f"{path.name}: the folder holds no strips")
     return LoadedCase("strip", strips, {"strips": len(strips)})
@@ -125,7 +126,8 @@ def _strip_folder(root, name, brightness=(120, 120, 120)):
     folder.mkdir()
     for i, level in enumerate(brightness):
         image = np.clip(textured_image(i, (40, 60)).astype(int) - 120 + level, 0, 255).astype(np.uint8)
-        Image.fromarray(image).save(folder / f"strip_{i:02d}.png")
+        with (folder / f"strip_{i:02d}.strip").open("wb") as fh:
+            np.save(fh, image)
     return folder
 
 

@@ -48,7 +48,8 @@ def test_third_party_plugin_is_discovered_and_broken_ones_are_skipped(tmp_path):
     _write(tmp_path, "missing_dep.py", "import a_module_that_does_not_exist\n")
     _write(tmp_path, "_private.py", "raise SystemExit('must not even be imported')\n")
     registry = discover([bundled_plugins_dir(), tmp_path])
-    assert set(registry.loaded) == {"image_modality", "good_signal"}
+    builtin = {"image_modality", "dicom_modality", "pointcloud_modality", "timeseries_modality", "video_modality"}
+    assert set(registry.loaded) == builtin | {"good_signal"}
     failed = {e.plugin: e.message for e in registry.errors}
     assert set(failed) == {"syntax_error", "raises", "no_register", "future_api", "missing_dep"}
     assert "needs a licence server" in failed["raises"]

@@ -520,9 +520,12 @@ class MainWindow(QMainWindow):
         profile = self.current_profile()
         switches = self.prompt_panel.switches()
         viewer_classes = {name: self._viewer_class(name) for name in self.registry.modalities}
+        # the same case shown again (a profile or switch change): keep what the viewer shows
+        same_case = self._current is not None and self._current.case.id == case_id
+        render_options = self._current_render_options() if same_case else {}
 
         def work(job: Job) -> PreparedCase:
-            prepared = _prepare(service, case_id, profile, switches)
+            prepared = _prepare(service, case_id, profile, switches, render_options)
             viewer_class = viewer_classes.get(prepared.case.modality)
             if prepared.loaded is not None and viewer_class is not None:
                 prepared.display = viewer_class.prepare_display(prepared.loaded)
@@ -671,10 +674,13 @@ class MainWindow(QMainWindow):
                                           blocking=False)
             self.verdict_panel.show_busy(f"Asking {endpoint.model}… (Esc cancels)")
         else:
+            render_options = self._current_render_options()
+
             def score(job: Job) -> Verdict:
                 job.report(0.05, "Offline detector: preparing references…")
                 return service.inspect_offline(case, profile, progress=lambda f: job.report(
-                    0.05 + 0.85 * f, "Offline detector: learning the references…"), is_cancelled=job.is_cancelled)
+                    0.05 + 0.85 * f, "Offline detector: learning the references…"), is_cancelled=job.is_cancelled,
+                    render_options=render_options)
 
             self._inspect_job = self._run("Inspecting offline", score, self._inspection_done,
                                           self._inspection_failed)
@@ -823,7 +829,7 @@ def _layout_settings(settings_file: Path | None) -> QSettings:
 
 
 def _prepare(service: InspectionService, case_id: int, profile: Profile | None,
-             switches: PromptSwitches) -> PreparedCase:
+             switches: PromptSwitches, render_options: dict | None = None) -> PreparedCase:
     """Everything needed to show a case, computed in a worker thread."""
     store = service.store
     case = store.case(case_id)
@@ -838,7 +844,7 @@ def _prepare(service: InspectionService, case_id: int, profile: Profile | None,
         prepared.heatmap = service.heatmap(prepared.verdict)
     if profile is not None:
         try:
-            prepared.prompt = service.compose_prompt(case, profile, switches)
+            prepared.prompt = service.compose_prompt(case, profile, switches, render_options=render_options)
         except Exception as exc:  # noqa: BLE001 - a prompt problem must not hide the case
             prepared.problem = f"The prompt could not be composed: {exc}"
     return prepared
