@@ -91,3 +91,21 @@ def test_profile_dialog_adds_and_removes_references(qtbot, tmp_path, registry):
     assert reopened.reference_count() == 2
     assert reopened.references.item(0).data(Qt.ItemDataRole.UserRole) is not None
     store.close()
+
+
+def test_new_profile_takes_the_modality_preset_and_an_existing_one_keeps_its_own(qtbot, tmp_path, registry):
+    store = ProjectStore(tmp_path / "p.anomalens")
+    service = InspectionService(store, registry)
+    dialog = ProfileDialog(service, Profile(name="", modality="image", domain_preset="industrial"))
+    qtbot.addWidget(dialog)
+    dialog.modality.setCurrentIndex(dialog.modality.findData("dicom"))
+    assert dialog.preset.currentText() == registry.modality("dicom").default_preset == "medical"
+    dialog.name.setText("Head CT")
+    dialog.accept()
+    saved = store.profiles()[0]
+    assert (saved.modality, saved.domain_preset) == ("dicom", "medical")
+    existing = ProfileDialog(service, saved)
+    qtbot.addWidget(existing)
+    existing.modality.setCurrentIndex(existing.modality.findData("image"))
+    assert existing.preset.currentText() == "medical"  # an operator's choice is not overwritten
+    store.close()

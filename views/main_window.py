@@ -447,7 +447,13 @@ class MainWindow(QMainWindow):
         self._recompose()
 
     def new_profile_dialog(self) -> None:
-        self._open_profile_dialog(None)
+        """A new profile starts with the shown case's modality and that modality's preset."""
+        modality = self._current.case.modality if self._current is not None else "image"
+        plugin = self.registry.modalities.get(modality) or self.registry.modalities.get("image")
+        if plugin is None:
+            self._open_profile_dialog(None)
+            return
+        self._open_profile_dialog(Profile(name="", modality=plugin.name, domain_preset=plugin.default_preset))
 
     def edit_profile_dialog(self) -> None:
         self._open_profile_dialog(self.current_profile())

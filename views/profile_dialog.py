@@ -67,7 +67,7 @@ class ReferenceList(QListWidget):
 class ProfileDialog(QDialog):
     def __init__(self, service: InspectionService, profile: Profile | None = None, parent=None):
         super().__init__(parent)
-        self.setWindowTitle("Profile" if profile else "New profile")
+        self.setWindowTitle("Profile" if profile is not None and profile.id is not None else "New profile")
         self.resize(640, 620)
         self.service = service
         self.profile = profile or Profile(name="")
@@ -80,6 +80,14 @@ class ProfileDialog(QDialog):
         index = self.preset.findText(self.profile.domain_preset)
         if index >= 0:
             self.preset.setCurrentIndex(index)
+        self.modality = QComboBox()
+        self.modality.setToolTip("The kind of case this profile inspects; a new profile takes its preset from it")
+        for plugin in service.registry.modalities.values():
+            self.modality.addItem(plugin.title, plugin.name)
+        index = self.modality.findData(self.profile.modality)
+        if index >= 0:
+            self.modality.setCurrentIndex(index)
+        self.modality.currentIndexChanged.connect(self._modality_changed)
         self.standards = QPlainTextEdit(self.profile.normal_standards)
         self.standards.setPlaceholderText("What a normal item looks like, written by the domain expert.")
         self.defects = QPlainTextEdit(self.profile.expected_defects)
@@ -93,6 +101,7 @@ class ProfileDialog(QDialog):
         form = QFormLayout()
         form.addRow("Name", self.name)
         form.addRow("Class name", self.class_name)
+        form.addRow("Modality", self.modality)
         form.addRow("Domain preset", self.preset)
         form.addRow("Normal standards", self.standards)
         form.addRow("Expected defects", self.defects)
@@ -110,10 +119,21 @@ class ProfileDialog(QDialog):
         layout.addWidget(buttons)
         self._reload_references()
 
+    def _modality_changed(self) -> None:
+        """A new profile follows the modality's preset (medical for DICOM, ...); an existing one keeps its own."""
+        if self.profile.id is not None:
+            return
+        plugin = self.service.registry.modalities.get(self.modality.currentData())
+        if plugin is not None:
+            index = self.preset.findText(plugin.default_preset)
+            if index >= 0:
+                self.preset.setCurrentIndex(index)
+
     def _collect(self) -> Profile:
         self.profile.name = self.name.text().strip() or self.class_name.text().strip() or "Unnamed profile"
         self.profile.class_name = self.class_name.text().strip()
         self.profile.domain_preset = self.preset.currentText()
+        self.profile.modality = self.modality.currentData() or self.profile.modality
         self.profile.normal_standards = self.standards.toPlainText().strip()
         self.profile.expected_defects = self.defects.toPlainText().strip()
         return self.profile
