@@ -194,6 +194,8 @@ class InspectionService:
                     _safe_extract(archive, target)
             else:
                 target.write_bytes(data)
+        if plugin.read_copy is not None:
+            return plugin.read_copy(target, Path(case.source_path))
         return plugin.read(target)
 
     # ----------------------------------------------------------------- references

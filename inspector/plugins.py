@@ -100,6 +100,8 @@ class ModalityPlugin:
     sniff: (path, first 512 bytes) -> True if this modality reads it, for files without a known
         extension or with a misleading one.
     claims_folder: folder -> True if the whole folder is one case (a DICOM series, video frames).
+    read_copy: (path of an unpacked embedded copy, the case's original path) -> LoadedCase, for
+        readers that look beside the file (NAB labels in the tree around a series); None: `read`.
     viewer: import string of the Qt dock widget class that shows a loaded case.
     """
 
@@ -117,6 +119,7 @@ class ModalityPlugin:
     reference_images: Callable[[LoadedCase], list[tuple[str, np.ndarray]]] | None = None
     locate: Callable[[dict[str, Any], list[QueryView], LoadedCase], Region | None] | None = None
     claims_folder: Callable[[Path], bool] | None = None
+    read_copy: Callable[[Path, Path], LoadedCase] | None = None
 
 
 @dataclass
