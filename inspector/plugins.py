@@ -120,6 +120,9 @@ class ModalityPlugin:
     locate: Callable[[dict[str, Any], list[QueryView], LoadedCase], Region | None] | None = None
     claims_folder: Callable[[Path], bool] | None = None
     read_copy: Callable[[Path, Path], LoadedCase] | None = None
+    # sniffers are asked highest priority first: a strict sniffer for a special case of a common
+    # container (an organized-XYZ TIFF among TIFF images) must come before the general one
+    sniff_priority: int = 0
 
 
 @dataclass
@@ -193,7 +196,7 @@ class PluginRegistry:
                     head = fh.read(512)
             except OSError:
                 head = b""
-        for plugin in self.modalities.values():
+        for plugin in sorted(self.modalities.values(), key=lambda p: -p.sniff_priority):
             if plugin.sniff is not None and head:
                 try:
                     if plugin.sniff(path, head):
