@@ -104,6 +104,27 @@ def run_batch(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _check_every_modality(service) -> tuple[list[str], dict[str, int]]:
+    """Open and render one demo case of every modality: in a packaged app this is where a library
+    the bundle lacks (a codec, a DICOM decoder, VTK's renderer) shows up."""
+    problems: list[str] = []
+    rendered: dict[str, int] = {}
+    for case in service.store.cases():
+        if case.modality in rendered:
+            continue
+        if case.error:
+            problems.append(f"demo case {case.name} ({case.modality}) could not be read: {case.error}")
+            continue
+        try:
+            loaded = service.load_case(case)
+            rendered[case.modality] = len(service.registry.modality(case.modality).render(loaded, {}))
+        except Exception as exc:  # noqa: BLE001 - every failure is reported by the self-test
+            problems.append(f"demo case {case.name} ({case.modality}): {type(exc).__name__}: {exc}")
+    missing = {"image", "dicom", "point_cloud", "time_series", "video"} - set(service.registry.modalities)
+    problems += [f"modality {name} is not available" for name in sorted(missing)]
+    return problems, rendered
+
+
 def run_self_test() -> int:
     """Start-up check for the packaged app: core, weights, plugins, Qt platform, one inspection."""
     import tempfile
@@ -125,6 +146,10 @@ def run_self_test() -> int:
         cases = store.cases()
         anomalous = next(c for c in cases if c.ground_truth == "anomalous")
         verdict = service.inspect_offline(anomalous, profile)
+        problems, rendered = _check_every_modality(service)
+        if problems:
+            print("self-test FAILED: " + "; ".join(problems), file=sys.stderr)
+            return 1
         store.close()
         from inspector.store import ProjectStore
 
@@ -145,7 +170,8 @@ def run_self_test() -> int:
         app.processEvents()
         window.force_close = True
         window.close()
-    print(f"self-test OK: plugins {registry.loaded}; offline verdict on {anomalous.name}: "
+    print(f"self-test OK: plugins {registry.loaded}; views rendered per modality {rendered}; "
+          f"offline verdict on {anomalous.name}: "
           f"{'anomalous' if verdict.anomalous else 'normal'} score {verdict.score:.3f}; "
           f"{time.perf_counter() - started:.1f} s")
     return 0

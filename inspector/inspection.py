@@ -131,9 +131,11 @@ class InspectionService:
                 read_error = f"{path.name}: could not be read ({type(exc).__name__}: {exc})"
         if path.is_dir():
             metadata["source_kind"] = FOLDER_CASE
+        # readers that know the truth (labelled datasets: Ped2 folders, NAB series) say so
+        ground_truth = metadata.get("ground_truth") if metadata.get("ground_truth") in ("normal", "anomalous") else None
         case = Case(
             name=path.name, modality=modality, source_path=str(path.resolve()), source_sha256=sha,
-            metadata=metadata, profile_id=profile_id,
+            metadata=metadata, profile_id=profile_id, ground_truth=ground_truth,
             status=CaseStatus.ERROR if read_error else CaseStatus.NOT_INSPECTED, error=read_error,
         )
         embed = read_error is None and (data is not None and len(data) <= EMBED_LIMIT_BYTES)
@@ -179,6 +181,9 @@ class InspectionService:
                 loaded = plugin.read(Path(case.source_path))
         except (CaseReadError, StoreError) as exc:
             raise InspectionError(getattr(exc, "user_message", str(exc))) from exc
+        # What the reader found at import (labels beside the original file, ground truth) and can
+        # no longer find from an embedded copy fills the gaps; a fresh read wins where it has a value.
+        loaded.metadata = {**{k: v for k, v in case.metadata.items() if k != "source_kind"}, **loaded.metadata}
         self._remember(case.id, loaded)
         return loaded
 

@@ -53,7 +53,12 @@ def read(path):
             strips.append(np.load(fh))
     if not strips:
         raise CaseReadError(f"{path.name}: the folder holds no strips")
-    return LoadedCase("strip", strips, {"strips": len(strips)})
+    metadata = {"strips": len(strips)}
+    labels = path.parent / "labels.txt"  # a sidecar beside the case, as NAB and Ped2 have
+    if labels.is_file():
+        metadata["ground_truth"] = labels.read_text().strip()
+        metadata["labelled_strips"] = [1]
+    return LoadedCase("strip", strips, metadata)
 
 
 def render(loaded, options):
@@ -156,6 +161,19 @@ def test_folder_case_is_embedded_and_reads_after_the_folder_is_gone(tmp_path, se
     service._loaded.clear()
     loaded = service.load_case(service.store.case(case.id))
     assert len(loaded.data) == 3 and loaded.data[0].shape == (40, 60, 3)
+
+
+def test_labels_found_at_import_become_ground_truth_and_survive_the_embedded_copy(tmp_path, service):
+    root = tmp_path / "dataset"
+    root.mkdir()
+    (root / "labels.txt").write_text("anomalous\n")
+    case, _ = service.import_file(_strip_folder(root, "case"))
+    assert case.ground_truth == "anomalous"
+    assert service.store.case(case.id).ground_truth == "anomalous"
+    service._loaded.clear()  # read again from the embedded copy, where no sidecar is found
+    loaded = service.load_case(service.store.case(case.id))
+    assert loaded.metadata["labelled_strips"] == [1] and loaded.metadata["strips"] == 3
+    assert "source_kind" not in loaded.metadata
 
 
 def test_embedded_folder_with_escaping_names_is_refused(tmp_path, service):

@@ -685,7 +685,8 @@ class MainWindow(QMainWindow):
             def score(job: Job) -> Verdict:
                 job.report(0.05, "Offline detector: preparing references…")
                 return service.inspect_offline(case, profile, progress=lambda f: job.report(
-                    0.05 + 0.85 * f, "Offline detector: learning the references…"), is_cancelled=job.is_cancelled,
+                    0.05 + 0.85 * f, "Offline detector: learning the references and scoring…"),
+                    is_cancelled=job.is_cancelled,
                     render_options=render_options)
 
             self._inspect_job = self._run("Inspecting offline", score, self._inspection_done,

@@ -1,0 +1,50 @@
+"""The demo project: one profile per modality, every demo case readable, the start-up self-test.
+
+This is what an operator sees on first start with no data, no endpoint and no network, so every
+case in it must open and render.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from inspector.demo import build_demo_project
+from inspector.inspection import InspectionService
+from inspector.model import CaseStatus
+from tests.conftest import ROOT
+
+MODALITIES = {"image", "dicom", "point_cloud", "time_series", "video"}
+
+
+def test_demo_project_has_every_modality_and_every_case_renders(tmp_path, registry):
+    store = build_demo_project(tmp_path / "demo.anomalens", registry)
+    service = InspectionService(store, registry)
+    try:
+        profiles = {p.modality for p in store.profiles()}
+        assert profiles == MODALITIES
+        cases = store.cases()
+        assert {c.modality for c in cases} == MODALITIES
+        errors = [(c.name, c.error) for c in cases if c.status == CaseStatus.ERROR]
+        assert errors == []
+        for case in cases:
+            views = registry.modality(case.modality).render(service.load_case(case), {})
+            assert views and all(v.image.dtype.name == "uint8" and v.image.ndim == 3 for v in views), case.name
+            assert case.profile_id is not None
+            assert store.profile(case.profile_id).modality == case.modality
+        # Building again adds nothing (the demo is completed, not duplicated).
+        count = len(cases)
+    finally:
+        service.close()
+        store.close()
+    with build_demo_project(tmp_path / "demo.anomalens", registry) as again:
+        assert len(again.cases()) == count
+
+
+def test_self_test_passes_from_source(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "main.py"), "--self-test"], capture_output=True,
+                            text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "self-test OK" in result.stdout
+    for modality in MODALITIES:
+        assert modality in result.stdout
