@@ -75,6 +75,8 @@ def test_profile_dialog_adds_and_removes_references(qtbot, tmp_path, registry):
     QMessageBox.warning = staticmethod(lambda parent, title, text: warnings.append(text))
     try:
         dialog._add_reference_paths([*paths, str(broken)])
+        assert dialog.adding and not dialog.buttons.button(dialog.buttons.StandardButton.Save).isEnabled()
+        qtbot.waitUntil(lambda: not dialog.adding, timeout=20000)
     finally:
         QMessageBox.warning = original
     assert dialog.reference_count() == 3

@@ -93,7 +93,7 @@ def _setup_project(qtbot, window: MainWindow, tmp_path: Path, case_files: dict[s
     dialog.standards.setPlainText("Uniform machined surface with concentric turning marks.")
     dialog.defects.setPlainText("scratch\ncrack")
     _drop_files(dialog.references, [case_files["reference"]])
-    assert dialog.reference_count() == 1
+    qtbot.waitUntil(lambda: not dialog.adding and dialog.reference_count() == 1, timeout=30000)
     dialog.accept()
     assert window.profile_combo.currentText() == "Brake disc"
     paths = [case_files["good0"], case_files["good1"], case_files["truncated"], case_files["notes"]]

@@ -68,7 +68,7 @@ def test_video_in_the_window_range_and_tile_box_from_the_vlm(qtbot, tmp_path):
         dialog.class_name.setText("a pedestrian walkway")
         dialog.preset.setCurrentText("surveillance")
         _drop(dialog.references, [normal])  # a normal video gives evenly spread reference frames
-        assert dialog.reference_count() == 12
+        qtbot.waitUntil(lambda: not dialog.adding and dialog.reference_count() == 12, timeout=30000)
         dialog.accept()
 
         _drop(window.case_browser, [clip, broken])

@@ -469,6 +469,7 @@ class MainWindow(QMainWindow):
         dialog.open()
 
     def _profile_dialog_closed(self, dialog) -> None:
+        self.activateWindow()  # keyboard shortcuts work again at once (also without a window manager)
         if dialog.profile.id is not None:
             self._reload_profiles(dialog.profile.id)
             self._recompose()

@@ -6,9 +6,11 @@ file dialog), so a profile travels with the project.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QObject, QSize, Qt, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QComboBox,
@@ -64,6 +66,10 @@ class ReferenceList(QListWidget):
             event.acceptProposedAction()
 
 
+class _DialogSignals(QObject):
+    references_added = Signal(list)  # problems; emitted from the worker thread, delivered queued
+
+
 class ProfileDialog(QDialog):
     def __init__(self, service: InspectionService, profile: Profile | None = None, parent=None):
         super().__init__(parent)
@@ -97,6 +103,12 @@ class ProfileDialog(QDialog):
         add.clicked.connect(self._browse_references)
         remove = QPushButton("Remove selected")
         remove.clicked.connect(self._remove_selected)
+        self.add_button, self.remove_button = add, remove
+        self.status = QLabel("")
+        self.status.setObjectName("hint")
+        self.adding = False
+        self._signals = _DialogSignals(self)
+        self._signals.references_added.connect(self._references_added)
 
         form = QFormLayout()
         form.addRow("Name", self.name)
@@ -106,16 +118,18 @@ class ProfileDialog(QDialog):
         form.addRow("Normal standards", self.standards)
         form.addRow("Expected defects", self.defects)
         ref_buttons = QHBoxLayout()
-        ref_buttons.addWidget(QLabel("Normal reference images (drop files here)"), 1)
+        ref_buttons.addWidget(QLabel("Normal references (drop images, or normal cases of any modality)"), 1)
         ref_buttons.addWidget(add)
         ref_buttons.addWidget(remove)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons = buttons
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(ref_buttons)
         layout.addWidget(self.references)
+        layout.addWidget(self.status)
         layout.addWidget(buttons)
         self._reload_references()
 
@@ -157,16 +171,41 @@ class ProfileDialog(QDialog):
             self.references.addItem(item)
 
     def _add_reference_paths(self, paths: list[str]) -> None:
+        """Add references in a background thread: a video, a series or a point cloud takes seconds
+        to turn into reference images, and the window must not freeze meanwhile."""
+        if self.adding:
+            self.status.setText("Still adding the previous references…")
+            return
         profile_id = self._ensure_saved()
-        problems = []
-        for path in self.service.registry.expand_paths(paths):
-            try:
-                self.service.add_reference_file(profile_id, Path(path))
-            except InspectionError as exc:
-                problems.append(str(exc))
+        service = self.service
+        self.adding = True
+        self._set_busy(f"Adding references from {len(paths)} item(s)…")
+
+        def work() -> None:
+            problems = []
+            for path in service.registry.expand_paths(paths):
+                try:
+                    service.add_reference_file(profile_id, Path(path))
+                except InspectionError as exc:
+                    problems.append(str(exc))
+                except Exception as exc:  # noqa: BLE001 - reported to the operator, the dialog goes on
+                    problems.append(f"{Path(path).name}: {type(exc).__name__}: {exc}")
+            with contextlib.suppress(RuntimeError):  # the dialog may be gone by now
+                self._signals.references_added.emit(problems)
+
+        threading.Thread(target=work, name="add-references", daemon=True).start()
+
+    def _references_added(self, problems: list[str]) -> None:
+        self.adding = False
+        self._set_busy("")
         self._reload_references()
         if problems:
             QMessageBox.warning(self, "Some references were not added", "\n".join(problems))
+
+    def _set_busy(self, message: str) -> None:
+        self.status.setText(message)
+        for widget in (self.add_button, self.remove_button, self.buttons.button(QDialogButtonBox.StandardButton.Save)):
+            widget.setEnabled(not message)
 
     def _browse_references(self) -> None:
         filters = [p.file_filter for p in self.service.registry.modalities.values() if p.file_filter]
