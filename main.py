@@ -120,8 +120,10 @@ def _check_every_modality(service) -> tuple[list[str], dict[str, int]]:
             rendered[case.modality] = len(service.registry.modality(case.modality).render(loaded, {}))
         except Exception as exc:  # noqa: BLE001 - every failure is reported by the self-test
             problems.append(f"demo case {case.name} ({case.modality}): {type(exc).__name__}: {exc}")
-    missing = {"image", "dicom", "point_cloud", "time_series", "video"} - set(service.registry.modalities)
-    problems += [f"modality {name} is not available" for name in sorted(missing)]
+    builtin = {"image", "dicom", "point_cloud", "time_series", "video"}
+    problems += [f"modality {name} is not available" for name in sorted(builtin - set(service.registry.modalities))]
+    problems += [f"no demo case of modality {name} could be rendered"
+                 for name in sorted((builtin & set(service.registry.modalities)) - set(rendered))]
     return problems, rendered
 
 

@@ -10,6 +10,7 @@ modalities.
 from __future__ import annotations
 
 import ast
+import logging
 import re
 import struct
 from pathlib import Path
@@ -108,6 +109,11 @@ def _cloud_text(head: bytes) -> bool:
 
 
 def _xyz_tiff(path: Path) -> bool:
+    """A float 3-channel TIFF. Files with a TIFF-like preamble that are not TIFFs (some DICOM files
+    start with "II*") make tifffile log a warning: it is silenced, the answer is simply no."""
+    tiff_log = logging.getLogger("tifffile")
+    level = tiff_log.level
+    tiff_log.setLevel(logging.CRITICAL)
     try:
         import tifffile
 
@@ -117,6 +123,8 @@ def _xyz_tiff(path: Path) -> bool:
             return series.dtype.kind == "f" and len(shape) == 3 and 3 in (shape[0], shape[-1])
     except Exception:  # noqa: BLE001 - a damaged TIFF is simply not ours to claim
         return False
+    finally:
+        tiff_log.setLevel(level)
 
 
 def _npy_header(head: bytes) -> dict | None:
