@@ -76,3 +76,16 @@ def test_cancelling_a_blocking_job_sets_its_flag(qtbot, runner):
         job.cancel()
     assert stopped.wait(2)
     assert runner.take_outcome(job.id) is None  # a cancelled job delivers no result
+
+
+def test_jobs_cancelled_before_they_start_are_finished_and_forgotten(qtbot, runner):
+    """Esc right after Ctrl+Return, or fast case switching: every job must end with a signal."""
+    ended: list[int] = []
+    runner.cancelled_job.connect(ended.append)
+    runner.finished_job.connect(ended.append)
+    jobs = [runner.submit_blocking(f"job {i}", lambda job: time.sleep(0.05)) for i in range(50)]
+    for job in jobs:
+        job.cancel()
+    qtbot.waitUntil(lambda: len(ended) == 50, timeout=10000)
+    assert sorted(ended) == sorted(job.id for job in jobs)
+    assert runner.active_jobs() == []

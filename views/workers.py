@@ -102,9 +102,12 @@ class AsyncRunner(QThread):
         self._jobs[job.id] = job
 
         def schedule() -> None:
+            if job.is_cancelled():  # cancelled before it could start: still say so, once
+                self._jobs.pop(job.id, None)
+                self.cancelled_job.emit(job.id)
+                return
             job.task = self.loop.create_task(self._run_job(job, coroutine_factory))
-            if job.is_cancelled():
-                job.task.cancel()
+            job.task.add_done_callback(lambda _task: self._never_started(job))
 
         self.loop.call_soon_threadsafe(schedule)
         return job
@@ -138,6 +141,12 @@ class AsyncRunner(QThread):
                 self.finished_job.emit(job.id)
         finally:
             self._jobs.pop(job.id, None)
+
+    def _never_started(self, job: Job) -> None:
+        """A task cancelled before its first step never runs `_run_job`'s body (no signal, no
+        clean-up); its done callback finishes the job instead."""
+        if self._jobs.pop(job.id, None) is not None:
+            self.cancelled_job.emit(job.id)
 
     def _put_outcome(self, job_id: int, outcome: Any) -> None:
         with self._outcome_lock:
