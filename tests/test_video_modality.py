@@ -99,6 +99,19 @@ def test_containers_open_with_exact_frame_count_and_frame_accurate_seeks(tmp_pat
     assert [read_stamp(source.frame(i)) for i in range(75)] == list(range(75))
 
 
+@pytest.mark.parametrize(("name", "codec"), [("one_key.mp4", "libx264"), ("one_key_mpeg4.mp4", "mpeg4")])
+def test_a_clip_with_a_single_keyframe_opens_and_seeks(tmp_path, registry, name, codec):
+    """Short clips from cameras and x264 defaults often hold one keyframe for the whole file."""
+    path = write_video(tmp_path / name, codec, frames=60, fps=25, gop=250)
+    loaded = registry.modality_for_path(path).read(path)
+    source = loaded.data
+    assert loaded.metadata["keyframes"] == 1 and source.frame_count == 60
+    for index in [0, 59, 30, 1, 58, 0]:
+        source._cache.clear()
+        assert read_stamp(source.frame(index)) == index
+    source.close()
+
+
 def test_mkv_without_a_frame_count_in_its_header_is_counted(tmp_path, video):
     import av
 
@@ -483,3 +496,31 @@ def test_long_videos_are_scored_every_kth_frame_and_interpolated(tmp_path, regis
     assert raw[7] == pytest.approx(7.0) and raw[49] == 49.0  # linear in between, exact at scored frames
     assert best_index == 49 and best.raw_score == 49.0
     assert detect.frame_ranges(np.array([0.1, 0.6, 0.7, 0.2, 0.9, 0.9])) == [(1, 2), (4, 5)]
+
+
+def test_the_viewer_never_waits_behind_a_decoder(tmp_path, video):
+    """`cached` is what the GUI thread calls while a worker may be in a long seek-and-decode."""
+    import threading
+    import time
+
+    source = video.read(write_video(tmp_path / "clip.mp4", frames=30)).data
+    source.frame(3)
+    decoding, release = threading.Event(), threading.Event()
+
+    def long_decode() -> None:
+        with source._lock:  # what a worker holds for a whole seek-and-decode
+            decoding.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=long_decode)
+    worker.start()
+    decoding.wait(5)
+    started = time.perf_counter()
+    try:
+        assert read_stamp(source.cached(3)) == 3
+        assert source.cached(20) is None
+        waited = time.perf_counter() - started
+    finally:
+        release.set()
+        worker.join()
+    assert waited < 0.5

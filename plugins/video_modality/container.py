@@ -153,7 +153,7 @@ class ContainerSource(FrameSource):
         self._index_of = {p: i for i, p in enumerate(pts)}
         self.frame_count = len(pts)
         with self._lock:
-            self._cache.clear()
+            self.clear_cache()
 
     def _verify_tail(self) -> None:
         """Decode the last group of pictures; rebuild the index by decoding if it disagrees."""
@@ -173,6 +173,10 @@ class ContainerSource(FrameSource):
         extra = [p for p in got if p is None or (p not in known and expected[0] <= p <= expected[-1])]
         if not known <= decoded or extra:
             self._rebuild_index()
+        # the check ran the decoder to the end: the next read must seek (with one keyframe in the
+        # whole file, "keep decoding forward" from here would find nothing)
+        self._frames = None
+        self._next_index = None
 
     def _rebuild_index(self) -> None:
         """The exact table from one full decoding pass (slow, only for unusual files)."""
@@ -245,11 +249,9 @@ class ContainerSource(FrameSource):
         key = self._key_indices[bisect.bisect_right(self._key_indices, index) - 1]
         # keep decoding forward when the target is ahead and no later keyframe lies in between
         running = self._next_index is not None and self._frames is not None and key <= self._next_index <= index
-        attempts = [] if running else [key]
+        attempts = [-1, key] if running else [key]  # -1: continue without seeking
         earlier = [k for k in self._key_indices if k < key]
         attempts += list(reversed(earlier[-2:])) + ([0] if key != 0 else [])
-        if running:
-            attempts.insert(0, -1)  # -1: continue without seeking
         last_error: Exception | None = None
         for start in dict.fromkeys(attempts):
             try:
@@ -277,10 +279,10 @@ class ContainerSource(FrameSource):
             if position >= index - 2:  # keep the target and its direct neighbours (stepping back)
                 self._store(position, frame.to_ndarray(format="rgb24"))
             if position >= index:
-                return position == index or index in self._cache
+                return position == index or self.is_cached(index)
         self._frames = None
         self._next_index = None
-        return index in self._cache
+        return self.is_cached(index)
 
     def close(self) -> None:
         with self._lock:

@@ -31,7 +31,10 @@ class FrameSource:
         self.frame_count = int(frame_count)
         self.fps = float(fps) if fps and fps > 0 else 25.0
         self.size = (int(size[0]), int(size[1]))  # (width, height)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the decoder: one seek-and-decode at a time
+        # the frame cache has its own lock, held only for dictionary operations, so the GUI thread
+        # asking for a decoded frame never waits behind a long seek in a worker
+        self._cache_lock = threading.Lock()
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         frame_bytes = max(1, self.size[0] * self.size[1] * 3)
         self._cache_limit = max(MIN_CACHED_FRAMES, CACHE_BYTES // frame_bytes)
@@ -60,21 +63,38 @@ class FrameSource:
     def frame(self, index: int) -> np.ndarray:
         """Frame `index` as RGB uint8 (H, W, 3); read-only, shared with the cache."""
         index = self.check_index(index)
+        cached = self._from_cache(index)
+        if cached is not None:
+            return cached
         with self._lock:
-            cached = self._cache.get(index)
+            cached = self._from_cache(index)  # decoded by another thread meanwhile
             if cached is not None:
-                self._cache.move_to_end(index)
                 return cached
             self._decode(index)
-            found = self._cache.get(index)
+            found = self._from_cache(index)
             if found is None:  # pragma: no cover - a subclass bug, not a file problem
                 raise RuntimeError(f"{self.name}: frame {index} was not produced by the decoder")
             return found
 
+    def _from_cache(self, index: int) -> np.ndarray | None:
+        with self._cache_lock:
+            found = self._cache.get(index)
+            if found is not None:
+                self._cache.move_to_end(index)
+            return found
+
     def cached(self, index: int) -> np.ndarray | None:
-        """The frame if it is already decoded (never decodes; for the GUI thread)."""
-        with self._lock:
+        """The frame if it is already decoded (never decodes, never waits for a decoder; for the GUI thread)."""
+        with self._cache_lock:
             return self._cache.get(int(index))
+
+    def is_cached(self, index: int) -> bool:
+        with self._cache_lock:
+            return index in self._cache
+
+    def clear_cache(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
 
     def _store(self, index: int, rgb: np.ndarray) -> None:
         """Keep a decoded frame (called by `_decode`, under the lock)."""
@@ -82,10 +102,11 @@ class FrameSource:
         if rgb.shape[1] != self.size[0] or rgb.shape[0] != self.size[1]:
             rgb = _resize(rgb, self.size)
         rgb.setflags(write=False)
-        self._cache[index] = rgb
-        self._cache.move_to_end(index)
-        while len(self._cache) > self._cache_limit:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[index] = rgb
+            self._cache.move_to_end(index)
+            while len(self._cache) > self._cache_limit:
+                self._cache.popitem(last=False)
 
     def _decode(self, index: int) -> None:
         """Decode frame `index` (and possibly neighbours) into the cache via `_store`."""
@@ -94,7 +115,7 @@ class FrameSource:
     def close(self) -> None:
         """Release files and cached frames; the source reopens lazily if asked again."""
         with self._lock:
-            self._cache.clear()
+            self.clear_cache()
 
     def describe(self) -> dict[str, Any]:
         w, h = self.size
