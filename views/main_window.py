@@ -636,10 +636,18 @@ class MainWindow(QMainWindow):
         dock.setObjectName(f"viewer_{modality}")
         dock.setWidget(viewer)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
-        self.splitDockWidget(self.cases_dock, dock, Qt.Orientation.Horizontal)
-        QTimer.singleShot(0, lambda: self._give_viewer_the_room(dock))
+        # Viewers share one place, as tabs: each modality's viewer keeps its state in its tab, and
+        # the one of the shown case comes to the front (no slivers of five viewers side by side).
+        docked = [d for d, _ in self._viewers.values() if not d.isFloating() and not d.isHidden()]
+        if docked:
+            self.tabifyDockWidget(docked[0], dock)
+        else:
+            self.splitDockWidget(self.cases_dock, dock, Qt.Orientation.Horizontal)
+            QTimer.singleShot(0, lambda: self._give_viewer_the_room(dock))
         self.view_menu.addAction(dock.toggleViewAction())
         self._viewers[modality] = (dock, viewer)
+        dock.show()
+        dock.raise_()
         return viewer
 
     def _give_viewer_the_room(self, dock: QDockWidget) -> None:
