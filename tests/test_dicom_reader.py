@@ -356,7 +356,8 @@ def test_nothing_identifying_is_sent_to_the_model(dicom, series, tmp_path):
 def test_reference_images_are_the_windowed_middle_slice(dicom, series):
     loaded = dicom.read(series[0])
     ((name, image),) = dicom.reference_images(loaded)
-    assert name == "ct_series slice 5"
+    # never the file or folder name: it goes into captions and is often the patient's name or number
+    assert name == "DICOM reference, slice 5/10" and "ct_series" not in name
     np.testing.assert_array_equal(image, dicom.render(loaded, {})[0].image)
 
 
@@ -386,6 +387,19 @@ def test_offline_detector_scores_the_middle_slice_and_says_which(service, tmp_pa
     heat = service.heatmap(verdict)
     assert heat.shape == (96, 96)  # in slice pixels, whatever size the detector saw
     assert all(r.detail["slice"] == 1 and r.x1 <= 96 and r.y1 <= 96 for r in verdict.regions)
+
+
+def test_offline_detector_scores_the_slice_the_viewer_shows(service, tmp_path):
+    normal = tmp_path / "normal"
+    write_ct_series(normal, n=3, size=(96, 96))
+    sick = tmp_path / "sick"
+    write_ct_series(sick, n=3, size=(96, 96), lesion=(2,))
+    profile = service.store.save_profile(Profile(name="CT", domain_preset="medical", modality="dicom"))
+    service.add_reference_file(profile.id, normal)
+    case, _ = service.import_file(sick)
+    verdict = service.inspect_offline(case, profile, render_options={"slice": 2, "window": [40, 400]})
+    assert verdict.details["slice"] == 2 and verdict.details["slice_scores"].keys() == {"2"}
+    assert verdict.explanation.startswith("Slice 3/3:")
 
 
 # ---------------------------------------------------------------------- neighbours: start-up, medical PNG/JPEG

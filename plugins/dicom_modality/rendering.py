@@ -150,13 +150,16 @@ def offline_input(loaded: LoadedCase) -> np.ndarray:
     return slice_view(volume, volume.middle, volume.window).image
 
 
-def _offline_slices(volume: DicomVolume, options: dict[str, Any]) -> list[int]:
-    """Profile setting ``dicom.offline_slices``: "middle" (default), "all", a count, or a list."""
-    wanted = options.get("offline_slices", "middle")
+def _offline_slices(volume: DicomVolume, options: dict[str, Any], shown: dict[str, Any] | None = None) -> list[int]:
+    """Profile setting ``dicom.offline_slices``: "middle", "all", a count, or a list; without it
+    (the default), the slice(s) the viewer shows (``render_options``), else the middle one."""
+    wanted = options.get("offline_slices")
     if wanted == "all":
         return list(range(volume.n_slices))
     if isinstance(wanted, int | list | tuple) and not isinstance(wanted, bool) and wanted:
         return chosen_slices(volume, {"slices": wanted})
+    if wanted is None and shown and ("slice" in shown or "slices" in shown):
+        return chosen_slices(volume, shown)
     return [volume.middle]
 
 
@@ -172,12 +175,12 @@ def offline_detect(loaded: LoadedCase, context: OfflineContext) -> OfflineOutcom
     """Score slices (default: the middle one) with the built-in image detector; the worst one wins.
 
     ``details["slice"]`` tells the viewer which slice the heat map and the regions belong to; both are
-    in that slice's pixels. The workstation does not pass the viewer's current slice to offline
-    detectors, so the profile's ``offline_slices`` setting chooses (see `_offline_slices`).
+    in that slice's pixels. The slice(s) scored are the ones the viewer shows, unless the profile's
+    ``offline_slices`` setting says otherwise (see `_offline_slices`).
     """
     volume: DicomVolume = loaded.data
     detector = context.image_detector()
-    slices = _offline_slices(volume, context.options)
+    slices = _offline_slices(volume, context.options, context.render_options)
     scores: dict[str, float] = {}
     best = None
     for done, index in enumerate(slices):
@@ -211,7 +214,12 @@ def offline_detect(loaded: LoadedCase, context: OfflineContext) -> OfflineOutcom
 
 
 def reference_images(loaded: LoadedCase) -> list[tuple[str, np.ndarray]]:
-    """A normal case contributes its middle slice view (default window), named "<file> slice k"."""
+    """A normal case contributes its middle slice view (default window).
+
+    The name is neutral ("DICOM reference, slice k/N"), never the file or folder name: reference
+    names are shown to the model in captions, and DICOM files and series folders are often named
+    after the patient or the accession number.
+    """
     volume: DicomVolume = loaded.data
     index = volume.middle
-    return [(f"{volume.name} slice {index + 1}", slice_view(volume, index, volume.window).image)]
+    return [(f"DICOM reference, slice {index + 1}/{volume.n_slices}", slice_view(volume, index, volume.window).image)]
