@@ -82,6 +82,7 @@ class InspectionService:
         # prompt hash -> view label -> map to the case, for the prompts of this session (bounded)
         self._view_maps: OrderedDict[str, dict[str, ViewMap]] = OrderedDict()
         self._lock = threading.RLock()
+        self._case_locks: dict[int, threading.Lock] = {}
         # Embedded sources are unpacked here for the readers, and kept while the project is open:
         # some readers keep the file open and decode lazily (a video container, a large series).
         self._unpack_dir = Path(tempfile.mkdtemp(prefix="anomalens-cases-"))
@@ -103,14 +104,14 @@ class InspectionService:
         operator sees what went wrong in the case list instead of a vanished file.
         """
         path = Path(path)
+        data: bytes | None = None
+        sha = sha256_bytes(b"")
         try:
-            data, sha = _folder_archive(path) if path.is_dir() else (path.read_bytes(), None)
+            data, sha = _folder_archive(path) if path.is_dir() else _file_source(path)
         except OSError as exc:
-            data, sha = b"", None
             read_error: str | None = f"{path.name}: cannot be read ({exc.strerror or exc})"
         else:
             read_error = None
-        sha = sha or sha256_bytes(data)
         if read_error is None:
             existing = self.store.find_case_by_hash(sha)
             if existing is not None:
@@ -138,8 +139,7 @@ class InspectionService:
             metadata=metadata, profile_id=profile_id, ground_truth=ground_truth,
             status=CaseStatus.ERROR if read_error else CaseStatus.NOT_INSPECTED, error=read_error,
         )
-        embed = read_error is None and (data is not None and len(data) <= EMBED_LIMIT_BYTES)
-        case = self.store.add_case(case, source_bytes=data if embed else None)
+        case = self.store.add_case(case, source_bytes=data if read_error is None else None)
         if loaded is not None and case.id is not None:
             self._remember(case.id, loaded)
         return case, "failed" if read_error else "added"
@@ -171,6 +171,17 @@ class InspectionService:
             if case.id in self._loaded:
                 self._loaded.move_to_end(case.id)
                 return self._loaded[case.id]
+            case_lock = self._case_locks.setdefault(case.id, threading.Lock())
+        # One decode per case: a preparing job and a prompt refresh asking at once share the result
+        # (two open video containers, or a half-unpacked series seen by the second, otherwise).
+        with case_lock:
+            with self._lock:
+                if case.id in self._loaded:
+                    return self._loaded[case.id]
+            return self._load_uncached(case)
+
+    def _load_uncached(self, case: Case) -> LoadedCase:
+        assert case.id is not None
         if case.error and case.status == CaseStatus.ERROR and not case.blob_sha256:
             raise InspectionError(case.error)
         plugin = self.registry.modality(case.modality)
@@ -192,13 +203,20 @@ class InspectionService:
         assert case.blob_sha256 is not None
         target = self._unpack_dir / case.blob_sha256[:16] / case.name
         if not target.exists():
+            # unpacked under a temporary name and renamed into place: a reader never sees half a copy
             data = self.store.get_blob(case.blob_sha256)
             target.parent.mkdir(parents=True, exist_ok=True)
+            partial = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=target.parent)) / case.name
             if case.metadata.get("source_kind") == FOLDER_CASE:
                 with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                    _safe_extract(archive, target)
+                    _safe_extract(archive, partial)
             else:
-                target.write_bytes(data)
+                partial.write_bytes(data)
+            try:
+                partial.rename(target)
+            except OSError:  # another service unpacked it first: keep theirs
+                pass
+            shutil.rmtree(partial.parent, ignore_errors=True)
         if plugin.read_copy is not None:
             return plugin.read_copy(target, Path(case.source_path))
         return plugin.read(target)
@@ -437,6 +455,19 @@ class InspectionService:
             return None
         gray, _ = decode_image(self.store.get_blob(verdict.heatmap_sha256), "heatmap")
         return gray[:, :, 0].astype(np.float32) / 255.0
+
+
+def _file_source(path: Path) -> tuple[bytes | None, str]:
+    """A file's hash, and its bytes when small enough to embed; a 4 GB video is hashed in blocks,
+    never held in memory."""
+    if path.stat().st_size > EMBED_LIMIT_BYTES:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return None, digest.hexdigest()
+    data = path.read_bytes()
+    return data, sha256_bytes(data)
 
 
 def _folder_archive(folder: Path) -> tuple[bytes | None, str]:

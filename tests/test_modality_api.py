@@ -38,6 +38,7 @@ from inspector.model import LoadedCase, Region, View, ViewMap
 from inspector.plugins import ModalityPlugin, OfflineOutcome
 
 PLUGIN_API_VERSION = 1
+READS = []  # paths read, for the tests
 
 
 def claims_folder(folder):
@@ -45,6 +46,7 @@ def claims_folder(folder):
 
 
 def read(path):
+    READS.append(path)
     if not path.is_dir():
         raise CaseReadError(f"{path.name}: a strip case is a folder")
     strips = []
@@ -174,6 +176,52 @@ def test_labels_found_at_import_become_ground_truth_and_survive_the_embedded_cop
     loaded = service.load_case(service.store.case(case.id))
     assert loaded.metadata["labelled_strips"] == [1] and loaded.metadata["strips"] == 3
     assert "source_kind" not in loaded.metadata
+
+
+def test_concurrent_loads_of_one_case_decode_it_once(tmp_path, service):
+    import sys
+    import threading
+
+    case, _ = service.import_file(_strip_folder(tmp_path, "series"))
+    reads = sys.modules["anomalens_plugin_strip_modality"].READS
+    service._loaded.clear()
+    reads.clear()
+    stored = service.store.case(case.id)
+    results, start = [], threading.Barrier(4)
+
+    def load() -> None:
+        start.wait()
+        results.append(service.load_case(stored))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(reads) == 1 and len({id(r) for r in results}) == 1
+    assert not list(reads[0].parent.parent.glob(".unpacking-*"))  # no half-unpacked copies left
+
+
+def test_files_over_the_embedding_limit_are_hashed_not_held(tmp_path, monkeypatch, registry):
+    import hashlib
+
+    from PIL import Image
+
+    import inspector.inspection as inspection
+
+    monkeypatch.setattr(inspection, "EMBED_LIMIT_BYTES", 1000)
+    path = tmp_path / "big.png"
+    Image.fromarray(textured_image(3, (80, 80))).save(path)
+    assert path.stat().st_size > 1000
+    with ProjectStore(tmp_path / "p.anomalens") as store:
+        service = InspectionService(store, registry)
+        case, outcome = service.import_file(path)
+        assert outcome == "added" and case.blob_sha256 is None
+        assert case.source_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert service.import_file(path)[1] == "duplicate"
+        service._loaded.clear()
+        assert service.load_case(store.case(case.id)).data.shape == (80, 80, 3)  # read from its place
+        service.close()
 
 
 def test_embedded_folder_with_escaping_names_is_refused(tmp_path, service):
