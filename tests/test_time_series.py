@@ -154,6 +154,16 @@ def test_nab_file_reads_with_its_labels(plugin, shared_data):
     assert loaded.metadata["labels"][0]["times"] == [windows[0][0][:19], windows[0][1][:19]]
     assert series.format_time(series.time[first.start]) == windows[0][0][:19]
     assert "NAB" in loaded.metadata["label_source"]
+    assert loaded.metadata["ground_truth"] == "anomalous"
+
+
+def test_nab_ground_truth_reaches_the_case(registry, shared_data, tmp_path):
+    with ProjectStore(tmp_path / "p.anomalens") as store:
+        service = InspectionService(store, registry)
+        flat, _ = service.import_file(shared_data / "nab" / "data" / "artificialNoAnomaly" / "art_daily_no_noise.csv")
+        jumps, _ = service.import_file(shared_data / "nab" / "data" / "artificialWithAnomaly" / "art_daily_jumpsup.csv")
+        assert (flat.ground_truth, jumps.ground_truth) == ("normal", "anomalous")
+        service.close()
 
 
 def test_nab_labels_survive_the_embedded_copy(registry, shared_data, tmp_path):

@@ -61,6 +61,8 @@ def read_series(path: Path, origin: Path | None = None) -> tuple[TimeSeries, dic
         metadata["label_source"] = source
     if series.labels:
         metadata["labels"] = [w.to_dict(series) for w in series.labels[:50]]
+    if "label_source" in metadata:  # labelled data (NAB, a label column): the case's ground truth
+        metadata["ground_truth"] = "anomalous" if series.labels else "normal"
     return series, metadata
 
 
