@@ -273,7 +273,9 @@ def compose(
         parts.append(_fill(p.class_template, class_name=class_name))
     if switches.standards:
         standards = profile.normal_standards.strip()
-        defects = profile.expected_defects.strip().rstrip(".")
+        # one defect per line in the profile; a sentence in the prompt ("crack; blowhole; stain")
+        defects = "; ".join(line.strip().rstrip(".;,") for line in profile.expected_defects.splitlines()
+                            if line.strip())
         if standards:
             parts.append(_fill(p.standards_template, standards=standards, class_name=subject))
         if defects:

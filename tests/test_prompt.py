@@ -174,3 +174,10 @@ def test_profile_preset_is_used_when_none_given() -> None:
 def test_a_prompt_needs_a_view() -> None:
     with pytest.raises(ValueError, match="at least one view"):
         compose(PROFILE, [], REFS)
+
+
+def test_expected_defects_one_per_line_become_one_sentence() -> None:
+    profile = Profile(name="line", class_name="panel", expected_defects="crack across a brick\n\nblowhole.\n stain;\n")
+    prompt = compose(profile, [View("image", np.zeros((8, 8, 3), np.uint8), ViewMap("pixel_scale", {}))], [])
+    assert "crack across a brick; blowhole; stain." in prompt.text
+    assert "brick\nblowhole" not in prompt.text
