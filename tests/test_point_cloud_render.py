@@ -263,3 +263,18 @@ def test_offline_detector_scores_a_bump_and_maps_it_to_points(tmp_path, registry
         seen = np.isfinite(points)
         assert auroc(points[seen], bumped_part.defect_mask[seen]) > 0.75
         service.close()
+
+
+def test_scans_of_a_symmetric_part_look_at_the_same_side():
+    """A nearly symmetric panel sampled anew each time: the views must not show its front for one
+    scan and its back for another (the skew of x and y is pure sampling noise here)."""
+    from inspector.demo_modalities import _bracket_points
+
+    pose = plugin_module("pose")
+    normals = []
+    for seed in range(8):
+        points = _bracket_points(np.random.default_rng(seed), 30_000, dent=seed % 2 == 1)
+        axes = pose.estimate_pose(points).rotation
+        assert np.isclose(np.linalg.det(axes), 1.0)  # a rotation, never a mirror
+        normals.append(float(axes[2] @ np.array([0.0, 0.0, 1.0])))
+    assert all(n > 0.99 for n in normals) or all(n < -0.99 for n in normals), normals

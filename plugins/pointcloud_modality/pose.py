@@ -6,12 +6,13 @@ relative to the part, so every cloud is first moved into its canonical frame:
 
 1. centre on the centroid;
 2. rotate onto the PCA axes, largest variance first (x, y, z = longest, middle, thinnest extent);
-3. fix the signs of x and y deterministically so that the third moment (skew) of the points
-   along each is positive: the heavier tail points to +axis. Skew is equivariant, so a moved copy
-   of the same part lands in the same frame. When an axis is nearly symmetric (|skew| < 1e-3 of
-   the spread cubed) the sign of the single most extreme point decides, which is deterministic
-   but can flip for symmetric parts; the detector's flip augmentation absorbs part of that.
-   z = x cross y, so the frame is a proper rotation: a render is never the mirror image of the
+3. fix the axis signs deterministically: z (the thinnest extent, a scanned surface's normal, so the
+   side the views look at) first, then x, each so that the third moment (skew) of the points along
+   it is positive: the heavier tail points to +axis. Skew is equivariant, so a moved copy of the
+   same part lands in the same frame. A skew counts only when it is clearly above its sampling
+   noise (3 standard errors, sqrt(6/n) each); a symmetric axis takes the sign of its most extreme
+   point, which is deterministic but arbitrary, and harmless where the part is symmetric along it.
+   y = z cross x, so the frame is a proper rotation: a render is never the mirror image of the
    part (the viewer's "front" shows what the model saw in view 1), and a mirror-image part,
    which is a different part, does not look like a normal one;
 4. scale so the 99.5th percentile of distances from the centroid is 1 ("unit radius"). A
@@ -55,6 +56,14 @@ class Pose:
                 "scale": round(float(self.scale), 9)}
 
 
+def _axis_sign(column: np.ndarray, significant: float) -> float:
+    spread = float(column.std()) or 1.0
+    skew = float(np.mean(column ** 3)) / spread ** 3
+    if abs(skew) >= significant:
+        return 1.0 if skew > 0 else -1.0
+    return 1.0 if column[int(np.argmax(np.abs(column)))] >= 0 else -1.0
+
+
 def estimate_pose(points: np.ndarray) -> Pose:
     pts = np.asarray(points, dtype=np.float64)
     if pts.shape[0] > SAMPLE:
@@ -67,16 +76,15 @@ def estimate_pose(points: np.ndarray) -> Pose:
     _, vectors = np.linalg.eigh(cov)  # ascending
     axes = vectors[:, ::-1].T.copy()  # rows, largest variance first
     proj = centred @ axes.T
-    for k in range(2):
-        column = proj[:, k]
-        spread = float(column.std()) or 1.0
-        skew = float(np.mean(column ** 3)) / spread ** 3
-        if abs(skew) >= 1e-3:
-            sign = 1.0 if skew > 0 else -1.0
-        else:
-            sign = 1.0 if column[int(np.argmax(np.abs(column)))] >= 0 else -1.0
-        axes[k] *= sign
-    axes[2] = np.cross(axes[0], axes[1])
+    # Signs. The thinnest axis (a scanned surface's normal) decides which side the views look at,
+    # so it is fixed first; the longest axis next; the middle one completes a proper rotation. A
+    # sign follows the skewness only where the skewness is clearly above sampling noise (standard
+    # error ~ sqrt(6/n)); below that the shape is symmetric along the axis and either sign shows
+    # the same thing, so the extreme point decides (deterministic for a given scan).
+    significant = 3.0 * float(np.sqrt(6.0 / proj.shape[0]))
+    axes[2] *= _axis_sign(proj[:, 2], significant)
+    axes[0] *= _axis_sign(proj[:, 0], significant)
+    axes[1] = np.cross(axes[2], axes[0])
     distances = np.sqrt((centred ** 2).sum(axis=1))
     radius = float(np.percentile(distances, RADIUS_PERCENTILE)) if distances.size else 1.0
     return Pose(centre, axes, 1.0 / max(radius, 1e-9))
