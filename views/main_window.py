@@ -494,9 +494,11 @@ class MainWindow(QMainWindow):
             return
         service = self.service
         profile_id = self.current_profile_id()
-        files = self.registry.expand_paths(paths)
+        registry = self.registry
 
         def work(job: Job):
+            job.report(0.0, "Looking through the dropped files and folders…")
+            files = registry.expand_paths(paths)  # a large tree takes a while: not on the GUI thread
             return service.import_files(files, profile_id,
                                         progress=lambda i, n: job.report(i / n, f"Adding cases {i}/{n}"),
                                         is_cancelled=job.is_cancelled)

@@ -20,7 +20,7 @@ from inspector.model import Decision, ParseStatus, Region, ScoreSource, Verdict,
 SCORE_SOURCE_TEXT = {
     ScoreSource.LOGPROB: "from the verdict token's log-probabilities",
     ScoreSource.STATED_CONFIDENCE: "from the confidence the model stated",
-    ScoreSource.OFFLINE_CALIBRATED: "offline detector, calibrated on the references",
+    ScoreSource.OFFLINE_CALIBRATED: "offline detector, calibrated score (0.5 = its decision threshold)",
     ScoreSource.NONE: "no score available",
 }
 
