@@ -1,9 +1,10 @@
 """Demo cases for the non-image modalities, generated on first use (nothing to download).
 
-A sensor series, a scanned part (point cloud), a walkway camera clip and a CT slice let an operator
-try every viewer with no data of their own. Series, clouds and video are synthesised here with a
-fixed seed (so the demo is the same everywhere) and written in the formats the readers take; the CT
-is one of the real test files that ship inside pydicom. Generated files go to the user data folder,
+A sensor series, scanned parts (point clouds), walkway camera clips and head-CT series let an
+operator try every viewer with no data of their own. They are synthesised here with fixed seeds
+(so the demo is the same everywhere) and written in the formats the readers take (CSV, binary PLY,
+MPEG-4, CT series with made-up patient tags); one real CT slice from pydicom's own test files is
+added to the CT profile. Generated files go to the user data folder,
 not the repository.
 """
 
@@ -104,6 +105,59 @@ def write_walkway_video(path: Path, seed: int, with_cart: bool, frames: int = 72
     return path
 
 
+# --------------------------------------------------------------------------------------- CT
+
+DEMO_PATIENT = {"PatientName": "DEMO^PATIENT", "PatientID": "DEMO-0001", "PatientBirthDate": "19600101",
+                "PatientSex": "O", "InstitutionName": "Anomalens demo"}  # made up: shows the hidden tags
+
+
+def write_ct_series(folder: Path, seed: int, lesion: bool, slices: int = 16, size: int = 128) -> Path:
+    """A head-CT-like phantom series (one file per slice, int16 with rescale, window tags): skull
+    ring, brain, ventricles, noise; with `lesion`, a dense round focus on the central slices."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
+    centre = (size - 1) / 2.0
+    study, series = generate_uid(), generate_uid()
+    for k in range(slices):
+        taper = 1.0 + 0.6 * ((k - slices / 2) / slices) ** 2
+        head = (((yy - centre) / (0.40 * size)) ** 2 + ((xx - centre) / (0.33 * size)) ** 2) * taper
+        hu = np.where(head < 1.0, 35.0, -1000.0)
+        hu = np.where((head > 0.80) & (head < 1.0), 1200.0, hu)  # skull
+        for side in (-1, 1):
+            ventricle = ((yy - centre) / (0.10 * size)) ** 2 + ((xx - centre - side * 0.06 * size) / (0.03 * size)) ** 2
+            hu = np.where(ventricle < 1.0, 5.0, hu)
+        hu += rng.normal(0, 4, hu.shape)
+        if lesion and abs(k - slices // 2) <= 2:
+            focus = ((yy - centre + 0.12 * size) ** 2 + (xx - centre - 0.12 * size) ** 2) < (0.07 * size) ** 2
+            hu[focus] = 75.0  # a small hyperdense focus (as a bleed looks)
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = CTImageStorage, meta.MediaStorageSOPInstanceUID, "CT"
+        for key, value in DEMO_PATIENT.items():
+            setattr(ds, key, value)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SeriesDescription = study, series, "Demo head CT"
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [0.0, 0.0, 5.0 * k]
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.PixelSpacing, ds.SliceThickness = [1.5, 1.5], 5.0
+        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024.0, 1.0, "HU"
+        ds.WindowCenter, ds.WindowWidth = 40.0, 80.0
+        ds.Rows = ds.Columns = size
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.PixelData = np.clip(np.round(hu + 1024.0), -32768, 32767).astype(np.int16).tobytes()
+        ds.save_as(folder / f"IM{k + 1:04d}.dcm", enforce_file_format=True)
+    return folder
+
+
 # --------------------------------------------------------------------------------------- sets
 
 def _ct_test_file() -> Path | None:
@@ -153,11 +207,17 @@ def demo_sets(folder: Path) -> list[DemoSet]:
     video.cases[write_walkway_video(folder / "walkway_clip_cart.mp4", 3, with_cart=True)] = "anomalous"
     sets.append(video)
 
+    dicom = DemoSet(Profile(
+        name="Head CT review (demo)", class_name="non-contrast head CT (phantom)", modality="dicom",
+        domain_preset="medical",
+        normal_standards="Symmetric brain parenchyma of even density, two small symmetric ventricles, intact skull.",
+        expected_defects="hyperdense focus (haemorrhage)\nmass effect\nmidline shift"))
+    for seed in (21, 22, 23):
+        dicom.references.append(write_ct_series(folder / f"head_ct_reference_{seed}", seed, lesion=False))
+    dicom.cases[write_ct_series(folder / "head_ct_normal", 24, lesion=False)] = "normal"
+    dicom.cases[write_ct_series(folder / "head_ct_focus", 25, lesion=True)] = "anomalous"
     ct = _ct_test_file()
     if ct is not None:
-        dicom = DemoSet(Profile(
-            name="CT review (demo)", class_name="CT slice", modality="dicom", domain_preset="medical",
-            normal_standards="Normal anatomy for the region, symmetric, no focal density change."))
-        dicom.cases[ct] = None  # a real test scan: no label
-        sets.append(dicom)
+        dicom.cases[ct] = None  # pydicom's real CT test slice (another body region): no label
+    sets.append(dicom)
     return sets
