@@ -48,3 +48,28 @@ def test_self_test_passes_from_source(tmp_path):
     assert "self-test OK" in result.stdout
     for modality in MODALITIES:
         assert modality in result.stdout
+
+
+def test_offline_detectors_rank_each_demo_anomaly_above_its_normal_case(tmp_path, registry):
+    """What a first-time user tries with no endpoint: every modality's demo must make sense offline."""
+    store = build_demo_project(tmp_path / "demo.anomalens", registry)
+    service = InspectionService(store, registry)
+    try:
+        profiles = {p.id: p for p in store.profiles()}
+        scores: dict[str, dict[str, list[float]]] = {}
+        flagged: dict[str, bool] = {}
+        for case in store.cases():
+            if case.ground_truth is None:
+                continue
+            verdict = service.inspect_offline(case, profiles[case.profile_id])
+            scores.setdefault(case.modality, {}).setdefault(case.ground_truth, []).append(verdict.score)
+            if case.ground_truth == "anomalous":
+                flagged[case.modality] = flagged.get(case.modality, False) or bool(verdict.anomalous)
+        assert set(scores) == MODALITIES
+        assert all(flagged.values()), flagged  # every modality's demo shows a detection
+        for modality, by_truth in scores.items():
+            if "normal" in by_truth:  # and ranks its anomalies above its normal cases
+                assert max(by_truth["anomalous"]) > max(by_truth["normal"]), (modality, by_truth)
+    finally:
+        service.close()
+        store.close()
