@@ -2,10 +2,10 @@
 
     xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
 
-Two shots: a VLM verdict (the VLM is the loopback OpenAI-compatible test server answering with a
-scripted verdict: no hosted model is reachable here, and the screenshot says so in its status bar)
-and an offline-detector verdict with its heat map. No API key exists in the process, so none can
-appear in a screenshot.
+Shots: an offline-detector verdict with its heat map on every modality's demo case, and a VLM
+verdict (the VLM is the loopback OpenAI-compatible test server answering with a scripted verdict:
+no hosted model is reachable here, and the screenshot says so in its status bar). No API key
+exists in the process, so none can appear in a screenshot.
 """
 
 from __future__ import annotations
@@ -30,6 +30,24 @@ def wait_until(app, condition, timeout: float = 120.0) -> None:
         time.sleep(0.01)
         if time.monotonic() > deadline:
             raise TimeoutError("the window did not reach the expected state")
+
+
+def save_window(window, path: Path) -> None:
+    """Grab the window; a VTK viewer's content is read from its render window and painted in."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QPainter
+
+    from views.image_viewer import array_to_qimage
+
+    pixmap = window.grab()
+    viewer = window._viewers.get(window._current.case.modality, (None, None))[1] if window._current else None
+    if viewer is not None and hasattr(viewer, "grab_rgb") and viewer.vtk_widget.isVisible():
+        rgb = viewer.grab_rgb()
+        origin = viewer.vtk_widget.mapTo(window, QPoint(0, 0))
+        painter = QPainter(pixmap)
+        painter.drawImage(origin, array_to_qimage(rgb).scaled(viewer.vtk_widget.size()))
+        painter.end()
+    pixmap.save(str(path))
 
 
 def main() -> None:
@@ -83,6 +101,15 @@ def main() -> None:
         show("panel_04_crack.png")
         inspect()
         window.grab().save(str(args.out / "main_window_offline.png"))
+
+        # 2. Offline verdicts on the other modalities' demo cases (the point cloud's VTK view is read
+        # with vtkWindowToImageFilter and painted into the grab, which cannot read OpenGL content).
+        shots = [("head_ct_focus", "dicom_offline.png"), ("coolant_temperature.csv", "time_series_offline.png"),
+                 ("walkway_clip_cart.mp4", "video_offline.png"), ("panel_dented.ply", "point_cloud_offline.png")]
+        for name, shot in shots:
+            show(name)
+            inspect()
+            save_window(window, args.out / shot)
 
         # 2. VLM verdict on the blowhole case from the loopback server.
         answer = json.dumps({
