@@ -82,7 +82,8 @@ def _header(data: bytes, name: str) -> tuple[dict[str, list[str]], int]:
         words = line.split()
         key = words[0].upper()
         if key not in _KEYS:
-            raise CaseReadError(f"{name}: unexpected PCD header line {line[:60]!r}")
+            shown = line[:60] if line[:60].isprintable() else "(binary data)"
+            raise CaseReadError(f"{name}: not a readable PCD header: unexpected line {shown!r}")
         header[key] = words[1:]
         if key == "DATA":
             if "FIELDS" not in header or not header["FIELDS"]:

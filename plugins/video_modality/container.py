@@ -55,7 +55,9 @@ def open_error(path: Path, exc: BaseException) -> CaseReadError:
         reason = "the file is damaged or is not a video"
     else:
         reason = "the file is incomplete or damaged"
-    return CaseReadError(f"{path.name}: cannot be opened as a video: {reason} ({text.strip() or type(exc).__name__})")
+    # FFmpeg's own words without its error number and the (possibly temporary) path
+    detail = (getattr(exc, "strerror", None) or text.split(":")[0] or type(exc).__name__).strip()
+    return CaseReadError(f"{path.name}: cannot be opened as a video: {reason} ({detail})")
 
 
 class ContainerSource(FrameSource):
