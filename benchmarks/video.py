@@ -145,8 +145,11 @@ def bench_folder(plugin, folder: Path, seeks: int) -> None:
 class VideoScorer:
     """Runs the plugin's `offline_detect` like the workstation does, keeping the unsmoothed scores."""
 
-    def __init__(self, plugin, references: list[tuple[str, np.ndarray]], options: dict[str, int]):
-        self.plugin, self.references, self.options = plugin, references, options
+    def __init__(self, plugin, references: list[tuple[str, np.ndarray, str]], options: dict[str, int]):
+        self.plugin, self.options = plugin, options
+        # as the workstation does: each frame remembers its video, and calibration holds out whole videos
+        self.references = [(name, rgb) for name, rgb, _ in references]
+        self.sources = [source for _, _, source in references]
         self.detect = importlib.import_module("anomalens_plugin_video_modality.detect")
         self._raw: np.ndarray | None = None
         smooth = self.detect.smooth
@@ -157,7 +160,7 @@ class VideoScorer:
 
         self.detect.smooth = recording_smooth
         started = time.perf_counter()
-        self.detector = self.detect.fitted_detector(references, options=options)
+        self.detector = self.detect.fitted_detector(self.references, options=options, sources=self.sources)
         self.fit_s = time.perf_counter() - started
         self.frame_times: list[float] = []
 
@@ -168,7 +171,8 @@ class VideoScorer:
         for a, b in loaded.metadata.get("ground_truth_frames", []):
             labels[a:b + 1] = True
         context = OfflineContext(references=lambda: self.references, image_detector=lambda: None,
-                                 progress=lambda f: None, is_cancelled=lambda: False, options=self.options)
+                                 progress=lambda f: None, is_cancelled=lambda: False, options=self.options,
+                                 reference_sources=lambda: self.sources)
         started = time.perf_counter()
         outcome = self.plugin.offline_detect(loaded, context)
         per_frame = (time.perf_counter() - started) / len(outcome.details["scored_frames"])
@@ -177,10 +181,10 @@ class VideoScorer:
         return np.array(outcome.details["frame_scores"]), self._raw, labels, outcome, per_frame
 
 
-def _references(plugin, folders: list[Path], every: int) -> list[tuple[str, np.ndarray]]:
-    out: list[tuple[str, np.ndarray]] = []
+def _references(plugin, folders: list[Path], every: int) -> list[tuple[str, np.ndarray, str]]:
+    out: list[tuple[str, np.ndarray, str]] = []
     for folder in folders:
-        out += plugin.reference_images(plugin.read(folder))[::every]
+        out += [(name, rgb, folder.name) for name, rgb in plugin.reference_images(plugin.read(folder))[::every]]
     return out
 
 

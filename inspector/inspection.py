@@ -255,12 +255,14 @@ class InspectionService:
             log.exception("reference conversion failed on %s", path)
             raise InspectionError(
                 f"{path.name}: could not be used as a reference ({type(exc).__name__}: {exc})") from exc
+        # which file they came from, for the detector's calibration (a hash: names can identify patients)
+        source = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
         for name, rgb in images:
-            self.add_reference_array(profile_id, name, rgb)
+            self.add_reference_array(profile_id, name, rgb, source=source)
         return len(images)
 
-    def add_reference_array(self, profile_id: int, name: str, rgb: np.ndarray) -> None:
-        self.store.add_reference(profile_id, name, encode_png(rgb), rgb.shape[1], rgb.shape[0])
+    def add_reference_array(self, profile_id: int, name: str, rgb: np.ndarray, source: str | None = None) -> None:
+        self.store.add_reference(profile_id, name, encode_png(rgb), rgb.shape[1], rgb.shape[0], source=source)
 
     def reference_images(self, profile_id: int) -> list[tuple[str, np.ndarray, str]]:
         """(name, RGB array, blob hash) of the profile's references, in the order they were added."""
@@ -383,17 +385,20 @@ class InspectionService:
         from inspector.detector.offline import OfflineDetector
 
         refs = self.reference_images(profile.id) if profile.id is not None else []
+        sources = self._reference_sources(profile)
         if not refs:
             raise InspectionError(
                 f"The offline detector compares a case with normal references, and the profile "
                 f"{profile.name!r} has none. Add at least one normal reference image to the profile."
             )
-        key = hashlib.sha256("|".join(sha for _, _, sha in refs).encode()).hexdigest()
+        key = hashlib.sha256("|".join(f"{sha}/{src}" for (_, _, sha), src in zip(refs, sources, strict=False))
+                             .encode()).hexdigest()
         with self._lock:
             detector = self._detectors.get(key)
         if detector is None:
             detector = OfflineDetector()
-            detector.fit([rgb for _, rgb, _ in refs], progress=progress, is_cancelled=is_cancelled)
+            detector.fit([rgb for _, rgb, _ in refs], progress=progress, is_cancelled=is_cancelled,
+                         sources=sources if len(sources) == len(refs) else None)
             with self._lock:
                 self._detectors = {key: detector}  # one profile's bank at a time keeps memory flat
         return detector
@@ -415,6 +420,7 @@ class InspectionService:
         if plugin.offline_detect is not None:
             context = OfflineContext(
                 references=lambda: self._reference_list(profile),
+                reference_sources=lambda: self._reference_sources(profile),
                 image_detector=lambda: self._fitted_detector(profile, progress, is_cancelled),
                 progress=progress or (lambda _f: None),
                 is_cancelled=is_cancelled or (lambda: False),
@@ -445,6 +451,10 @@ class InspectionService:
             raw_answer=f"{outcome.summary}, {elapsed:.2f} s" if outcome.summary else f"{elapsed:.2f} s",
         )
         return self.store.save_verdict(verdict, heatmap_png=heat_png)
+
+    def _reference_sources(self, profile: Profile) -> list[str]:
+        stored = self.store.references(profile.id) if profile.id is not None else []
+        return [ref.source or ref.blob_sha256 for ref in stored]
 
     def _reference_list(self, profile: Profile) -> list[tuple[str, np.ndarray]]:
         refs = self.reference_images(profile.id) if profile.id is not None else []

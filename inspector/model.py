@@ -98,6 +98,7 @@ class ReferenceImage:
     width: int
     height: int
     id: int | None = None
+    source: str | None = None  # the file several references were taken from (a video, a series)
 
 
 @dataclass

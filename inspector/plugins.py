@@ -50,7 +50,8 @@ class QueryView:
 class OfflineContext:
     """What the workstation hands a modality's own offline detector.
 
-    references(): the profile's normal references as (name, RGB uint8) images.
+    references(): the profile's normal references as (name, RGB uint8) images;
+    reference_sources(): the file each of them came from (an id), in the same order.
     image_detector(): the built-in image detector fitted on those references (fitted once, cached;
         raises ``InspectionError`` with an operator message when the profile has no references).
     progress(fraction) and is_cancelled() must be honoured in long loops.
@@ -61,6 +62,9 @@ class OfflineContext:
     progress: Callable[[float], None]
     is_cancelled: Callable[[], bool]
     options: dict[str, Any] = field(default_factory=dict)  # the profile's settings for this modality
+    # where each reference came from, aligned with references(): frames of one video share a source
+    # (pass them as ``OfflineDetector.fit(..., sources=...)`` so calibration holds out whole sources)
+    reference_sources: Callable[[], list[str]] = lambda: []
     render_options: dict[str, Any] = field(default_factory=dict)  # what the viewer shows (slice, frames)
 
 

@@ -267,6 +267,36 @@ def test_modality_offline_detector_result_is_stored_with_details(tmp_path, servi
     assert service.heatmap(stored).shape == (40, 60)
 
 
+def test_references_remember_the_file_they_came_from(tmp_path, service):
+    from PIL import Image
+
+    profile = service.store.save_profile(Profile(name="strips", modality="strip"))
+    service.add_reference_file(profile.id, _strip_folder(tmp_path, "normal_a"))
+    service.add_reference_file(profile.id, _strip_folder(tmp_path, "normal_b", brightness=(110, 125, 118)))
+    photo = tmp_path / "photo.png"
+    Image.fromarray(textured_image(9, (20, 20))).save(photo)
+    service.add_reference_file(profile.id, photo)
+    refs = service.store.references(profile.id)
+    sources = [ref.source for ref in refs]
+    assert len(refs) == 7 and sources[6] is None  # a plain image is its own source
+    assert len(set(sources[:3])) == 1 and len(set(sources[3:6])) == 1 and sources[0] != sources[3]
+    assert "normal_a" not in sources[0]  # an id, not the name (names can identify patients)
+    # what a modality's own detector gets, aligned with the reference images
+    seen = {}
+
+    def remember(loaded, context):
+        seen["sources"] = context.reference_sources()
+        seen["count"] = len(context.references())
+        from inspector.plugins import OfflineOutcome
+
+        return OfflineOutcome(False, 0.1, "ok")
+
+    service.registry.modality("strip").offline_detect = remember
+    case, _ = service.import_file(_strip_folder(tmp_path, "case"))
+    service.inspect_offline(case, profile)
+    assert seen["count"] == 7 and seen["sources"][:6] == sources[:6] and seen["sources"][6] == refs[6].blob_sha256
+
+
 def test_answer_boxes_and_ranges_reach_the_modality_locator(tmp_path, service):
     """The loopback server stands in for a hosted VLM (no network here); the real client asks it."""
     profile = service.store.save_profile(Profile(name="strips", modality="strip"))

@@ -237,3 +237,29 @@ def test_magnetic_tile_subset_auroc(shared_data: Path):
     scores = [det.score(_gray(p)).raw_score for p in normals + defects]
     labels = [0] * len(normals) + [1] * len(defects)
     assert auroc(scores, labels) > 0.7
+
+
+def _clip_frames(seed: int, count: int) -> list[np.ndarray]:
+    """Frames of one still "video": the same scene with a little sensor noise each."""
+    from tests.conftest import textured_image
+
+    base = textured_image(seed, (96, 96)).astype(int)
+    rng = np.random.default_rng(seed + 100)
+    return [np.clip(base + rng.normal(0, 1, base.shape), 0, 255).astype(np.uint8) for _ in range(count)]
+
+
+def test_calibration_holds_out_whole_sources_not_their_near_identical_frames():
+    """Frames of one video are near-copies: leave-one-frame-out calibrates normal as "identical"
+    and flags any new normal video; leaving out the whole video measures real normal variation."""
+    refs, sources = [], []
+    for video in (1, 2, 3):
+        frames = _clip_frames(video, 2)
+        refs += frames
+        sources += [f"video {video}"] * len(frames)
+    new_normal = _clip_frames(7, 1)[0]
+    per_frame, per_video = OfflineDetector(), OfflineDetector()
+    per_frame.fit(refs)
+    per_video.fit(refs, sources=sources)
+    assert per_frame.score(new_normal).anomalous  # the failure mode this guards against
+    assert not per_video.score(new_normal).anomalous
+    assert per_video.calibration.threshold > per_frame.calibration.threshold

@@ -152,6 +152,14 @@ def _to_unit_tensor(image: np.ndarray, max_side: int) -> torch.Tensor:
     return to_tensor(arr)
 
 
+def _source_groups(sources: Sequence[str] | None, n: int) -> list[int]:
+    """Group index per reference: by source when there are >= 2 sources, else one group each."""
+    if sources is None or len(sources) != n or len(set(sources)) < 2:
+        return list(range(n))
+    index: dict[str, int] = {}
+    return [index.setdefault(source, len(index)) for source in sources]
+
+
 class OfflineDetector:
     """Reference-comparison anomaly detector (see the module docstring for method and calibration).
 
@@ -222,13 +230,19 @@ class OfflineDetector:
     # ---------------------------------------------------------------------- fit
 
     def fit(self, references: Sequence[np.ndarray], progress: Callable[[float], None] | None = None,
-            is_cancelled: Callable[[], bool] | None = None) -> None:
+            is_cancelled: Callable[[], bool] | None = None, sources: Sequence[str] | None = None) -> None:
         """Build the memory bank and the calibration from >= 1 normal reference images.
 
         References are RGB or gray arrays of any size (uint8; uint16/float are scaled). Raises
         ValueError for no references, CancelledError when ``is_cancelled()`` turns True.
+
+        `sources` names where each reference came from. Frames of one video (or slices of one
+        series) are near-copies of each other: holding out one frame while its neighbours stay in
+        the bank would calibrate "normal" as "almost identical" and flag every new normal clip. So
+        with two or more sources, leave-one-out holds out a whole source; with one, single images.
         """
         refs = list(references)
+        group_of = _source_groups(sources, len(refs))
         if not refs:
             raise ValueError("the offline detector needs at least one normal reference image to compare "
                              "against; the profile has none")
@@ -260,7 +274,7 @@ class OfflineDetector:
             for t in tensors:
                 embs.append(self._embed(t, size, bank_flips))
                 tick()
-            bank = self._make_bank(embs)
+            bank = self._make_bank(embs, None if single else group_of)
             banks.append(bank)
             if single:
                 half_embs = []
@@ -272,27 +286,32 @@ class OfflineDetector:
             else:
                 calib_banks.append(bank)
                 unit_embs.append(embs)
-        calibration = self._calibrate(calib_banks, unit_embs, bank_flips, len(tensors))
+        calibration = self._calibrate(calib_banks, unit_embs, bank_flips, max(group_of) + 1,
+                                      None if single else group_of)
         tick()
         self._fitted = _Fitted(banks, calibration, len(tensors))  # one atomic swap
 
-    def _make_bank(self, embs: Sequence[torch.Tensor]) -> PatchBank:
+    def _make_bank(self, embs: Sequence[torch.Tensor], group_of: Sequence[int] | None = None) -> PatchBank:
+        """Patch features grouped by source (`group_of[i]` for embedding i; default: one group each)."""
+        group_of = list(group_of) if group_of is not None else list(range(len(embs)))
         feats, groups = [], []
-        for g, e in enumerate(embs):
+        for i, e in enumerate(embs):
             rows = e.permute(0, 2, 3, 1).reshape(-1, e.shape[1])
             feats.append(rows)
-            groups.append(torch.full((rows.shape[0],), g, dtype=torch.long))
+            groups.append(torch.full((rows.shape[0],), group_of[i], dtype=torch.long))
         x, gr = torch.cat(feats), torch.cat(groups)
         if x.shape[0] > self.params.max_bank:  # many references: a fixed random subset
             keep = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))
             keep = keep[: self.params.max_bank].sort().values
             x, gr = x[keep], gr[keep]
-        return PatchBank(x, gr, len(embs))
+        return PatchBank(x, gr, max(group_of) + 1)
 
     def _calibrate(self, banks: Sequence[PatchBank], unit_embs: Sequence[Sequence[torch.Tensor]],
-                   flips: Sequence[tuple[int, ...]], n_references: int) -> Calibration:
+                   flips: Sequence[tuple[int, ...]], n_references: int,
+                   group_of: Sequence[int] | None = None) -> Calibration:
         n_units = len(unit_embs[0])
-        maps = [[self._flip_map(unit_embs[s][u], banks[s], flips, exclude=u) for u in range(n_units)]
+        held_out = list(group_of) if group_of is not None else list(range(n_units))
+        maps = [[self._flip_map(unit_embs[s][u], banks[s], flips, exclude=held_out[u]) for u in range(n_units)]
                 for s in range(len(banks))]
         norms = []
         for s, bank in enumerate(banks):

@@ -255,7 +255,8 @@ class ProjectStore:
             self.conn.execute("UPDATE cases SET profile_id = NULL WHERE profile_id = ?", (profile_id,))
             self.conn.execute("DELETE FROM profiles WHERE id = ?", (profile_id,))
 
-    def add_reference(self, profile_id: int, name: str, png: bytes, width: int, height: int) -> ReferenceImage:
+    def add_reference(self, profile_id: int, name: str, png: bytes, width: int, height: int,
+                      source: str | None = None) -> ReferenceImage:
         sha = sha256_bytes(png)
         with self.transaction():
             self._put_blob_locked(sha, png, "image/png")
@@ -267,15 +268,16 @@ class ProjectStore:
             else:
                 ref_id = self.db["reference_images"].insert({
                     "profile_id": profile_id, "name": name, "blob_sha256": sha, "width": width,
-                    "height": height, "created_at": _now(),
+                    "height": height, "created_at": _now(), "source": source,
                 }).last_pk
         return ReferenceImage(profile_id=profile_id, name=name, blob_sha256=sha, width=width,
-                              height=height, id=ref_id)
+                              height=height, id=ref_id, source=source)
 
     def references(self, profile_id: int) -> list[ReferenceImage]:
         rows = self._rows("SELECT * FROM reference_images WHERE profile_id = ? ORDER BY id", (profile_id,))
         return [ReferenceImage(profile_id=r["profile_id"], name=r["name"], blob_sha256=r["blob_sha256"],
-                               width=r["width"], height=r["height"], id=r["id"]) for r in rows]
+                               width=r["width"], height=r["height"], id=r["id"], source=r.get("source"))
+                for r in rows]
 
     def remove_reference(self, reference_id: int) -> None:
         with self.transaction():

@@ -95,5 +95,11 @@ def _v3(db: sqlite_utils.Database) -> None:
     db["verdicts"].add_column("details_json", str)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
+def _v4(db: sqlite_utils.Database) -> None:
+    """References remember their source (the video or series they were taken from): the offline
+    detector's calibration holds out a whole source, not one of its near-identical frames."""
+    db["reference_images"].add_column("source", str)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -57,17 +57,19 @@ def _reference_key(references: list[tuple[str, np.ndarray]], settings: dict[str,
 
 
 def fitted_detector(references: list[tuple[str, np.ndarray]], progress=None, is_cancelled=None,
-                    options: dict[str, Any] | None = None):
-    """The video detector fitted on these references (cached for the session)."""
+                    options: dict[str, Any] | None = None, sources: list[str] | None = None):
+    """The video detector fitted on these references (cached for the session). `sources` (the
+    video each frame came from) make calibration hold out whole videos, not single frames."""
     from inspector.detector.offline import OfflineDetector
 
     settings = _settings(options or {})
-    key = _reference_key(references, settings)
+    key = _reference_key(references, settings) + repr(sources)
     with _fit_lock:
         detector = _fitted.get(key)
         if detector is None:
             detector = OfflineDetector(settings.pop("image_size"), **settings)
-            detector.fit([rgb for _, rgb in references], progress=progress, is_cancelled=is_cancelled)
+            detector.fit([rgb for _, rgb in references], progress=progress, is_cancelled=is_cancelled,
+                         sources=sources)
             _fitted.clear()
             _fitted[key] = detector
     return detector
@@ -145,7 +147,8 @@ def offline_detect(loaded: LoadedCase, context: OfflineContext) -> OfflineOutcom
             "Add a normal video (or normal frames) to the profile's references.")
     started = time.perf_counter()
     detector = fitted_detector(references, progress=lambda f: context.progress(0.2 * f),
-                               is_cancelled=context.is_cancelled, options=context.options)
+                               is_cancelled=context.is_cancelled, options=context.options,
+                               sources=context.reference_sources() or None)
     step = frame_step(source.frame_count, context.options)
     raw, scored, best, best_index = score_frames(
         source, detector, step, progress=lambda f: context.progress(0.2 + 0.8 * f),
