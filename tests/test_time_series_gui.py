@@ -158,3 +158,18 @@ def test_viewer_shows_nab_labels_scores_and_emits_selection(qtbot, shared_data):
     assert 0 < window[0] < window[1] < loaded.data.length - 1
     viewer.show_verdict(None, None)
     assert viewer.score_plot is None and not viewer.verdict_items
+
+
+def test_day_ticks_name_the_month(qapp):
+    import datetime as dt
+
+    from pyqtgraph.graphicsItems.DateAxisItem import MONTH_DAY_ZOOM_LEVEL
+
+    from views.timeseries_viewer import ReadableDateAxis
+
+    axis = ReadableDateAxis(orientation="bottom", utcOffset=0)
+    start = dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp()
+    axis.zoomLevel = MONTH_DAY_ZOOM_LEVEL  # what pyqtgraph picks for a two-week span
+    day = 86400.0
+    spec = next(s for s in axis.zoomLevel.tickSpecs if s.format == "%d")
+    assert axis.tickStrings([start, start + day], 1.0, spec.spacing) == ["02 Mar", "03 Mar"]

@@ -31,6 +31,19 @@ VERDICT_BRUSH = QColor(220, 40, 40, 70)
 SELECTION_BRUSH = QColor(60, 120, 220, 50)
 
 
+class ReadableDateAxis(pg.DateAxisItem):
+    """pyqtgraph's date axis, but day ticks say "03 Mar" instead of a bare "03"."""
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph override
+        strings = super().tickStrings(values, scale, spacing)
+        spec = next((s for s in self.zoomLevel.tickSpecs if s.spacing == spacing), None) if self.zoomLevel else None
+        if spec is not None and spec.format == "%d":
+            import datetime as dt
+
+            return [dt.datetime.fromtimestamp(v, dt.UTC).strftime("%d %b") for v in values]
+        return strings
+
+
 @dataclass
 class SeriesDisplay:
     """What the GUI thread needs, prepared in a worker: contiguous arrays and label spans."""
@@ -206,7 +219,7 @@ class TimeSeriesViewer(CaseViewer):
 
     def _build_plots(self, display: SeriesDisplay) -> None:
         for row, members in enumerate(display.panels):
-            axis = pg.DateAxisItem(orientation="bottom", utcOffset=0) if display.axis == "datetime" else None
+            axis = ReadableDateAxis(orientation="bottom", utcOffset=0) if display.axis == "datetime" else None
             plot = self.graphics.addPlot(row=row, col=0, axisItems={"bottom": axis} if axis else None)
             plot.showGrid(x=True, y=True, alpha=0.25)
             plot.setDownsampling(auto=True, mode="peak")
@@ -269,7 +282,7 @@ class TimeSeriesViewer(CaseViewer):
         assert self._display is not None
         x = self._display.x
         positions = np.minimum(np.arange(scores.size) * max(1, step), x.size - 1)
-        axis = pg.DateAxisItem(orientation="bottom", utcOffset=0) if self._display.axis == "datetime" else None
+        axis = ReadableDateAxis(orientation="bottom", utcOffset=0) if self._display.axis == "datetime" else None
         plot = self.graphics.addPlot(row=len(self.plots), col=0, axisItems={"bottom": axis} if axis else None)
         plot.setMaximumHeight(110)
         plot.setMenuEnabled(False)
