@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QAction, QBrush, QColor, QFont, QImage, QKeySequence, QPen, QPixmap, QTransform
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QKeySequence, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -218,21 +218,6 @@ class DicomViewer(CaseViewer):
         self.toolbar.addSeparator()
         self.action_tags = self._action("Tags", "T", lambda on: self.tag_panel.setVisible(on),
                                         "Show the DICOM tags (T)", checkable=True)
-
-    def _action(self, text: str, shortcut, slot, tip: str, checkable: bool = False) -> QAction:
-        action = QAction(text, self)
-        action.setShortcut(QKeySequence(shortcut))
-        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        action.setToolTip(tip)
-        action.setCheckable(checkable)
-        if checkable:
-            action.setChecked(True)
-            action.toggled.connect(slot)
-        else:
-            action.triggered.connect(slot)
-        self.toolbar.addAction(action)
-        self.addAction(action)
-        return action
 
     def _spin(self, label: str, tip: str) -> QDoubleSpinBox:
         spin = QDoubleSpinBox()

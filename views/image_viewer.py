@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QAction, QBrush, QColor, QFont, QImage, QKeySequence, QPainter, QPen, QPixmap
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QKeySequence, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QGraphicsPixmapItem,
     QGraphicsRectItem,
@@ -135,21 +135,6 @@ class ImageViewer(CaseViewer):
         layout.addWidget(self.view, 1)
         layout.addWidget(self.readout)
         self.view.cursor_moved.connect(self._show_pixel)
-
-    def _action(self, text: str, shortcut, slot, tip: str, checkable: bool = False) -> QAction:
-        action = QAction(text, self)
-        action.setShortcut(QKeySequence(shortcut))
-        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        action.setToolTip(tip)
-        action.setCheckable(checkable)
-        if checkable:
-            action.setChecked(True)
-            action.toggled.connect(slot)
-        else:
-            action.triggered.connect(slot)
-        self.toolbar.addAction(action)
-        self.addAction(action)
-        return action
 
     # ------------------------------------------------------------------ CaseViewer
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QAction, QColor, QKeySequence
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QToolBar, QVBoxLayout
 
 from inspector.model import LoadedCase, Verdict
@@ -113,21 +113,6 @@ class TimeSeriesViewer(CaseViewer):
         self._display: SeriesDisplay | None = None
         self._syncing = False
         self.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
-
-    def _action(self, text: str, shortcut, slot, tip: str, checkable: bool = False, checked: bool = True) -> QAction:
-        action = QAction(text, self)
-        action.setShortcut(QKeySequence(shortcut))
-        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        action.setToolTip(tip)
-        action.setCheckable(checkable)
-        if checkable:
-            action.setChecked(checked)
-            action.toggled.connect(slot)
-        else:
-            action.triggered.connect(slot)
-        self.toolbar.addAction(action)
-        self.addAction(action)
-        return action
 
     # ------------------------------------------------------------------ CaseViewer
 

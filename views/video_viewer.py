@@ -21,12 +21,10 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
-    QAction,
     QBrush,
     QColor,
     QFont,
     QImage,
-    QKeySequence,
     QMouseEvent,
     QPainter,
     QPaintEvent,
@@ -353,21 +351,6 @@ class VideoViewer(CaseViewer):
         self.layout_combo.currentIndexChanged.connect(self._options_changed)
         self.toolbar.addWidget(self.layout_combo)
         self.action_clear = self._action("Clear range", [], self.clear_selection, "Forget the selected frame range")
-
-    def _action(self, text: str, keys: list, slot, tip: str, checkable: bool = False) -> QAction:
-        action = QAction(text, self)
-        action.setShortcuts([QKeySequence(k) for k in keys])
-        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        action.setToolTip(tip)
-        action.setCheckable(checkable)
-        if checkable:
-            action.setChecked(True)
-            action.toggled.connect(slot)
-        else:
-            action.triggered.connect(slot)
-        self.toolbar.addAction(action)
-        self.addAction(action)
-        return action
 
     # ------------------------------------------------------------------ CaseViewer
 

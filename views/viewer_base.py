@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QWidget
 
 from inspector.model import LoadedCase, Verdict
@@ -27,6 +28,24 @@ class CaseViewer(QWidget):
 
     def render_options(self) -> dict[str, Any]:
         return {}
+
+    def _action(self, text: str, shortcuts: Any, slot: Any, tip: str, checkable: bool = False,
+                checked: bool = True) -> QAction:
+        """A button on the viewer's `toolbar` whose shortcut(s) work while the viewer has focus."""
+        keys = shortcuts if isinstance(shortcuts, list | tuple) else [shortcuts]
+        action = QAction(text, self)
+        action.setShortcuts([QKeySequence(k) for k in keys])
+        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        action.setToolTip(tip)
+        action.setCheckable(checkable)
+        if checkable:
+            action.setChecked(checked)
+            action.toggled.connect(slot)
+        else:
+            action.triggered.connect(slot)
+        self.toolbar.addAction(action)  # type: ignore[attr-defined] - every viewer has a toolbar
+        self.addAction(action)
+        return action
 
     @classmethod
     def prepare_display(cls, loaded: LoadedCase) -> Any:
