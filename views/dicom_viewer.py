@@ -19,8 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QImage, QKeySequence, QPen, QPixmap, QTransform
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QImage, QKeySequence, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QGraphicsPixmapItem,
     QGraphicsRectItem,
     QGraphicsScene,
-    QGraphicsSimpleTextItem,
     QHBoxLayout,
     QLabel,
     QSlider,
@@ -43,7 +42,7 @@ from PySide6.QtWidgets import (
 
 from inspector.model import LoadedCase, Region, Verdict
 from views.colormap import heat_to_rgba
-from views.image_viewer import ZoomableView, array_to_qimage
+from views.image_viewer import ZoomableView, array_to_qimage, region_box
 from views.viewer_base import CaseViewer
 
 # (label, center, width); CT values are Hounsfield units. Offered for CT volumes.
@@ -538,25 +537,9 @@ class DicomViewer(CaseViewer):
         self._update_overlays()
 
     def _add_region(self, index: int, region: Region) -> None:
-        rect = QGraphicsRectItem(QRectF(region.x0, region.y0, region.x1 - region.x0, region.y1 - region.y0),
-                                 self.image_item)
-        pen = QPen(QColor("#ff4d4f"))
-        pen.setWidthF(2.0)
-        pen.setCosmetic(True)
-        rect.setPen(pen)
-        rect.setBrush(QBrush(Qt.BrushStyle.NoBrush))
-        rect.setZValue(2)
         where = region_slices(region)
         place = f" on slice {where[0] + 1}" if where and where[0] == where[1] else ""
-        tip = region.reason or region.label or f"region {index}"
-        rect.setToolTip(f"{index}: {tip}{place} (score {region.score:.2f})")
-        label = QGraphicsSimpleTextItem(str(index), rect)
-        label.setBrush(QColor("#ffffff"))
-        font = QFont()
-        font.setBold(True)
-        label.setFont(font)
-        label.setFlag(QGraphicsSimpleTextItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
-        label.setPos(region.x0 + 2, region.y0 + 2)
+        rect = region_box(index, region, tip_suffix=place, parent=self.image_item)
         self.region_items.append((region, rect))
 
     def finding_slices(self) -> list[int]:

@@ -6,6 +6,7 @@ import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QKeySequence, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
+    QGraphicsItem,
     QGraphicsPixmapItem,
     QGraphicsRectItem,
     QGraphicsScene,
@@ -17,7 +18,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from inspector.model import LoadedCase, Verdict
+from inspector.model import LoadedCase, Region, Verdict
 from views.colormap import heat_to_rgba
 from views.viewer_base import CaseViewer
 
@@ -31,6 +32,29 @@ def array_to_qimage(array: np.ndarray) -> QImage:
     if array.shape[2] == 4:
         return QImage(array.data, w, h, array.strides[0], QImage.Format.Format_RGBA8888).copy()
     return QImage(array.data, w, h, array.strides[0], QImage.Format.Format_RGB888).copy()
+
+
+def region_box(number: int, region: Region, tip_suffix: str = "", colour: QColor | None = None,
+               parent: QGraphicsItem | None = None) -> QGraphicsRectItem:
+    """A numbered outline of a region (its box in scene pixels), the reason as tooltip; the number
+    keeps its size at any zoom. Shared by the image, DICOM and video viewers."""
+    rect = QGraphicsRectItem(QRectF(region.x0, region.y0, region.x1 - region.x0, region.y1 - region.y0), parent)
+    pen = QPen(colour or QColor("#ff4d4f"))
+    pen.setWidthF(2.0)
+    pen.setCosmetic(True)
+    rect.setPen(pen)
+    rect.setBrush(QBrush(Qt.BrushStyle.NoBrush))
+    rect.setZValue(2)
+    tip = region.reason or region.label or f"region {number}"
+    rect.setToolTip(f"{number}: {tip}{tip_suffix} (score {region.score:.2f})")
+    label = QGraphicsSimpleTextItem(str(number), rect)
+    label.setBrush(QColor("#ffffff"))
+    font = QFont()
+    font.setBold(True)
+    label.setFont(font)
+    label.setFlag(QGraphicsSimpleTextItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
+    label.setPos(region.x0 + 2, region.y0 + 2)
+    return rect
 
 
 class ZoomableView(QGraphicsView):
@@ -175,22 +199,7 @@ class ImageViewer(CaseViewer):
         self._update_overlay_visibility()
 
     def _add_region(self, index: int, region) -> None:
-        rect = QGraphicsRectItem(QRectF(region.x0, region.y0, region.x1 - region.x0, region.y1 - region.y0))
-        pen = QPen(QColor("#ff4d4f"))
-        pen.setWidthF(2.0)
-        pen.setCosmetic(True)
-        rect.setPen(pen)
-        rect.setBrush(QBrush(Qt.BrushStyle.NoBrush))
-        rect.setZValue(2)
-        tip = region.reason or region.label or f"region {index}"
-        rect.setToolTip(f"{index}: {tip} (score {region.score:.2f})")
-        label = QGraphicsSimpleTextItem(str(index), rect)
-        label.setBrush(QColor("#ffffff"))
-        font = QFont()
-        font.setBold(True)
-        label.setFont(font)
-        label.setFlag(QGraphicsSimpleTextItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
-        label.setPos(region.x0 + 2, region.y0 + 2)
+        rect = region_box(index, region)
         self.scene.addItem(rect)
         self.region_items.append(rect)
 

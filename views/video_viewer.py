@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
-    QBrush,
     QColor,
     QFont,
     QImage,
@@ -37,7 +36,6 @@ from PySide6.QtWidgets import (
     QGraphicsPixmapItem,
     QGraphicsRectItem,
     QGraphicsScene,
-    QGraphicsSimpleTextItem,
     QLabel,
     QSizePolicy,
     QSpinBox,
@@ -48,7 +46,7 @@ from PySide6.QtWidgets import (
 
 from inspector.model import LoadedCase, Region, Verdict
 from views.colormap import heat_to_rgba
-from views.image_viewer import ZoomableView, array_to_qimage
+from views.image_viewer import ZoomableView, array_to_qimage, region_box
 from views.viewer_base import CaseViewer
 
 GT_COLOUR = QColor("#f0a020")
@@ -589,18 +587,7 @@ class VideoViewer(CaseViewer):
         self.heat_item.setVisible(self.action_heat.isChecked())
 
     def _add_box(self, number: int, region: Region) -> None:
-        rect = QGraphicsRectItem(QRectF(region.x0, region.y0, region.x1 - region.x0, region.y1 - region.y0))
-        pen = QPen(VERDICT_COLOUR)
-        pen.setWidthF(2.0)
-        pen.setCosmetic(True)
-        rect.setPen(pen)
-        rect.setBrush(QBrush(Qt.BrushStyle.NoBrush))
-        rect.setZValue(2)
-        rect.setToolTip(f"{number}: {region.reason or region.label or 'region'} (score {region.score:.2f})")
-        label = QGraphicsSimpleTextItem(str(number), rect)
-        label.setBrush(QColor("#ffffff"))
-        label.setFlag(QGraphicsSimpleTextItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
-        label.setPos(region.x0 + 2, region.y0 + 2)
+        rect = region_box(number, region, colour=VERDICT_COLOUR)
         self.scene.addItem(rect)
         self.region_items.append(rect)
 
