@@ -21,7 +21,7 @@ import hashlib
 import io
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,20 @@ def load_preset(name: str) -> Preset:
     return Preset(**{f: data[f] for f in _PRESET_FIELDS})
 
 
+def with_profile_overrides(preset: Preset, profile: Profile) -> Preset:
+    """The preset with the profile's own wording for some parts (``settings["prompt_overrides"]``:
+    preset field -> text, e.g. a plant's own task sentence or answer format). The version says so
+    ("1.0+profile"), and since the text changes, so does every prompt's hash."""
+    overrides = profile.settings.get("prompt_overrides") if isinstance(profile.settings, dict) else None
+    if not isinstance(overrides, dict):
+        return preset
+    changes = {k: v for k, v in overrides.items() if k in _PRESET_FIELDS and k not in ("name", "version")
+               and isinstance(v, str)}
+    if not changes:
+        return preset
+    return replace(preset, version=f"{preset.version}+profile", **changes)
+
+
 def _fill(template: str, **values: Any) -> str:
     """Replace ``{name}`` placeholders we know; other braces (JSON examples) stay as they are."""
     def sub(match: re.Match[str]) -> str:
@@ -260,7 +274,7 @@ def compose(
     if not views:
         raise ValueError("A prompt needs at least one view of the case")
     switches = switches or PromptSwitches()
-    p = load_preset(preset or profile.domain_preset or DEFAULT_PRESET)
+    p = with_profile_overrides(load_preset(preset or profile.domain_preset or DEFAULT_PRESET), profile)
 
     class_name = profile.class_name.strip()
     subject = class_name if switches.class_info and class_name else p.subject_default

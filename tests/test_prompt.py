@@ -181,3 +181,20 @@ def test_expected_defects_one_per_line_become_one_sentence() -> None:
     prompt = compose(profile, [View("image", np.zeros((8, 8, 3), np.uint8), ViewMap("pixel_scale", {}))], [])
     assert "crack across a brick; blowhole; stain." in prompt.text
     assert "brick\nblowhole" not in prompt.text
+
+
+def test_profile_overrides_replace_preset_parts_and_change_the_hash() -> None:
+    view = View("image", np.zeros((8, 8, 3), np.uint8), ViewMap("pixel_scale", {}))
+    plain = Profile(name="line", class_name="panel")
+    own = Profile(name="line", class_name="panel", settings={"prompt_overrides": {
+        "task": "Task: find loose screws on the panel.", "name": "hijack", "version": "9", "unknown": "x"}})
+    base, custom = compose(plain, [view], []), compose(own, [view], [])
+    assert "find loose screws" in custom.text and "find loose screws" not in base.text
+    assert custom.preset == base.preset and custom.preset_version == base.preset_version + "+profile"
+    assert custom.sha256 != base.sha256
+
+
+@pytest.mark.parametrize("name", ["pedestrian", "traffic", "surveillance", "point_cloud", "time_series"])
+def test_modality_presets_load_and_ask_for_json(name) -> None:
+    preset = load_preset(name)
+    assert preset.name == name and '"anomalous"' in preset.answer_format
