@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from inspector.chat import ChatError, ChatTurn, ask_followup, conversation
 from inspector.inspection import InspectionError, InspectionService
 from inspector.model import Case, Decision, LoadedCase, Profile, Verdict
 from inspector.plugins import PluginRegistry
@@ -59,6 +60,7 @@ class PreparedCase:
     decision: Decision | None
     problem: str | None = None
     display: Any = None  # the viewer's pre-converted content (e.g. a QImage), made off the GUI thread
+    turns: list[ChatTurn] = field(default_factory=list)  # follow-up questions on the verdict
 
 
 class Banner(QWidget):
@@ -94,6 +96,7 @@ class Banner(QWidget):
 class MainWindow(QMainWindow):
     inspection_finished = Signal(int)  # case id, after a verdict is stored and shown
     case_shown = Signal(int)
+    followup_finished = Signal(int)  # verdict id (-1 on failure), after a follow-up turn is stored
 
     def __init__(self, settings: AppSettings, registry: PluginRegistry, settings_file: Path | None = None):
         super().__init__()
@@ -140,6 +143,7 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.verdict_dock, self.prompt_dock, Qt.Orientation.Vertical)
 
         self.case_browser.case_selected.connect(self.show_case)
+        self.verdict_panel.chat.question_asked.connect(self.ask_followup)
         self.case_browser.files_dropped.connect(self.add_case_files)
         self.prompt_panel.switches_changed.connect(self._recompose)
         self.verdict_panel.decision_requested.connect(self.record_decision)
@@ -567,6 +571,7 @@ class MainWindow(QMainWindow):
                 viewer.show_verdict(prepared.verdict, prepared.heatmap)
         self.prompt_panel.set_prompt(prepared.prompt)
         self.verdict_panel.show_verdict(prepared.verdict)
+        self._show_chat(prepared.verdict, prepared.turns)
         self.verdict_panel.show_decision(prepared.decision)
         if prepared.problem:
             self.verdict_panel.show_error(prepared.problem)
@@ -728,7 +733,55 @@ class MainWindow(QMainWindow):
             if viewer is not None:
                 viewer.show_verdict(verdict, self._current.heatmap)
             self.verdict_panel.show_verdict(verdict)
+            self._current.turns = []
+            self._show_chat(verdict, [])
         self.inspection_finished.emit(verdict.case_id)
+
+    # ------------------------------------------------------------------ follow-up questions
+
+    def _show_chat(self, verdict: Verdict | None, turns: list[ChatTurn]) -> None:
+        chat = self.verdict_panel.chat
+        chat.set_turns(turns)
+        if verdict is None or verdict.prompt_id is None:
+            chat.set_available(False, "Inspect the case with the VLM to ask follow-up questions.")
+        elif not self.app_settings.endpoint.configured:
+            chat.set_available(False, "Set a VLM endpoint to ask follow-up questions (Settings ▸ VLM endpoint).")
+        else:
+            chat.set_available(True)
+
+    def ask_followup(self, question: str) -> None:
+        """Ask the model about the shown verdict in the background; the turn is stored either way."""
+        current = self._current
+        if self.store is None or current is None or current.verdict is None:
+            return
+        store, case, verdict, endpoint = self.store, current.case, current.verdict, self.app_settings.endpoint
+        chat = self.verdict_panel.chat
+        chat.set_busy(True, f"Asking {endpoint.model}…")
+
+        async def ask(job: Job) -> tuple[list[ChatTurn], str]:
+            problem = ""
+            try:
+                await ask_followup(store, case, verdict, question, endpoint)
+            except ChatError as exc:  # failed requests are stored as turns; this says why
+                problem = str(exc)
+            return conversation(store, verdict), problem
+
+        def done(result: tuple[list[ChatTurn], str]) -> None:
+            turns, problem = result
+            chat.set_busy(False, problem)
+            if not problem:
+                chat.question_sent()
+            if self._current is not None and self._current.verdict is not None \
+                    and self._current.verdict.id == verdict.id:
+                self._current.turns = turns
+                chat.set_turns(turns)
+            self.followup_finished.emit(verdict.id)
+
+        def failed(message: str) -> None:
+            chat.set_busy(False, message)
+            self.followup_finished.emit(-1)
+
+        self._run("Asking a follow-up question", ask, done, failed, blocking=False)
 
     def _inspection_failed(self, message: str) -> None:
         self._end_inspection()
@@ -779,6 +832,8 @@ class MainWindow(QMainWindow):
     def set_endpoint(self, endpoint) -> None:
         self.app_settings.endpoint = endpoint
         self._update_endpoint_label()
+        if self._current is not None:
+            self._show_chat(self._current.verdict, self._current.turns)
 
     # ------------------------------------------------------------------ help
 
@@ -860,6 +915,7 @@ def _prepare(service: InspectionService, case_id: int, profile: Profile | None,
         return prepared
     if prepared.verdict is not None:
         prepared.heatmap = service.heatmap(prepared.verdict)
+        prepared.turns = conversation(store, prepared.verdict)
     if profile is not None:
         try:
             prepared.prompt = service.compose_prompt(case, profile, switches, render_options=render_options)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.model import Decision, ParseStatus, Region, ScoreSource, Verdict, VerdictSource
+from views.chat_panel import ChatPanel
 
 SCORE_SOURCE_TEXT = {
     ScoreSource.LOGPROB: "from the verdict token's log-probabilities",
@@ -70,8 +71,10 @@ class VerdictPanel(QWidget):
         self.raw = QPlainTextEdit()
         self.raw.setReadOnly(True)
         self.raw.setObjectName("rawAnswer")
+        self.chat = ChatPanel()
         self.tabs.addTab(self.explanation, "Explanation")
         self.tabs.addTab(self.raw, "Raw answer")
+        self.tabs.addTab(self.chat, "Follow-up")
 
         self.confirm_normal = QPushButton("Normal  (N)")
         self.confirm_normal.setObjectName("decideNormal")

@@ -142,6 +142,10 @@ class VlmClient:
             messages = self.build_messages(prompt)
         return await self._complete(messages)
 
+    async def chat(self, messages: list[dict[str, Any]]) -> VlmAnswer:
+        """Send a whole conversation (a follow-up question after the stored prompt and answers)."""
+        return await self._complete(messages)
+
     async def _complete(self, messages: list[dict[str, Any]]) -> VlmAnswer:
         # A 400 may be a server refusing an optional parameter (logprobs, max_tokens, temperature):
         # adapt once per parameter and remember it; any other 400 is reported. Dropping logprobs
