@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.chat import ChatError, ChatTurn, ask_followup, conversation
+from inspector.feedback import FeedbackError, add_expected_defect, changes_since, promote_to_reference
 from inspector.inspection import InspectionError, InspectionService
 from inspector.model import Case, Decision, LoadedCase, Profile, Verdict
 from inspector.plugins import PluginRegistry
@@ -198,6 +199,11 @@ class MainWindow(QMainWindow):
         self.act_quit = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.act_new_profile = self._action("New &profile…", self.new_profile_dialog)
         self.act_edit_profile = self._action("&Edit profile…", self.edit_profile_dialog, "Ctrl+E")
+        self.act_promote = self._action("Use this case as a normal &reference", self.promote_current_case,
+                                        tip="The operator confirmed it normal (N): add it to the profile's references")
+        self.act_add_defect = self._action("Add this finding to the expected &defects…", self.add_current_defect,
+                                           tip="The operator confirmed it anomalous (A): describe the defect for the "
+                                               "profile")
         self.act_settings = self._action("VLM &endpoint…", self.settings_dialog, "Ctrl+,")
         self.act_inspect = self._action("&Inspect", self.inspect_current, "Ctrl+Return",
                                         "Inspect the selected case (Ctrl+Return / F5)")
@@ -222,6 +228,9 @@ class MainWindow(QMainWindow):
         profile_menu = menu.addMenu("&Profile")
         profile_menu.addAction(self.act_new_profile)
         profile_menu.addAction(self.act_edit_profile)
+        profile_menu.addSeparator()
+        profile_menu.addAction(self.act_promote)
+        profile_menu.addAction(self.act_add_defect)
         inspect_menu = menu.addMenu("&Inspect")
         for action in (self.act_inspect, self.act_cancel, self.act_normal, self.act_anomalous, self.act_next):
             inspect_menu.addAction(action)
@@ -320,6 +329,9 @@ class MainWindow(QMainWindow):
         self.act_normal.setEnabled(decided_ok)
         self.act_anomalous.setEnabled(decided_ok)
         self.verdict_panel.set_decision_enabled(decided_ok)
+        decision = self._current.decision if self._current is not None else None
+        self.act_promote.setEnabled(has_case and decision is not None and decision.label == "normal")
+        self.act_add_defect.setEnabled(has_case and decision is not None and decision.label == "anomalous")
 
     # ------------------------------------------------------------------ jobs
 
@@ -571,6 +583,7 @@ class MainWindow(QMainWindow):
                 viewer.show_verdict(prepared.verdict, prepared.heatmap)
         self.prompt_panel.set_prompt(prepared.prompt)
         self.verdict_panel.show_verdict(prepared.verdict)
+        self._show_profile_note(prepared.verdict)
         self._show_chat(prepared.verdict, prepared.turns)
         self.verdict_panel.show_decision(prepared.decision)
         if prepared.problem:
@@ -733,9 +746,57 @@ class MainWindow(QMainWindow):
             if viewer is not None:
                 viewer.show_verdict(verdict, self._current.heatmap)
             self.verdict_panel.show_verdict(verdict)
+            self._show_profile_note(verdict)
             self._current.turns = []
             self._show_chat(verdict, [])
         self.inspection_finished.emit(verdict.case_id)
+
+    # ------------------------------------------------------------------ feedback into the profile
+
+    def promote_current_case(self) -> None:
+        """A confirmed-normal case becomes a reference of its profile (rendered off the GUI thread)."""
+        profile, current, service = self.current_profile(), self._current, self.service
+        if profile is None or current is None or service is None:
+            return
+
+        def work(job: Job) -> int:
+            return promote_to_reference(service, current.case, profile)
+
+        def done(count: int) -> None:
+            self.notify(f"{current.case.name} is now a normal reference of {profile.name!r} ({count} image(s)); "
+                        "verdicts from before this change are marked as such.", "info")
+            self._recompose()
+
+        self._run("Adding a reference", work, done, self.notify)
+
+    def add_current_defect(self) -> None:
+        """The operator describes a confirmed defect; it joins the profile's expected defects."""
+        from PySide6.QtWidgets import QInputDialog
+
+        profile, current = self.current_profile(), self._current
+        if profile is None or current is None or self.service is None:
+            return
+        suggestion = current.verdict.explanation.split(". ")[0][:120] if current.verdict else ""
+        text, ok = QInputDialog.getText(self, "Add an expected defect",
+                                        f"Defect seen in {current.case.name} (one line):", text=suggestion)
+        if not ok:
+            return
+        try:
+            add_expected_defect(self.service, profile, text, current.case)
+        except FeedbackError as exc:
+            self.notify(str(exc), "warning")
+            return
+        self.notify(f"Added to the expected defects of {profile.name!r}: {text.strip()}", "info")
+        self._recompose()
+
+    def _show_profile_note(self, verdict: Verdict | None) -> None:
+        profile = self.current_profile()
+        later = changes_since(profile, verdict) if profile is not None and verdict is not None else []
+        note = ""
+        if later:
+            note = (f"Produced before {len(later)} later change(s) to the profile: "
+                    + "; ".join(f"{c.what} ({c.at[:16].replace('T', ' ')})" for c in later[-3:]))
+        self.verdict_panel.set_profile_note(note)
 
     # ------------------------------------------------------------------ follow-up questions
 
@@ -809,6 +870,7 @@ class MainWindow(QMainWindow):
             return
         self._current.decision = decision
         self.verdict_panel.show_decision(decision)
+        self._update_enabled()
         self._refresh_case_row(case_id)
         self.statusBar().showMessage(f"Recorded: {self._current.case.name} is {label}", 4000)
         QTimer.singleShot(0, self.case_browser.select_next)
@@ -822,9 +884,8 @@ class MainWindow(QMainWindow):
         self.endpoint_dialog = dialog
 
         def saved() -> None:
-            self.app_settings.endpoint = dialog.endpoint()
+            self.set_endpoint(dialog.endpoint())
             self._save_settings()
-            self._update_endpoint_label()
 
         dialog.accepted.connect(saved)
         dialog.open()

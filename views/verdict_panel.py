@@ -65,6 +65,11 @@ class VerdictPanel(QWidget):
         self.score_bar.setFormat("score —")
         self.score_source = QLabel("")
         self.score_source.setObjectName("muted")
+        self.profile_note = QLabel("")
+        self.profile_note.setObjectName("profileNote")
+        self.profile_note.setWordWrap(True)
+        self.profile_note.setStyleSheet("color: #d29922")
+        self.profile_note.hide()
         self.tabs = QTabWidget()
         self.explanation = QTextBrowser()
         self.explanation.setObjectName("explanation")
@@ -96,6 +101,7 @@ class VerdictPanel(QWidget):
         layout.addWidget(self.source)
         layout.addWidget(self.score_bar)
         layout.addWidget(self.score_source)
+        layout.addWidget(self.profile_note)
         layout.addWidget(self.tabs, 1)
         layout.addWidget(self.decision)
         layout.addLayout(buttons)
@@ -106,6 +112,11 @@ class VerdictPanel(QWidget):
         self.badge.setProperty("state", state)
         self.badge.style().unpolish(self.badge)
         self.badge.style().polish(self.badge)
+
+    def set_profile_note(self, text: str) -> None:
+        """Says when the verdict predates changes to its profile (references, expected defects)."""
+        self.profile_note.setText(text)
+        self.profile_note.setVisible(bool(text))
 
     def set_decision_enabled(self, enabled: bool) -> None:
         self.confirm_normal.setEnabled(enabled)
