@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -191,3 +195,104 @@ def test_loopback_logprobs_round_trip(p: float) -> None:
 def test_logprob_helper_needs_matching_polarity() -> None:
     tokens = [_token("Normal", math.log(0.9), [])]
     assert logprob_p_anomalous(tokens, "text", anomalous=True) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# The free-text corpus (issue 4, "Answers"): answers written by us in the ways models phrase
+# verdicts, each with its expected verdict (None: must stay UNPARSED) and a phrasing family.
+# ---------------------------------------------------------------------------------------------
+
+CORPUS_PATH = Path(__file__).with_name("answer_corpus.json")
+CORPUS: list[dict] = json.loads(CORPUS_PATH.read_text(encoding="utf-8"))
+
+
+def _corpus_results() -> list[tuple[dict, bool | None]]:
+    return [(item, parse_answer(item["text"]).anomalous) for item in CORPUS]
+
+
+def per_family_accuracy() -> dict[str, tuple[int, int]]:
+    """{family: (right, total)} over the corpus."""
+    table: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for item, verdict in _corpus_results():
+        table[item["family"]][0] += verdict is item["expected"]
+        table[item["family"]][1] += 1
+    return {family: (right, total) for family, (right, total) in sorted(table.items())}
+
+
+def corpus_report() -> str:
+    rows = per_family_accuracy()
+    right = sum(r for r, _ in rows.values())
+    lines = [f"{family:20s} {r:3d}/{n:<3d} {r / n:6.1%}" for family, (r, n) in rows.items()]
+    return "\n".join([*lines, f"{'overall':20s} {right:3d}/{len(CORPUS):<3d} {right / len(CORPUS):6.1%}"])
+
+
+def test_corpus_is_well_formed() -> None:
+    assert len(CORPUS) >= 100
+    for item in CORPUS:
+        assert set(item) == {"text", "expected", "family", "note"}, item
+        assert item["expected"] in (True, False, None), item
+    counts = Counter(item["family"] for item in CORPUS)
+    assert min(counts.values()) >= 3, counts
+    assert sum(item["expected"] is None for item in CORPUS) >= 20
+
+
+def test_corpus_accuracy() -> None:
+    results = _corpus_results()
+    wrong = [(item["family"], item["text"][:60], item["expected"], got)
+             for item, got in results if got is not item["expected"]]
+    accuracy = 1 - len(wrong) / len(results)
+    print("\n" + corpus_report())
+    assert accuracy >= 0.97, f"accuracy {accuracy:.3f} on {len(results)} answers; wrong: {wrong}"
+
+
+def test_corpus_never_turns_an_unreadable_answer_into_a_verdict() -> None:
+    guessed = []
+    for item in CORPUS:
+        if item["expected"] is None:
+            parsed = parse_answer(item["text"])
+            if parsed.status != ParseStatus.UNPARSED or parsed.anomalous is not None or parsed.score is not None:
+                guessed.append((item["family"], item["text"], parsed.anomalous))
+    assert guessed == []
+
+
+def test_corpus_is_parsed_fast() -> None:
+    start = time.perf_counter()
+    _corpus_results()
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    ("Das Teil ist nicht defekt.", False),             # negation masks the bare "defekt"
+    ("Nicht in Ordnung.", True),                       # negated normal
+    ("Non è normale.", True),                          # Italian negation before the French "normale"
+    ("Il pezzo è normale.", False),
+    ("La pièce n'est pas défectueuse.", False),
+    ("No se observan defectos.", False),
+    ("没有缺陷", False),                                 # "no defect" contains no verdict word of its own
+    ("不正常", True),
+    ("異常は見られません。", False),                     # Japanese negation comes after the noun
+    ("正常ではありません。", True),
+    ("Forse anomalo.", None),                          # hedges in other languages
+    ("可能异常", None),
+    ("Je ne peux pas analyser cette image.", None),    # refusals in other languages
+])
+def test_other_languages_and_their_negations(answer: str, expected: bool | None) -> None:
+    assert parse_answer(answer).anomalous is expected
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    ("Normal, probably, but the edge is unclear.", None),         # hedged leading word
+    ("Normal. Looking closer, there is a crack. Verdict: anomalous.", None),  # stated both ways
+    ("Anomalous samples have burrs. This one has none, so it is normal.", False),
+    ("The rim has a notch. Final verdict: anomalous.", True),
+    ("| Item | Verdict |\n|---|---|\n| Verdict | Normal |", False),
+    ("Frames 10-40 show a person climbing the fence. Anomalous.", True),
+    ('{"anomalous": false, "reason": "no defects, the surface is', None),   # cut-off JSON: no guessing
+    ("Not normal: the label is missing.", True),
+])
+def test_stated_verdicts_and_conclusions(answer: str, expected: bool | None) -> None:
+    assert parse_answer(answer).anomalous is expected
+
+
+if __name__ == "__main__":  # python -m tests.test_answers: accuracy per phrasing family
+    print(corpus_report())
