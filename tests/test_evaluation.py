@@ -95,3 +95,27 @@ def test_exports_csv_json_and_a_self_contained_html(project):
     page = to_html(results)
     assert page.startswith("<!doctype html>") and "<svg" in page and "<script" not in page
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing fetched
+
+
+@pytest.mark.gui
+def test_dashboard_shows_groups_and_exports(qtbot, tmp_path, registry, project):
+    from inspector.settings import AppSettings
+    from views.main_window import MainWindow
+
+    path = project.path
+    project.close()
+    window = MainWindow(AppSettings(), registry, settings_file=tmp_path / "settings.json")
+    qtbot.addWidget(window)
+    window.show()
+    assert window.open_project(path)
+    window.show_evaluation()
+    qtbot.waitUntil(lambda: getattr(window, "evaluation_dialog", None) is not None, timeout=20000)
+    dialog = window.evaluation_dialog
+    dialog.grouping.setCurrentText("prompt variant")
+    labels = [dialog.table.item(r, 0).text() for r in range(dialog.table.rowCount())]
+    assert "source=vlm; variant=industrial 1.0, 1 shots" in labels
+    report = dialog.export("html", str(tmp_path / "report.html"))
+    assert report.read_text().startswith("<!doctype html>")
+    assert json.loads(dialog.export("json", str(tmp_path / "r.json")).read_text())["overall"][0]["n"] == 18
+    window.force_close = True
+    window.close()

@@ -234,6 +234,9 @@ class MainWindow(QMainWindow):
         inspect_menu = menu.addMenu("&Inspect")
         for action in (self.act_inspect, self.act_cancel, self.act_normal, self.act_anomalous, self.act_next):
             inspect_menu.addAction(action)
+        inspect_menu.addSeparator()
+        inspect_menu.addAction(self._action("&Evaluation…", self.show_evaluation, "Ctrl+Shift+E",
+                                            "How good the verdicts are on this project's confirmed cases"))
         settings_menu = menu.addMenu("&Settings")
         settings_menu.addAction(self.act_settings)
         view_menu = menu.addMenu("&View")
@@ -750,6 +753,28 @@ class MainWindow(QMainWindow):
             self._current.turns = []
             self._show_chat(verdict, [])
         self.inspection_finished.emit(verdict.case_id)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def show_evaluation(self) -> None:
+        """Compute the metrics off the GUI thread, then show the dashboard (non-modal)."""
+        from inspector.evaluation import evaluate
+
+        store = self.store
+        if store is None:
+            self.notify("Open a project first.", "warning")
+            return
+
+        def done(results) -> None:
+            from views.evaluation_dialog import EvaluationDialog
+
+            if not results["overall"]:
+                self.notify("Nothing to evaluate yet: decide some cases (N / A) after inspecting them, or import "
+                            "labelled cases.", "info")
+            self.evaluation_dialog = EvaluationDialog(results, self)
+            self.evaluation_dialog.show()
+
+        self._run("Evaluating", lambda job: evaluate(store), done, self.notify)
 
     # ------------------------------------------------------------------ feedback into the profile
 
