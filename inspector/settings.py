@@ -49,6 +49,9 @@ class EndpointSettings:
     temperature: float = 0.0
     max_tokens: int = 512
     request_logprobs: bool = True
+    # ask for the verdict through the endpoint's JSON-schema output where it has one (dropped once,
+    # and remembered, when a server refuses it)
+    structured_output: bool = True
 
     @property
     def configured(self) -> bool:

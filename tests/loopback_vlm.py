@@ -106,12 +106,14 @@ class LoopbackVLM:
         require_key: str | None = None,
         reject_logprobs: bool = False,
         strict_model: bool = False,
+        reject_response_format: bool = False,
     ) -> None:
         self.responder = responder or (lambda request: DEFAULT_REPLY)
         self.models = models
         self.require_key = require_key  # 401 (echoing the wrong key, as OpenAI does) unless it matches
         self.reject_logprobs = reject_logprobs  # 400 when logprobs are requested (some servers)
         self.strict_model = strict_model  # 404 for models not in `models`
+        self.reject_response_format = reject_response_format  # 400 for JSON-schema output (older servers)
         self.requests: list[RecordedRequest] = []
         self._behaviours: deque[Behaviour] = deque()
         self._lock = threading.Lock()
@@ -390,6 +392,19 @@ def _validate_sampling(request: dict[str, Any], loopback: LoopbackVLM) -> None:
         value = request.get(name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise _RequestError(400, f"Invalid '{name}': {value!r}; expected an integer >= 1.", param=name)
+    response_format = request.get("response_format")
+    if response_format is not None:
+        if loopback.reject_response_format:
+            raise _RequestError(400, "response_format is not supported by this server.", param="response_format")
+        kind = response_format.get("type") if isinstance(response_format, dict) else None
+        if kind not in ("text", "json_object", "json_schema"):
+            raise _RequestError(400, f"Invalid 'response_format.type': {kind!r}.", param="response_format")
+        if kind == "json_schema":
+            spec = response_format.get("json_schema")
+            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) \
+                    or not isinstance(spec.get("schema"), dict):
+                raise _RequestError(400, "'response_format.json_schema' needs a 'name' and a 'schema' object.",
+                                    param="response_format")
     logprobs = request.get("logprobs")
     top = request.get("top_logprobs")
     if logprobs and loopback.reject_logprobs:

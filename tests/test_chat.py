@@ -60,6 +60,8 @@ def test_follow_ups_carry_the_images_the_first_answer_and_the_earlier_turns(insp
     first = asyncio.run(ask_followup(store, case, verdict, "Where exactly is the scratch?", endpoint))
     second = asyncio.run(ask_followup(store, case, verdict, "Could it be a crack?", endpoint))
     assert first.answer.startswith("The scratch runs") and second.answer.startswith("It is most likely")
+    assert "response_format" in server.chat_requests[0].body  # the verdict: JSON schema output
+    assert "response_format" not in server.chat_requests[-1].body  # a follow-up: free text
     messages = _texts(server.chat_requests[-1])
     roles = [role for role, _ in messages]
     assert roles == ["system", "user", "assistant", "user", "assistant", "user"]

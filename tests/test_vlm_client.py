@@ -28,11 +28,12 @@ def _image(seed: int, size: tuple[int, int]) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
 
 
-def _prompt(query_size: tuple[int, int] = (48, 64), shots: int = 1) -> ComposedPrompt:
+def _prompt(query_size: tuple[int, int] = (48, 64), shots: int = 1, answer_format: bool = True) -> ComposedPrompt:
     profile = Profile(name="tiles", class_name="ceramic tile", normal_standards="Flat glaze, no cracks.")
     view = View("top", _image(0, query_size), ViewMap("pixel_scale", {"scale_x": 1.0, "scale_y": 1.0}))
     refs = [("ok_1", _image(1, (40, 30))), ("ok_2", _image(2, (30, 40)))]
-    return compose(profile, [view], refs, switches=PromptSwitches(max_references=shots))
+    return compose(profile, [view], refs,
+                   switches=PromptSwitches(max_references=shots, answer_format=answer_format))
 
 
 def _endpoint(server: LoopbackVLM, **overrides: Any) -> EndpointSettings:
@@ -288,7 +289,7 @@ def test_max_tokens_is_renamed_when_the_server_asks_for_max_completion_tokens(
     assert last["max_completion_tokens"] == 99 and "max_tokens" not in last
     assert last["logprobs"] is True
     assert answer.sent_params == {"model": MODEL, "temperature": 0.0, "max_completion_tokens": 99,
-                                  "logprobs": True, "top_logprobs": 5}
+                                  "logprobs": True, "top_logprobs": 5, "response_format": "json_schema"}
 
 
 def test_unknown_model_is_a_bad_request() -> None:
@@ -358,3 +359,44 @@ def test_custom_responder_sees_the_request() -> None:
 def test_no_endpoint_is_refused() -> None:
     with pytest.raises(ValueError, match="offline detector"):
         VlmClient(EndpointSettings())
+
+
+def test_the_verdict_is_asked_through_json_schema_output(loopback_vlm: LoopbackVLM) -> None:
+    """The loopback server checks the response_format shape as OpenAI's endpoint does."""
+    _ask(loopback_vlm)
+    sent = loopback_vlm.chat_requests[-1].body["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "anomaly_verdict"
+    schema = sent["json_schema"]["schema"]
+    assert schema["required"] == ["anomalous", "confidence", "reason"]
+    assert {"regions", "marks", "ranges", "frames"} <= set(schema["properties"])
+
+
+def test_a_server_without_json_schema_output_gets_free_text_requests() -> None:
+    with LoopbackVLM(reject_response_format=True) as server:
+        endpoint = EndpointSettings(base_url=server.base_url, model=MODEL, timeout_s=10)
+
+        async def twice():
+            async with VlmClient(endpoint, KEY) as client:
+                first = await client.ask(_prompt())
+                second = await client.ask(_prompt())
+            return first, second
+
+        first, second = asyncio.run(twice())
+        bodies = [r.body for r in server.chat_requests]
+    assert first.raw_text and second.raw_text
+    assert "response_format" in bodies[0] and all("response_format" not in b for b in bodies[1:])
+    assert len(bodies) == 3  # refused once, then remembered
+    assert "response_format" not in second.sent_params
+
+
+def test_no_json_schema_when_switched_off_or_the_prompt_asks_for_free_text(loopback_vlm: LoopbackVLM) -> None:
+    _ask(loopback_vlm, structured_output=False)
+    assert "response_format" not in loopback_vlm.chat_requests[-1].body
+    endpoint = EndpointSettings(base_url=loopback_vlm.base_url, model=MODEL, timeout_s=10)
+
+    async def free_text():
+        async with VlmClient(endpoint, KEY) as client:
+            return await client.ask(_prompt(answer_format=False))
+
+    asyncio.run(free_text())
+    assert "response_format" not in loopback_vlm.chat_requests[-1].body

@@ -57,6 +57,26 @@ class VlmAnswer:
         return {"role": "assistant", "content": self.raw_text}
 
 
+# What the parser reads (inspector/vlm/answers.py): the verdict, how sure, why, and where (boxes on
+# the images, mark numbers, ranges of samples or frames). Only the first three are required, so a
+# server that enforces the schema still lets the model leave out what does not apply.
+VERDICT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "anomalous": {"type": "boolean"},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "reason": {"type": "string"},
+        "regions": {"type": "array", "items": {"type": "object", "properties": {
+            "view": {"type": "string"}, "box": {"type": "array", "items": {"type": "number"}},
+            "label": {"type": "string"}, "reason": {"type": "string"}}}},
+        "marks": {"type": "array", "items": {"type": "integer"}},
+        "ranges": {"type": "array", "items": {"type": "array", "items": {"type": ["number", "string"]}}},
+        "frames": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
+    },
+    "required": ["anomalous", "confidence", "reason"],
+}
+
+
 class VlmError(Exception):
     """A failed request, with an operator-facing message that never contains the API key.
 
@@ -98,6 +118,7 @@ class VlmClient:
         self._use_logprobs = endpoint.request_logprobs
         self._use_max_completion_tokens = False
         self._send_temperature = True
+        self._use_schema = endpoint.structured_output
         self._client = openai.AsyncOpenAI(
             api_key=api_key or PLACEHOLDER_KEY,
             base_url=endpoint.base_url.strip(),
@@ -140,19 +161,20 @@ class VlmClient:
             messages = [*history, self.user_message(prompt)]
         else:
             messages = self.build_messages(prompt)
-        return await self._complete(messages)
+        # the verdict as JSON through the server's structured output, when the prompt asks for JSON
+        return await self._complete(messages, VERDICT_SCHEMA if prompt.switches.answer_format else None)
 
     async def chat(self, messages: list[dict[str, Any]]) -> VlmAnswer:
         """Send a whole conversation (a follow-up question after the stored prompt and answers)."""
         return await self._complete(messages)
 
-    async def _complete(self, messages: list[dict[str, Any]]) -> VlmAnswer:
+    async def _complete(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None = None) -> VlmAnswer:
         # A 400 may be a server refusing an optional parameter (logprobs, max_tokens, temperature):
         # adapt once per parameter and remember it; any other 400 is reported. Dropping logprobs
         # on an unspecific 400 is remembered only if the request then goes through.
         logprobs_dropped_on_guess = False
         while True:
-            kwargs = self._request_kwargs(messages)
+            kwargs = self._request_kwargs(messages, schema)
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(self.endpoint.timeout_s):
@@ -171,10 +193,15 @@ class VlmClient:
             latency = time.perf_counter() - started
             answer = self._answer_from(body, latency)
             answer.sent_params = {k: v for k, v in kwargs.items() if k != "messages"}
+            if "response_format" in answer.sent_params:  # the record names it; the schema is in the code
+                answer.sent_params["response_format"] = kwargs["response_format"]["type"]
             return answer
 
-    def _request_kwargs(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    def _request_kwargs(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None = None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"model": self.endpoint.model, "messages": messages}
+        if schema is not None and self._use_schema:
+            kwargs["response_format"] = {"type": "json_schema",
+                                         "json_schema": {"name": "anomaly_verdict", "schema": schema}}
         if self._send_temperature:
             kwargs["temperature"] = self.endpoint.temperature
         if self._use_max_completion_tokens:
@@ -189,6 +216,9 @@ class VlmClient:
     def _adapt_to(self, exc: openai.BadRequestError, kwargs: dict[str, Any]) -> str:
         """Drop or rename the parameter a 400 complains about; "" when there is nothing to adapt."""
         text = f"{exc.param or ''} {_server_message(exc)}".lower()
+        if "response_format" in kwargs and ("response_format" in text or "json_schema" in text):
+            self._use_schema = False  # free text then; the parser reads it
+            return "response_format"
         if "max_tokens" in kwargs and "max_completion_tokens" in text:
             self._use_max_completion_tokens = True
             return "max_completion_tokens"
