@@ -53,6 +53,8 @@ class SettingsDialog(QDialog):
         self.max_tokens.setValue(endpoint.max_tokens)
         self.logprobs = QCheckBox("Ask for log-probabilities (ranking scores)")
         self.logprobs.setChecked(endpoint.request_logprobs)
+        self.structured = QCheckBox("Ask for the verdict as JSON (structured output, where the server has it)")
+        self.structured.setChecked(endpoint.structured_output)
         has_key = resolve_api_key(endpoint) is not None
         self.key_state = QLabel("An API key is available." if has_key else
                                 "No API key found (fine for local vLLM / Ollama / LM Studio servers).")
@@ -67,6 +69,7 @@ class SettingsDialog(QDialog):
         form.addRow("Timeout", self.timeout)
         form.addRow("Max answer tokens", self.max_tokens)
         form.addRow("", self.logprobs)
+        form.addRow("", self.structured)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -92,6 +95,7 @@ class SettingsDialog(QDialog):
             base_url=self.base_url.text().strip(), model=self.model.text().strip(),
             api_key_env=self.key_env.text().strip(), timeout_s=self.timeout.value(),
             max_tokens=self.max_tokens.value(), request_logprobs=self.logprobs.isChecked(),
+            structured_output=self.structured.isChecked(),
         )
 
     def accept(self) -> None:
