@@ -22,6 +22,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--demo", action="store_true", help="open the bundled demo project")
     parser.add_argument("--self-test", action="store_true", help="headless start-up check, exits 0 on success")
     parser.add_argument("--batch", action="store_true", help="inspect all not-inspected cases headless")
+    parser.add_argument("--concurrency", type=int, default=4, help="--batch: requests in flight at once")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -65,7 +66,6 @@ def run_gui(args: argparse.Namespace) -> int:
 
 def run_batch(args: argparse.Namespace) -> int:
     """Inspect every case that has no verdict yet, with the configured endpoint or offline."""
-    import asyncio
 
     from inspector.inspection import InspectionError, InspectionService
     from inspector.model import CaseStatus
@@ -80,28 +80,75 @@ def run_batch(args: argparse.Namespace) -> int:
     store = ProjectStore(args.project, create=False)
     service = InspectionService(store, discover())
     failures = 0
+    if settings.endpoint.configured:
+        failures = _run_vlm_batch(service, settings.endpoint, args.concurrency)
+        if failures < 0:
+            store.close()
+            return 2
     for case in store.cases():
-        if case.status != CaseStatus.NOT_INSPECTED:
+        if settings.endpoint.configured or case.status != CaseStatus.NOT_INSPECTED:
             continue
         profile = store.profile(case.profile_id) if case.profile_id else (store.profiles() or [None])[0]
         if profile is None:
             print("The project has no profile; create one first.", file=sys.stderr)
             return 2
         try:
-            if settings.endpoint.configured:
-                prompt = service.compose_prompt(case, profile)
-                verdict = asyncio.run(service.inspect_with_vlm(case, prompt, settings.endpoint))
-            else:
-                verdict = service.inspect_offline(case, profile)
+            verdict = service.inspect_offline(case, profile)
         except InspectionError as exc:
             failures += 1
             print(f"{case.name}\terror\t{exc}")
             continue
-        label = "unparsed" if verdict.anomalous is None else ("anomalous" if verdict.anomalous else "normal")
-        score = "" if verdict.score is None else f"{verdict.score:.3f}"
-        print(f"{case.name}\t{label}\t{score}\t{verdict.source.value}")
+        _print_verdict(case, verdict)
     store.close()
     return 1 if failures else 0
+
+
+def _print_verdict(case, verdict) -> None:
+    label = "unparsed" if verdict.anomalous is None else ("anomalous" if verdict.anomalous else "normal")
+    score = "" if verdict.score is None else f"{verdict.score:.3f}"
+    print(f"{case.name}\t{label}\t{score}\t{verdict.source.value}")
+
+
+def _run_vlm_batch(service, endpoint, concurrency: int) -> int:
+    """Resume the project's unfinished batches, then batch every not-inspected case with the VLM
+    (concurrently, rate-limited, retried, cached). Returns the failures, or -1 when a batch stopped
+    on a configuration error (its cases stay pending for the next run)."""
+    import asyncio
+
+    from inspector.model import CaseStatus
+    from inspector.vlm.batch import BatchLimits, resume_batch, run_batch
+
+    store = service.store
+    default_profile = (store.profiles() or [None])[0]
+    if default_profile is None:
+        print("The project has no profile; create one first.", file=sys.stderr)
+        return -1
+
+    def profile_for(case):
+        return store.profile(case.profile_id) if case.profile_id else default_profile
+
+    limits = BatchLimits(concurrency=concurrency)
+    results = [asyncio.run(resume_batch(service, batch_id, profile_for, endpoint, limits))
+               for batch_id in store.unfinished_batches()]
+    todo = [c.id for c in store.cases() if c.status == CaseStatus.NOT_INSPECTED]
+    if todo:
+        results.append(asyncio.run(run_batch(service, todo, profile_for, endpoint, limits)))
+    failures = 0
+    for progress in results:
+        for item in store.batch_items(progress.batch_id):
+            case = store.case(item["case_id"])
+            if item["state"] == "failed":
+                print(f"{case.name}\terror\t{item['error']}")
+            elif item["verdict_id"] is not None and (verdict := store.latest_verdict(case.id)) is not None:
+                _print_verdict(case, verdict)
+        failures += progress.failed
+        print(f"batch {progress.batch_id}: {progress.status}, {progress.done} done ({progress.cached} cached), "
+              f"{progress.failed} failed, {progress.pending} pending, {progress.tokens_in} tokens in, "
+              f"{progress.tokens_out} out", file=sys.stderr)
+        if progress.message:
+            print(progress.message, file=sys.stderr)
+            return -1
+    return failures
 
 
 def _check_every_modality(service) -> tuple[list[str], dict[str, int]]:

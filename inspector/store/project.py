@@ -491,6 +491,78 @@ class ProjectStore:
         return {r["status"]: r["n"] for r in rows}
 
 
+    # ----------------------------------------------------------------- batches and response cache
+
+    def create_batch(self, case_ids: list[int], endpoint: dict[str, Any], limits: dict[str, Any]) -> int:
+        """Record a batch and its items (all pending), so it can be resumed after the app closes."""
+        now = _now()
+        with self.transaction():
+            batch_id = self.db["batches"].insert({
+                "created_at": now, "updated_at": now, "status": "pending",
+                "endpoint_json": json.dumps(endpoint, default=str), "limits_json": json.dumps(limits, default=str),
+                "message": None,
+            }).last_pk
+            self.db["batch_items"].insert_all(
+                {"batch_id": batch_id, "position": i, "case_id": case_id, "state": "pending", "attempts": 0,
+                 "updated_at": now}
+                for i, case_id in enumerate(case_ids)
+            )
+        return batch_id
+
+    def batch(self, batch_id: int) -> dict[str, Any]:
+        rows = self._rows("SELECT * FROM batches WHERE id = ?", (batch_id,))
+        if not rows:
+            raise StoreError(f"Batch {batch_id} is not in this project.")
+        row = rows[0]
+        row["endpoint"] = json.loads(row.pop("endpoint_json") or "{}")
+        row["limits"] = json.loads(row.pop("limits_json") or "{}")
+        return row
+
+    def batch_items(self, batch_id: int) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM batch_items WHERE batch_id = ? ORDER BY position", (batch_id,))
+
+    def unfinished_batches(self) -> list[int]:
+        """Ids of batches with pending items (cancelled, or interrupted by closing the app)."""
+        rows = self._rows("SELECT DISTINCT batch_id FROM batch_items WHERE state = 'pending' ORDER BY batch_id")
+        return [r["batch_id"] for r in rows]
+
+    def update_batch(self, batch_id: int, **fields: Any) -> None:
+        with self.transaction():
+            self.db["batches"].update(batch_id, {**fields, "updated_at": _now()})
+
+    def finish_batch_item(self, batch_id: int, position: int, fields: dict[str, Any],
+                          cache_key: str | None = None, answer_id: int | None = None) -> None:
+        """Record an item's outcome and (for a fresh answer) its cache entry in one transaction.
+
+        Plain SQL, not sqlite_utils: this runs once per case of a batch on the event loop, and
+        sqlite_utils re-reads the table's columns on every update."""
+        fields = {**fields, "updated_at": _now()}
+        columns = [c for c in fields if c in _BATCH_ITEM_COLUMNS]
+        assignments = ", ".join(f"{c} = ?" for c in columns)
+        with self.transaction():
+            self.conn.execute(f"UPDATE batch_items SET {assignments} WHERE batch_id = ? AND position = ?",
+                              (*[fields[c] for c in columns], batch_id, position))
+            if cache_key is not None and answer_id is not None:
+                self.conn.execute("INSERT OR REPLACE INTO response_cache (key, answer_id, created_at) VALUES (?, ?, ?)",
+                                  (cache_key, answer_id, _now()))
+
+    def cached_answer(self, key: str) -> dict[str, Any] | None:
+        """The stored successful answer for a request key, or None (errors are never cached)."""
+        rows = self._rows(
+            "SELECT a.* FROM response_cache c JOIN answers a ON a.id = c.answer_id "
+            "WHERE c.key = ? AND a.raw_text != ''", (key,))
+        return rows[0] if rows else None
+
+    def set_answer_status(self, answer_id: int, status: str) -> None:
+        """Mark an answer, e.g. "cached": taken from the response cache, no request was sent."""
+        with self.transaction():
+            self.conn.execute("UPDATE answers SET status = ? WHERE id = ?", (status, answer_id))
+
+
+_BATCH_ITEM_COLUMNS = frozenset({"state", "error", "verdict_id", "model", "prompt_tokens", "completion_tokens",
+                                 "attempts", "updated_at"})
+
+
 def _status_for(verdict: Verdict) -> CaseStatus:
     if verdict.error:
         return CaseStatus.ERROR

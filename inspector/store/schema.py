@@ -101,5 +101,24 @@ def _v4(db: sqlite_utils.Database) -> None:
     db["reference_images"].add_column("source", str)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
+def _v5(db: sqlite_utils.Database) -> None:
+    """Batch inspection: a batch (its settings) and its items (per-case state) survive closing the
+    app, so an unfinished batch can be resumed; the response cache maps a request's key to the
+    stored answer, so an identical request is never sent twice."""
+    db["batches"].create(
+        {"id": int, "created_at": str, "updated_at": str, "status": str, "endpoint_json": str,
+         "limits_json": str, "message": str},
+        pk="id",
+    )
+    db["batch_items"].create(
+        {"batch_id": int, "position": int, "case_id": int, "state": str, "error": str, "verdict_id": int,
+         "model": str, "prompt_tokens": int, "completion_tokens": int, "attempts": int, "updated_at": str},
+        pk=("batch_id", "position"),
+        foreign_keys=[("batch_id", "batches", "id")],
+    )
+    # no foreign key: deleting a case deletes its answers, and a dangling entry is simply a miss
+    db["response_cache"].create({"key": str, "answer_id": int, "created_at": str}, pk="key")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,58 @@
+"""The response cache: an identical request (same endpoint, model, parameters, prompt and images) is
+answered from the project instead of being sent again.
+
+Re-running a batch after a crash or with one profile changed then costs only the cases whose
+request changed. The key is computed from what determines the answer; the composed prompt's
+sha256 already covers its system text, user text and every image's bytes. Only successful answers
+are cached: an error is a fact about that moment, not about the request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from inspector.prompt import ComposedPrompt
+from inspector.settings import EndpointSettings
+from inspector.vlm.client import VlmAnswer
+
+
+def request_params(endpoint: EndpointSettings) -> dict[str, Any]:
+    """The request parameters that change the answer (not the timeout, not the key)."""
+    return {"temperature": endpoint.temperature, "max_tokens": endpoint.max_tokens,
+            "logprobs": endpoint.request_logprobs}
+
+
+def cache_key(endpoint: EndpointSettings, prompt: ComposedPrompt) -> str:
+    material = {
+        "endpoint": endpoint.base_url.strip().rstrip("/"),
+        "model": endpoint.model.strip(),
+        "params": request_params(endpoint),
+        "prompt": prompt.sha256,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def answer_from_row(row: dict[str, Any]) -> VlmAnswer:
+    """A stored answer row as a `VlmAnswer`, logprobs included, so it is parsed exactly as before."""
+    response = json.loads(row["response_json"]) if row.get("response_json") else {}
+    logprobs = None
+    choices = response.get("choices") if isinstance(response, dict) else None
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        lp = choices[0].get("logprobs")
+        content = lp.get("content") if isinstance(lp, dict) else None
+        logprobs = content if isinstance(content, list) else None
+    return VlmAnswer(raw_text=row["raw_text"], model=row["model"] or "", latency_s=0.0,
+                     prompt_tokens=row.get("prompt_tokens"), completion_tokens=row.get("completion_tokens"),
+                     logprobs=logprobs, response=response if isinstance(response, dict) else {})
+
+
+class CachedClient:
+    """Stands in for `VlmClient` when the answer is cached: `ask` returns it without a request."""
+
+    def __init__(self, answer: VlmAnswer) -> None:
+        self.answer = answer
+
+    async def ask(self, prompt: ComposedPrompt, history: list[dict[str, Any]] | None = None) -> VlmAnswer:
+        return self.answer
