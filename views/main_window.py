@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +36,14 @@ from PySide6.QtWidgets import (
 
 from inspector.chat import ChatError, ChatTurn, ask_followup, conversation
 from inspector.feedback import FeedbackError, add_expected_defect, changes_since, promote_to_reference
-from inspector.inspection import InspectionError, InspectionService
-from inspector.model import Case, Decision, LoadedCase, Profile, Verdict
+from inspector.inspection import InspectionCancelledError, InspectionError, InspectionService
+from inspector.model import Case, CaseStatus, Decision, LoadedCase, Profile, Verdict
 from inspector.plugins import PluginRegistry
 from inspector.prompt import ComposedPrompt, PromptSwitches
 from inspector.settings import AppSettings, save_settings
 from inspector.store import ProjectStore, StoreError
+from inspector.vlm.batch import BatchProgress
+from views.batch_panel import BatchPanel
 from views.case_browser import CaseBrowser
 from views.prompt_panel import PromptPanel
 from views.verdict_panel import VerdictPanel
@@ -98,6 +102,7 @@ class MainWindow(QMainWindow):
     inspection_finished = Signal(int)  # case id, after a verdict is stored and shown
     case_shown = Signal(int)
     followup_finished = Signal(int)  # verdict id (-1 on failure), after a follow-up turn is stored
+    batch_finished = Signal(int)  # batch id (0 offline, -1 failed or cancelled), after the case list is refreshed
 
     def __init__(self, settings: AppSettings, registry: PluginRegistry, settings_file: Path | None = None):
         super().__init__()
@@ -120,6 +125,9 @@ class MainWindow(QMainWindow):
         self._current: PreparedCase | None = None
         self._viewers: dict[str, tuple[QDockWidget, CaseViewer]] = {}
         self._viewer_classes: dict[str, type[CaseViewer] | None] = {}
+        self._batch_job: Job | None = None
+        self._batch_lock = threading.Lock()
+        self._batch_progress: BatchProgress | None = None  # written by the worker, read on the GUI thread
         # a viewer's slice or range changes in bursts (wheel, slider drag): recompose once it settles
         self._prompt_refresh_timer = QTimer(self)
         self._prompt_refresh_timer.setSingleShot(True)
@@ -205,6 +213,8 @@ class MainWindow(QMainWindow):
                                            tip="The operator confirmed it anomalous (A): describe the defect for the "
                                                "profile")
         self.act_settings = self._action("VLM &endpoint…", self.settings_dialog, "Ctrl+,")
+        self.act_batch = self._action("Inspect &selected cases (batch)", self.inspect_selected, "Ctrl+Shift+Return",
+                                      "Inspect the selected cases (or all not yet inspected) in the background")
         self.act_inspect = self._action("&Inspect", self.inspect_current, "Ctrl+Return",
                                         "Inspect the selected case (Ctrl+Return / F5)")
         self.act_inspect.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("F5")])
@@ -232,7 +242,8 @@ class MainWindow(QMainWindow):
         profile_menu.addAction(self.act_promote)
         profile_menu.addAction(self.act_add_defect)
         inspect_menu = menu.addMenu("&Inspect")
-        for action in (self.act_inspect, self.act_cancel, self.act_normal, self.act_anomalous, self.act_next):
+        for action in (self.act_inspect, self.act_batch, self.act_cancel, self.act_normal, self.act_anomalous,
+                       self.act_next):
             inspect_menu.addAction(action)
         inspect_menu.addSeparator()
         inspect_menu.addAction(self._action("&Evaluation…", self.show_evaluation, "Ctrl+Shift+E",
@@ -293,6 +304,9 @@ class MainWindow(QMainWindow):
         self.cancel_button.clicked.connect(self.cancel_inspection)
         self.cancel_button.hide()
         bar.addWidget(self.project_label, 1)
+        self.batch_panel = BatchPanel()
+        self.batch_panel.cancel_requested.connect(self.cancel_batch)
+        bar.addPermanentWidget(self.batch_panel)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
         bar.addPermanentWidget(self.endpoint_label)
@@ -327,6 +341,7 @@ class MainWindow(QMainWindow):
         for action in (self.act_add, self.act_new_profile, self.act_edit_profile):
             action.setEnabled(has_project)
         self.act_inspect.setEnabled(has_case and not busy)
+        self.act_batch.setEnabled(has_project and self._batch_job is None)
         self.act_cancel.setEnabled(busy)
         decided_ok = self._current is not None and self._current.case.id is not None and has_project
         self.act_normal.setEnabled(decided_ok)
@@ -344,6 +359,12 @@ class MainWindow(QMainWindow):
         return job
 
     def _job_progress(self, job_id: int, fraction: float, message: str) -> None:
+        if self._batch_job is not None and job_id == self._batch_job.id:
+            with self._batch_lock:
+                latest = self._batch_progress
+            if latest is not None:
+                self.batch_panel.show_progress(latest)
+            return
         if self._inspect_job is not None and job_id == self._inspect_job.id:
             self.progress.setValue(int(fraction * 1000))
             if message:
@@ -366,6 +387,19 @@ class MainWindow(QMainWindow):
 
     def _job_cancelled(self, job_id: int) -> None:
         self._callbacks.pop(job_id, None)
+        if self._batch_job is not None and job_id == self._batch_job.id:
+            self._batch_job = None
+            with self._batch_lock:
+                latest = self._batch_progress
+            if latest is not None:
+                latest.status = "cancelled"
+                self.batch_panel.show_progress(latest)
+            self.notify("Batch cancelled: the cases not yet inspected stay pending (Inspect ▸ Inspect selected "
+                        "cases continues them).", "info")
+            self.refresh_cases()
+            self._update_enabled()
+            self.batch_finished.emit(-1)
+            return
         if self._inspect_job is not None and job_id == self._inspect_job.id:
             self._end_inspection()
             self.verdict_panel.show_verdict(self._current.verdict if self._current else None)
@@ -391,6 +425,9 @@ class MainWindow(QMainWindow):
         self.refresh_cases()
         self._update_enabled()
         self.banner_bar.hide()
+        if store.unfinished_batches():
+            self.notify("A batch inspection of this project was interrupted; its pending cases continue with "
+                        "Inspect ▸ Inspect selected cases (Ctrl+Shift+Return).", "info")
         return True
 
     def close_project(self) -> None:
@@ -753,6 +790,101 @@ class MainWindow(QMainWindow):
             self._current.turns = []
             self._show_chat(verdict, [])
         self.inspection_finished.emit(verdict.case_id)
+
+    # ------------------------------------------------------------------ batch inspection
+
+    def inspect_selected(self) -> None:
+        """Inspect the selected cases (or, with one or none selected, every case not inspected yet) in
+        the background: with the VLM (concurrent, rate-limited, retried, cached, resumable) or offline."""
+        if self.service is None or self.store is None or self._batch_job is not None:
+            return
+        store, service, endpoint = self.store, self.service, self.app_settings.endpoint
+        selected = self.case_browser.selected_case_ids()
+        ids = selected if len(selected) > 1 else [c.id for c in store.cases()
+                                                  if c.status == CaseStatus.NOT_INSPECTED]
+        default = self.current_profile() or (store.profiles() or [None])[0]
+        if not ids:
+            self.notify("Nothing to inspect: select cases, or add cases that are not inspected yet.", "info")
+            return
+        if default is None:
+            self.notify("Create a profile first (Profile ▸ New profile): it says what normal means.", "warning")
+            return
+
+        def profile_for(case: Case) -> Profile:
+            return store.profile(case.profile_id) if case.profile_id else default
+
+        def remember(progress: BatchProgress, job: Job) -> None:
+            with self._batch_lock:
+                self._batch_progress = progress
+            job.report((progress.done + progress.failed) / max(1, progress.total))
+
+        if endpoint.configured:
+            resume = len(selected) <= 1  # no explicit selection: first finish batches left pending
+
+            async def work(job: Job) -> BatchProgress:
+                from inspector.vlm.batch import BatchLimits, resume_batch, run_batch
+
+                limits = BatchLimits(concurrency=4)
+                progress = None
+                for batch_id in store.unfinished_batches() if resume else []:
+                    progress = await resume_batch(service, batch_id, profile_for, endpoint, limits,
+                                                  progress_callback=lambda p: remember(p, job),
+                                                  is_cancelled=job.is_cancelled)
+                    if progress.status != "done":
+                        return progress
+                remaining = [i for i in ids if store.case(i).status == CaseStatus.NOT_INSPECTED] if resume else ids
+                if not remaining and progress is not None:
+                    return progress
+                return await run_batch(service, remaining, profile_for, endpoint, limits,
+                                       progress_callback=lambda p: remember(p, job), is_cancelled=job.is_cancelled)
+
+            self._batch_job = self._run("Batch inspection", work, self._batch_done, self._batch_failed,
+                                        blocking=False)
+        else:
+            def offline(job: Job) -> BatchProgress:
+                progress = BatchProgress(batch_id=0, total=len(ids), cost=None)
+                started = time.perf_counter()
+                for case_id in ids:
+                    if job.is_cancelled():
+                        progress.status = "cancelled"
+                        break
+                    case = store.case(case_id)
+                    try:
+                        service.inspect_offline(case, profile_for(case), is_cancelled=job.is_cancelled)
+                        progress.done += 1
+                    except (InspectionError, InspectionCancelledError):
+                        progress.failed += 1
+                    progress.elapsed_s = time.perf_counter() - started
+                    finished = progress.done + progress.failed
+                    progress.eta_s = progress.elapsed_s / finished * (progress.total - finished)
+                    remember(progress, job)
+                if progress.status == "running":
+                    progress.status = "done"
+                return progress
+
+            self._batch_job = self._run("Batch inspection (offline)", offline, self._batch_done, self._batch_failed)
+        self.batch_panel.show_progress(BatchProgress(batch_id=0, total=len(ids), cost=None))
+        self._update_enabled()
+
+    def cancel_batch(self) -> None:
+        if self._batch_job is not None:
+            self._batch_job.cancel()
+
+    def _batch_done(self, progress: BatchProgress) -> None:
+        self._batch_job = None
+        self.batch_panel.show_progress(progress)
+        self.refresh_cases()
+        if progress.message:
+            self.notify(progress.message)
+        self._update_enabled()
+        self.batch_finished.emit(progress.batch_id)
+
+    def _batch_failed(self, message: str) -> None:
+        self._batch_job = None
+        self.notify(message)
+        self.refresh_cases()
+        self._update_enabled()
+        self.batch_finished.emit(-1)
 
     # ------------------------------------------------------------------ evaluation
 

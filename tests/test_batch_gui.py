@@ -1,0 +1,87 @@
+"""Batch inspection from the window: progress in the status bar, cancel, resume, offline batches.
+
+The model is the loopback OpenAI-compatible server on 127.0.0.1 (tests/loopback_vlm.py): a hosted
+model cannot be reached from the test machine (no network, no API key).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from inspector.model import CaseStatus, Profile
+from inspector.settings import AppSettings, EndpointSettings
+from tests.conftest import textured_image
+from tests.loopback_vlm import LoopbackVLM, Reply
+from views.main_window import MainWindow
+
+pytestmark = pytest.mark.gui
+
+ANSWER = json.dumps({"anomalous": False, "confidence": 0.9, "reason": "Even surface."})
+
+
+def _window(qtbot, tmp_path, registry, cases: int) -> MainWindow:
+    window = MainWindow(AppSettings(), registry, settings_file=tmp_path / "settings.json")
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    assert window.open_project(tmp_path / "p.anomalens")
+    profile = window.store.save_profile(Profile(name="Disc", class_name="brake disc"))
+    window.service.add_reference_array(profile.id, "ref", textured_image(50, (48, 64)))
+    window._reload_profiles(profile.id)
+    paths = []
+    for seed in range(cases):
+        path = tmp_path / f"part{seed}.png"
+        Image.fromarray(textured_image(seed, (48, 64))).save(path)
+        paths.append(str(path))
+    window.add_case_files(paths)
+    qtbot.waitUntil(lambda: window.case_browser.row_count() == cases, timeout=30000)
+    return window
+
+
+def test_batch_with_the_vlm_shows_progress_and_inspects_every_case(qtbot, tmp_path, registry):
+    with LoopbackVLM(responder=lambda request: Reply(ANSWER, p_anomalous=0.1)) as server:
+        window = _window(qtbot, tmp_path, registry, 6)
+        window.set_endpoint(EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=10))
+        with qtbot.waitSignal(window.batch_finished, timeout=60000):
+            window.inspect_selected()
+        statuses = {c.status for c in window.store.cases()}
+        assert statuses == {CaseStatus.NORMAL}
+        assert "6/6 cases" in window.batch_panel.label.text()
+        assert [window.case_browser.status_text(c.id) for c in window.store.cases()] == ["normal"] * 6
+        assert len(server.chat_requests) == 6
+        window.force_close = True
+        window.close()
+
+
+def test_cancelled_batch_resumes_where_it_stopped(qtbot, tmp_path, registry):
+    with LoopbackVLM(responder=lambda request: Reply(ANSWER)) as server:
+        window = _window(qtbot, tmp_path, registry, 8)
+        window.set_endpoint(EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=20))
+        for _ in range(8):
+            server.enqueue(delay_s=1.5, reply_text=ANSWER)
+        with qtbot.waitSignal(window.batch_finished, timeout=30000):
+            window.inspect_selected()
+            qtbot.wait(300)
+            window.batch_panel.cancel.click()
+        assert window.store.unfinished_batches()
+        pending = [c for c in window.store.cases() if c.status == CaseStatus.NOT_INSPECTED]
+        assert pending
+        with qtbot.waitSignal(window.batch_finished, timeout=60000):
+            window.inspect_selected()  # no selection: the interrupted batch continues
+        assert not window.store.unfinished_batches()
+        assert {c.status for c in window.store.cases()} == {CaseStatus.NORMAL}
+        window.force_close = True
+        window.close()
+
+
+def test_offline_batch_without_an_endpoint(qtbot, tmp_path, registry):
+    window = _window(qtbot, tmp_path, registry, 2)
+    with qtbot.waitSignal(window.batch_finished, timeout=120000):
+        window.inspect_selected()
+    assert all(c.status in (CaseStatus.NORMAL, CaseStatus.ANOMALOUS) for c in window.store.cases())
+    assert "2/2 cases" in window.batch_panel.label.text()
+    window.force_close = True
+    window.close()
