@@ -191,6 +191,9 @@ class _Handler(BaseHTTPRequestHandler):
     loopback: LoopbackVLM
     protocol_version = "HTTP/1.1"
     server_version = "LoopbackVLM/1.0"
+    # http.server writes headers and body separately; with Nagle's algorithm the body waits for the
+    # client's delayed ACK (~40 ms a request). Model servers (uvicorn, Go's net/http) set TCP_NODELAY.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
