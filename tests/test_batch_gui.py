@@ -85,3 +85,36 @@ def test_offline_batch_without_an_endpoint(qtbot, tmp_path, registry):
     assert "2/2 cases" in window.batch_panel.label.text()
     window.force_close = True
     window.close()
+
+
+def test_a_b_comparison_runs_both_variants_and_opens_the_evaluation(qtbot, tmp_path, registry):
+    from inspector.model import Decision
+    from inspector.prompt import PromptSwitches
+    from views.ab_dialog import Variant
+
+    def answer(request) -> Reply:
+        # variant A (with a reference image) answers well, variant B (zero-shot) calls everything normal
+        images = sum(1 for m in request["messages"] if isinstance(m["content"], list)
+                     for part in m["content"] if part.get("type") == "image_url")
+        good = images > 1
+        return Reply(json.dumps({"anomalous": good, "confidence": 0.9 if good else 0.6, "reason": "r"}),
+                     p_anomalous=0.9 if good else 0.2)
+
+    with LoopbackVLM(responder=answer) as server:
+        window = _window(qtbot, tmp_path, registry, 4)
+        for case in window.store.cases():
+            window.store.record_decision(Decision(case_id=case.id, label="anomalous"))
+        window.set_endpoint(EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=10))
+        variants = [Variant("loopback-vlm", PromptSwitches(max_references=1)),
+                    Variant("loopback-vlm", PromptSwitches(references=False, max_references=0))]
+        with qtbot.waitSignal(window.evaluation_shown, timeout=60000):
+            window.ab_comparison(variants)
+        assert len(server.chat_requests) == 8
+        dialog = window.evaluation_dialog
+        assert dialog.grouping.currentText() == "prompt variant × model"
+        rows = {dialog.table.item(r, 0).text(): dialog.table.item(r, 3).text() for r in range(dialog.table.rowCount())}
+        with_refs = next(v for k, v in rows.items() if "1 shots" in k)
+        zero_shot = next(v for k, v in rows.items() if "without references" in k)
+        assert (with_refs, zero_shot) == ("1.000", "0.000")  # accuracy: A right on all four, B on none
+        window.force_close = True
+        window.close()

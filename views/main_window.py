@@ -102,6 +102,7 @@ class MainWindow(QMainWindow):
     inspection_finished = Signal(int)  # case id, after a verdict is stored and shown
     case_shown = Signal(int)
     followup_finished = Signal(int)  # verdict id (-1 on failure), after a follow-up turn is stored
+    evaluation_shown = Signal()
     batch_finished = Signal(int)  # batch id (0 offline, -1 failed or cancelled), after the case list is refreshed
 
     def __init__(self, settings: AppSettings, registry: PluginRegistry, settings_file: Path | None = None):
@@ -246,6 +247,9 @@ class MainWindow(QMainWindow):
                        self.act_next):
             inspect_menu.addAction(action)
         inspect_menu.addSeparator()
+        self.act_ab = self._action("&A/B comparison…", self.ab_comparison,
+                                   tip="Two prompt variants or two models on the same cases, then the evaluation")
+        inspect_menu.addAction(self.act_ab)
         inspect_menu.addAction(self._action("&Evaluation…", self.show_evaluation, "Ctrl+Shift+E",
                                             "How good the verdicts are on this project's confirmed cases"))
         settings_menu = menu.addMenu("&Settings")
@@ -342,6 +346,7 @@ class MainWindow(QMainWindow):
             action.setEnabled(has_project)
         self.act_inspect.setEnabled(has_case and not busy)
         self.act_batch.setEnabled(has_project and self._batch_job is None)
+        self.act_ab.setEnabled(has_project and self._batch_job is None and self.app_settings.endpoint.configured)
         self.act_cancel.setEnabled(busy)
         decided_ok = self._current is not None and self._current.case.id is not None and has_project
         self.act_normal.setEnabled(decided_ok)
@@ -866,6 +871,62 @@ class MainWindow(QMainWindow):
         self.batch_panel.show_progress(BatchProgress(batch_id=0, total=len(ids), cost=None))
         self._update_enabled()
 
+    def ab_comparison(self, variants=None) -> None:
+        """Run variant A, then B, on the selected cases (or all), then show the evaluation by variant and
+        model. `variants` skips the dialog (tests, scripts)."""
+        from dataclasses import replace as replaced
+
+        from views.ab_dialog import ABDialog
+
+        if self.service is None or self.store is None or self._batch_job is not None:
+            return
+        endpoint = self.app_settings.endpoint
+        if not endpoint.configured:
+            self.notify("An A/B comparison asks the VLM: set an endpoint first (Settings ▸ VLM endpoint).", "warning")
+            return
+        store, service = self.store, self.service
+        selected = self.case_browser.selected_case_ids()
+        ids = selected if len(selected) > 1 else [c.id for c in store.cases()]
+        if variants is None:
+            dialog = ABDialog(endpoint.model, self.prompt_panel.switches(), len(ids), self)
+            if dialog.exec() != ABDialog.DialogCode.Accepted:
+                return
+            variants = dialog.variants()
+        default = self.current_profile() or (store.profiles() or [None])[0]
+        if default is None or not ids:
+            self.notify("An A/B comparison needs a profile and cases.", "warning")
+            return
+
+        def profile_for(case: Case) -> Profile:
+            return store.profile(case.profile_id) if case.profile_id else default
+
+        def remember(progress: BatchProgress, job: Job) -> None:
+            with self._batch_lock:
+                self._batch_progress = progress
+            job.report((progress.done + progress.failed) / max(1, progress.total))
+
+        async def work(job: Job) -> BatchProgress:
+            from inspector.vlm.batch import BatchLimits, run_batch
+
+            progress = None
+            for variant in variants:
+                variant_endpoint = replaced(endpoint, model=variant.model or endpoint.model)
+                progress = await run_batch(service, ids, profile_for, variant_endpoint, BatchLimits(concurrency=4),
+                                           progress_callback=lambda p: remember(p, job),
+                                           is_cancelled=job.is_cancelled, switches=variant.switches)
+                if progress.status != "done":
+                    break
+            return progress
+
+        def done(progress: BatchProgress) -> None:
+            self._batch_done(progress)
+            if progress.status == "done":
+                self.show_evaluation(grouping="prompt variant × model")
+
+        self._batch_job = self._run("A/B comparison", work, done, self._batch_failed, blocking=False)
+        self.batch_panel.show_progress(BatchProgress(batch_id=0, total=len(ids), cost=None))
+        self._update_enabled()
+
     def cancel_batch(self) -> None:
         if self._batch_job is not None:
             self._batch_job.cancel()
@@ -888,7 +949,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ evaluation
 
-    def show_evaluation(self) -> None:
+    def show_evaluation(self, grouping: str | None = None) -> None:
         """Compute the metrics off the GUI thread, then show the dashboard (non-modal)."""
         from inspector.evaluation import evaluate
 
@@ -904,7 +965,10 @@ class MainWindow(QMainWindow):
                 self.notify("Nothing to evaluate yet: decide some cases (N / A) after inspecting them, or import "
                             "labelled cases.", "info")
             self.evaluation_dialog = EvaluationDialog(results, self)
+            if grouping:
+                self.evaluation_dialog.grouping.setCurrentText(grouping)
             self.evaluation_dialog.show()
+            self.evaluation_shown.emit()
 
         self._run("Evaluating", lambda job: evaluate(store), done, self.notify)
 
@@ -1050,6 +1114,7 @@ class MainWindow(QMainWindow):
     def set_endpoint(self, endpoint) -> None:
         self.app_settings.endpoint = endpoint
         self._update_endpoint_label()
+        self._update_enabled()
         if self._current is not None:
             self._show_chat(self._current.verdict, self._current.turns)
 

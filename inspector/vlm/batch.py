@@ -21,7 +21,7 @@ from typing import Any
 
 from inspector.inspection import InspectionError, InspectionService
 from inspector.model import Case, Profile
-from inspector.prompt import ComposedPrompt
+from inspector.prompt import ComposedPrompt, PromptSwitches
 from inspector.settings import EndpointSettings, resolve_api_key
 from inspector.vlm.cache import CachedClient, answer_from_row, cache_key
 from inspector.vlm.client import VlmAnswer, VlmClient, VlmError
@@ -141,8 +141,10 @@ class BatchRunner:
     def __init__(self, service: InspectionService, batch_id: int, profile_resolver: ProfileResolver,
                  endpoint: EndpointSettings, limits: BatchLimits, prices: PriceTable | None = None,
                  progress_callback: ProgressCallback | None = None,
-                 is_cancelled: Callable[[], bool] | None = None, api_key: str | None = None) -> None:
+                 is_cancelled: Callable[[], bool] | None = None, api_key: str | None = None,
+                 switches: PromptSwitches | None = None) -> None:
         self.service = service
+        self.switches = switches  # the prompt variant (None: the defaults); A/B runs differ here
         self.store = service.store
         self.batch_id = batch_id
         self.profile_resolver = profile_resolver
@@ -253,7 +255,8 @@ class BatchRunner:
             case = self.store.case(case_id)
             profile = self.profile_resolver(case)
             loop = asyncio.get_running_loop()
-            prompt = await loop.run_in_executor(self._composer, self.service.compose_prompt, case, profile)
+            prompt = await loop.run_in_executor(self._composer, self.service.compose_prompt, case, profile,
+                                                self.switches)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a case that cannot be read or rendered fails alone
@@ -298,14 +301,16 @@ async def run_batch(service: InspectionService, case_ids: list[int], profile_res
                     endpoint: EndpointSettings, limits: BatchLimits | None = None,
                     progress_callback: ProgressCallback | None = None,
                     is_cancelled: Callable[[], bool] | None = None, prices: PriceTable | None = None,
-                    api_key: str | None = None) -> BatchProgress:
-    """Create a batch for `case_ids` and run it. Returns the final progress (status, counts, message)."""
+                    api_key: str | None = None, switches: PromptSwitches | None = None) -> BatchProgress:
+    """Create a batch for `case_ids` and run it. Returns the final progress (status, counts, message).
+    `switches` choose the prompt variant (an A/B comparison runs two batches that differ in them or
+    in the endpoint's model)."""
     if not endpoint.configured:
         raise InspectionError("Batch inspection with a VLM needs an endpoint address and model in Settings.")
     limits = limits or BatchLimits()
     batch_id = create_batch(service, case_ids, endpoint, limits)
     runner = BatchRunner(service, batch_id, profile_resolver, endpoint, limits, prices, progress_callback,
-                         is_cancelled, api_key)
+                         is_cancelled, api_key, switches)
     return await runner.run()
 
 
