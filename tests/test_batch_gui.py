@@ -44,12 +44,14 @@ def _window(qtbot, tmp_path, registry, cases: int) -> MainWindow:
 def test_batch_with_the_vlm_shows_progress_and_inspects_every_case(qtbot, tmp_path, registry):
     with LoopbackVLM(responder=lambda request: Reply(ANSWER, p_anomalous=0.1)) as server:
         window = _window(qtbot, tmp_path, registry, 6)
+        window.app_settings.extra["prices"] = {"loopback-vlm": {"input_per_1k": 0.01, "output_per_1k": 0.03}}
         window.set_endpoint(EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=10))
         with qtbot.waitSignal(window.batch_finished, timeout=60000):
             window.inspect_selected()
         statuses = {c.status for c in window.store.cases()}
         assert statuses == {CaseStatus.NORMAL}
-        assert "6/6 cases" in window.batch_panel.label.text()
+        label = window.batch_panel.label.text()
+        assert "6/6 cases" in label and "tokens" in label and "$" in label and "unknown" not in label
         assert [window.case_browser.status_text(c.id) for c in window.store.cases()] == ["normal"] * 6
         assert len(server.chat_requests) == 6
         window.force_close = True

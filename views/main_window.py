@@ -823,6 +823,7 @@ class MainWindow(QMainWindow):
                 self._batch_progress = progress
             job.report((progress.done + progress.failed) / max(1, progress.total))
 
+        prices = self.price_table()
         if endpoint.configured:
             resume = len(selected) <= 1  # no explicit selection: first finish batches left pending
 
@@ -834,14 +835,15 @@ class MainWindow(QMainWindow):
                 for batch_id in store.unfinished_batches() if resume else []:
                     progress = await resume_batch(service, batch_id, profile_for, endpoint, limits,
                                                   progress_callback=lambda p: remember(p, job),
-                                                  is_cancelled=job.is_cancelled)
+                                                  is_cancelled=job.is_cancelled, prices=prices)
                     if progress.status != "done":
                         return progress
                 remaining = [i for i in ids if store.case(i).status == CaseStatus.NOT_INSPECTED] if resume else ids
                 if not remaining and progress is not None:
                     return progress
                 return await run_batch(service, remaining, profile_for, endpoint, limits,
-                                       progress_callback=lambda p: remember(p, job), is_cancelled=job.is_cancelled)
+                                       progress_callback=lambda p: remember(p, job), is_cancelled=job.is_cancelled,
+                                       prices=prices)
 
             self._batch_job = self._run("Batch inspection", work, self._batch_done, self._batch_failed,
                                         blocking=False)
@@ -897,6 +899,8 @@ class MainWindow(QMainWindow):
             self.notify("An A/B comparison needs a profile and cases.", "warning")
             return
 
+        prices = self.price_table()
+
         def profile_for(case: Case) -> Profile:
             return store.profile(case.profile_id) if case.profile_id else default
 
@@ -913,7 +917,8 @@ class MainWindow(QMainWindow):
                 variant_endpoint = replaced(endpoint, model=variant.model or endpoint.model)
                 progress = await run_batch(service, ids, profile_for, variant_endpoint, BatchLimits(concurrency=4),
                                            progress_callback=lambda p: remember(p, job),
-                                           is_cancelled=job.is_cancelled, switches=variant.switches)
+                                           is_cancelled=job.is_cancelled, switches=variant.switches,
+                                           prices=prices)
                 if progress.status != "done":
                     break
             return progress
@@ -926,6 +931,19 @@ class MainWindow(QMainWindow):
         self._batch_job = self._run("A/B comparison", work, done, self._batch_failed, blocking=False)
         self.batch_panel.show_progress(BatchProgress(batch_id=0, total=len(ids), cost=None))
         self._update_enabled()
+
+    def price_table(self):
+        """Prices per model from the settings file's ``"prices"`` object
+        (``{"gpt-4o": {"input_per_1k": 0.0025, "output_per_1k": 0.01}}``); a model without a price has
+        an unknown cost in the batch view, never a cost of zero."""
+        from inspector.vlm.batch import PriceTable
+
+        raw = self.app_settings.extra.get("prices")
+        try:
+            return PriceTable.from_dict(raw) if isinstance(raw, dict) else PriceTable()
+        except (AttributeError, TypeError, ValueError):
+            self.notify("The price table in the settings file cannot be read; costs are shown as unknown.", "warning")
+            return PriceTable()
 
     def cancel_batch(self) -> None:
         if self._batch_job is not None:
