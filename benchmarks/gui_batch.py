@@ -1,6 +1,7 @@
 """The window's responsiveness during a batch inspection (target: no event-loop stall over 100 ms).
 
-A project of `--cases` tiny PNG cases is inspected with Inspect ▸ Inspect selected cases against the
+A project of `--cases` tiny PNG cases (default 500, at `--concurrency` 16 set through the settings
+file's ``batch_limits``) is inspected with Inspect ▸ Inspect selected cases against the
 loopback OpenAI-compatible server (a real HTTP server, in a child process, answering after a fixed
 `--latency`; a hosted model cannot be used here: no network, no key). A 5 ms QTimer on the GUI
 thread records the gaps between its ticks while the batch runs; the longest gap is the longest
@@ -30,8 +31,9 @@ from batch_inspection import RemoteServer, make_pngs  # noqa: E402
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--cases", type=int, default=200)
+    parser.add_argument("--cases", type=int, default=500)
     parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="anomalens-guibatch-") as tmp_name:
         tmp = Path(tmp_name)
@@ -46,7 +48,8 @@ def main() -> int:
 
         app = QApplication.instance() or QApplication([])
         server = RemoteServer(args.latency)
-        window = MainWindow(AppSettings(), discover(), settings_file=tmp / "settings.json")
+        settings = AppSettings(extra={"batch_limits": {"concurrency": args.concurrency}})
+        window = MainWindow(settings, discover(), settings_file=tmp / "settings.json")
         window.resize(1400, 900)
         window.show()
         window.open_project(tmp / "bench.anomalens")
@@ -89,8 +92,8 @@ def main() -> int:
         requests = server.chat_requests()
         server.stop()
         gap = np.array(gaps)
-        ideal = args.cases * args.latency / 4  # the window runs batches at concurrency 4
-        print(f"cases {args.cases}, latency {args.latency} s, window concurrency 4: {inspected} inspected, "
+        ideal = args.cases * args.latency / args.concurrency
+        print(f"cases {args.cases}, latency {args.latency} s, concurrency {args.concurrency}: {inspected} inspected, "
               f"{requests} requests, {elapsed:.2f} s (ideal {ideal:.2f} s, ratio {elapsed / ideal:.2f})")
         print(f"GUI event loop during the batch: longest stall {gap.max():.1f} ms (target < 100 ms), "
               f"p99 gap {np.percentile(gap, 99):.1f} ms, median {np.median(gap):.1f} ms, {gap.size} ticks")

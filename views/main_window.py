@@ -828,9 +828,9 @@ class MainWindow(QMainWindow):
             resume = len(selected) <= 1  # no explicit selection: first finish batches left pending
 
             async def work(job: Job) -> BatchProgress:
-                from inspector.vlm.batch import BatchLimits, resume_batch, run_batch
+                from inspector.vlm.batch import resume_batch, run_batch
 
-                limits = BatchLimits(concurrency=4)
+                limits = self.batch_limits()
                 progress = None
                 for batch_id in store.unfinished_batches() if resume else []:
                     progress = await resume_batch(service, batch_id, profile_for, endpoint, limits,
@@ -910,12 +910,12 @@ class MainWindow(QMainWindow):
             job.report((progress.done + progress.failed) / max(1, progress.total))
 
         async def work(job: Job) -> BatchProgress:
-            from inspector.vlm.batch import BatchLimits, run_batch
+            from inspector.vlm.batch import run_batch
 
             progress = None
             for variant in variants:
                 variant_endpoint = replaced(endpoint, model=variant.model or endpoint.model)
-                progress = await run_batch(service, ids, profile_for, variant_endpoint, BatchLimits(concurrency=4),
+                progress = await run_batch(service, ids, profile_for, variant_endpoint, self.batch_limits(),
                                            progress_callback=lambda p: remember(p, job),
                                            is_cancelled=job.is_cancelled, switches=variant.switches,
                                            prices=prices)
@@ -931,6 +931,18 @@ class MainWindow(QMainWindow):
         self._batch_job = self._run("A/B comparison", work, done, self._batch_failed, blocking=False)
         self.batch_panel.show_progress(BatchProgress(batch_id=0, total=len(ids), cost=None))
         self._update_enabled()
+
+    def batch_limits(self):
+        """Concurrency, requests and tokens per minute, retries: the settings file's ``"batch_limits"``
+        object (`BatchLimits` fields), else the defaults (4 requests at a time, no per-minute limit)."""
+        from inspector.vlm.ratelimit import BatchLimits
+
+        raw = self.app_settings.extra.get("batch_limits")
+        try:
+            return BatchLimits.from_dict(raw) if isinstance(raw, dict) else BatchLimits()
+        except (TypeError, ValueError):
+            self.notify("The batch limits in the settings file cannot be read; using the defaults.", "warning")
+            return BatchLimits()
 
     def price_table(self):
         """Prices per model from the settings file's ``"prices"`` object
