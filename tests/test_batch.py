@@ -279,3 +279,25 @@ def test_main_batch_mode_uses_the_engine(tmp_path, registry, monkeypatch, capsys
         assert len(server.chat_requests) == 3
     out = capsys.readouterr().out
     assert out.count("\tnormal\t") == 3
+
+
+def test_a_resumed_batch_asks_with_its_own_prompt_variant(project):
+    """An A/B batch interrupted and resumed must not fall back to the default prompt."""
+    from inspector.prompt import PromptSwitches
+
+    service, ids, resolve = project
+    service.add_reference_array(resolve(None).id, "ref", textured_image(40, (24, 32)))
+    with LoopbackVLM() as server:
+        seen: list[int] = []
+        zero_shot = PromptSwitches(references=False, max_references=0, standards=False)
+        first = _run(service, ids, resolve, _endpoint(server), _fast(concurrency=1), switches=zero_shot,
+                     progress_callback=lambda p: seen.append(p.done), is_cancelled=lambda: bool(seen) and seen[-1] >= 2)
+        assert first.status == "cancelled"
+        asyncio.run(resume_batch(service, first.batch_id, resolve, api_key="k"))
+        requests = server.chat_requests
+    assert len(requests) >= len(ids)
+    for request in requests:
+        images = [part for message in request.body["messages"] if isinstance(message["content"], list)
+                  for part in message["content"] if part.get("type") == "image_url"]
+        text = request.body["messages"][1]["content"][0]["text"]
+        assert len(images) == 1 and "Even surface" not in text  # no reference, no standards: the variant

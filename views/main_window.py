@@ -12,7 +12,7 @@ import importlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -833,7 +833,10 @@ class MainWindow(QMainWindow):
                 limits = self.batch_limits()
                 progress = None
                 for batch_id in store.unfinished_batches() if resume else []:
-                    progress = await resume_batch(service, batch_id, profile_for, endpoint, limits,
+                    # today's address and key, the batch's own model (an A/B batch may have used another)
+                    stored_model = store.batch(batch_id)["endpoint"].get("model") or endpoint.model
+                    progress = await resume_batch(service, batch_id, profile_for,
+                                                  replace(endpoint, model=stored_model), limits,
                                                   progress_callback=lambda p: remember(p, job),
                                                   is_cancelled=job.is_cancelled, prices=prices)
                     if progress.status != "done":
@@ -876,8 +879,6 @@ class MainWindow(QMainWindow):
     def ab_comparison(self, variants=None) -> None:
         """Run variant A, then B, on the selected cases (or all), then show the evaluation by variant and
         model. `variants` skips the dialog (tests, scripts)."""
-        from dataclasses import replace as replaced
-
         from views.ab_dialog import ABDialog
 
         if self.service is None or self.store is None or self._batch_job is not None:
@@ -914,7 +915,7 @@ class MainWindow(QMainWindow):
 
             progress = None
             for variant in variants:
-                variant_endpoint = replaced(endpoint, model=variant.model or endpoint.model)
+                variant_endpoint = replace(endpoint, model=variant.model or endpoint.model)
                 progress = await run_batch(service, ids, profile_for, variant_endpoint, self.batch_limits(),
                                            progress_callback=lambda p: remember(p, job),
                                            is_cancelled=job.is_cancelled, switches=variant.switches,

@@ -292,9 +292,13 @@ class BatchRunner:
 
 
 def create_batch(service: InspectionService, case_ids: list[int], endpoint: EndpointSettings,
-                 limits: BatchLimits) -> int:
-    """Store a new batch (all items pending); nothing is sent yet."""
-    return service.store.create_batch(list(case_ids), asdict(endpoint), limits.to_dict())
+                 limits: BatchLimits, switches: PromptSwitches | None = None) -> int:
+    """Store a new batch (all items pending); nothing is sent yet. The prompt variant is stored with
+    the limits (``prompt_switches``) so a resumed A/B batch asks what it asked before."""
+    settings = limits.to_dict()
+    if switches is not None:
+        settings["prompt_switches"] = asdict(switches)
+    return service.store.create_batch(list(case_ids), asdict(endpoint), settings)
 
 
 async def run_batch(service: InspectionService, case_ids: list[int], profile_resolver: ProfileResolver,
@@ -308,7 +312,7 @@ async def run_batch(service: InspectionService, case_ids: list[int], profile_res
     if not endpoint.configured:
         raise InspectionError("Batch inspection with a VLM needs an endpoint address and model in Settings.")
     limits = limits or BatchLimits()
-    batch_id = create_batch(service, case_ids, endpoint, limits)
+    batch_id = create_batch(service, case_ids, endpoint, limits, switches)
     runner = BatchRunner(service, batch_id, profile_resolver, endpoint, limits, prices, progress_callback,
                          is_cancelled, api_key, switches)
     return await runner.run()
@@ -324,6 +328,8 @@ async def resume_batch(service: InspectionService, batch_id: int, profile_resolv
     stored = service.store.batch(batch_id)
     endpoint = endpoint or EndpointSettings.from_dict(stored["endpoint"])
     limits = limits or BatchLimits.from_dict(stored["limits"])
+    switches_data = stored["limits"].get("prompt_switches")
+    switches = PromptSwitches.from_dict(switches_data) if isinstance(switches_data, dict) else None
     runner = BatchRunner(service, batch_id, profile_resolver, endpoint, limits, prices, progress_callback,
-                         is_cancelled, api_key)
+                         is_cancelled, api_key, switches)
     return await runner.run()
