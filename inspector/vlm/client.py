@@ -21,6 +21,8 @@ import asyncio
 import base64
 import email.utils
 import json
+import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -103,6 +105,26 @@ class VlmError(Exception):
                 f"retry_after={self.retry_after!r}, user_message={self.user_message!r})")
 
 
+_TLS_CONTEXT: ssl.SSLContext | None = None
+_TLS_LOCK = threading.Lock()
+
+
+def _tls_context() -> ssl.SSLContext:
+    """Certificate verification, built once per session and shared by every client.
+
+    Loading the CA bundle takes 40-80 ms in C code that holds the GIL; httpx would do it for every
+    new client (each inspection, each batch, each follow-up), stalling the window each time. Also
+    used for plain-http endpoints: a redirect to https must still be verified.
+    """
+    global _TLS_CONTEXT
+    with _TLS_LOCK:
+        if _TLS_CONTEXT is None:
+            import httpx2  # the openai SDK's HTTP library: the same verification it would set up itself
+
+            _TLS_CONTEXT = httpx2.create_ssl_context()
+        return _TLS_CONTEXT
+
+
 def image_data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -124,6 +146,7 @@ class VlmClient:
             base_url=endpoint.base_url.strip(),
             timeout=endpoint.timeout_s,
             max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(verify=_tls_context()),
         )
 
     def __repr__(self) -> str:
