@@ -815,14 +815,7 @@ class MainWindow(QMainWindow):
             self.notify("Create a profile first (Profile ▸ New profile): it says what normal means.", "warning")
             return
 
-        def profile_for(case: Case) -> Profile:
-            return store.profile(case.profile_id) if case.profile_id else default
-
-        def remember(progress: BatchProgress, job: Job) -> None:
-            with self._batch_lock:
-                self._batch_progress = progress
-            job.report((progress.done + progress.failed) / max(1, progress.total))
-
+        profile_for = _profile_resolver(store, default)
         prices = self.price_table()
         if endpoint.configured:
             resume = len(selected) <= 1  # no explicit selection: first finish batches left pending
@@ -837,7 +830,7 @@ class MainWindow(QMainWindow):
                     stored_model = store.batch(batch_id)["endpoint"].get("model") or endpoint.model
                     progress = await resume_batch(service, batch_id, profile_for,
                                                   replace(endpoint, model=stored_model), limits,
-                                                  progress_callback=lambda p: remember(p, job),
+                                                  progress_callback=lambda p: self._remember_batch_progress(p, job),
                                                   is_cancelled=job.is_cancelled, prices=prices)
                     if progress.status != "done":
                         return progress
@@ -845,8 +838,8 @@ class MainWindow(QMainWindow):
                 if not remaining and progress is not None:
                     return progress
                 return await run_batch(service, remaining, profile_for, endpoint, limits,
-                                       progress_callback=lambda p: remember(p, job), is_cancelled=job.is_cancelled,
-                                       prices=prices)
+                                       progress_callback=lambda p: self._remember_batch_progress(p, job),
+                                       is_cancelled=job.is_cancelled, prices=prices)
 
             self._batch_job = self._run("Batch inspection", work, self._batch_done, self._batch_failed,
                                         blocking=False)
@@ -867,7 +860,7 @@ class MainWindow(QMainWindow):
                     progress.elapsed_s = time.perf_counter() - started
                     finished = progress.done + progress.failed
                     progress.eta_s = progress.elapsed_s / finished * (progress.total - finished)
-                    remember(progress, job)
+                    self._remember_batch_progress(progress, job)
                 if progress.status == "running":
                     progress.status = "done"
                 return progress
@@ -902,14 +895,7 @@ class MainWindow(QMainWindow):
 
         prices = self.price_table()
 
-        def profile_for(case: Case) -> Profile:
-            return store.profile(case.profile_id) if case.profile_id else default
-
-        def remember(progress: BatchProgress, job: Job) -> None:
-            with self._batch_lock:
-                self._batch_progress = progress
-            job.report((progress.done + progress.failed) / max(1, progress.total))
-
+        profile_for = _profile_resolver(store, default)
         async def work(job: Job) -> BatchProgress:
             from inspector.vlm.batch import run_batch
 
@@ -917,7 +903,7 @@ class MainWindow(QMainWindow):
             for variant in variants:
                 variant_endpoint = replace(endpoint, model=variant.model or endpoint.model)
                 progress = await run_batch(service, ids, profile_for, variant_endpoint, self.batch_limits(),
-                                           progress_callback=lambda p: remember(p, job),
+                                           progress_callback=lambda p: self._remember_batch_progress(p, job),
                                            is_cancelled=job.is_cancelled, switches=variant.switches,
                                            prices=prices)
                 if progress.status != "done":
@@ -944,6 +930,12 @@ class MainWindow(QMainWindow):
         except (TypeError, ValueError):
             self.notify("The batch limits in the settings file cannot be read; using the defaults.", "warning")
             return BatchLimits()
+
+    def _remember_batch_progress(self, progress: BatchProgress, job: Job) -> None:
+        """Called in the worker: keep the latest snapshot; the signal carries only the job id."""
+        with self._batch_lock:
+            self._batch_progress = progress
+        job.report((progress.done + progress.failed) / max(1, progress.total))
 
     def price_table(self):
         """Prices per model from the settings file's ``"prices"`` object
@@ -1213,6 +1205,14 @@ def _layout_settings(settings_file: Path | None) -> QSettings:
 
     folder = settings_file.parent if settings_file is not None else user_data_dir()
     return QSettings(str(folder / "layout.ini"), QSettings.Format.IniFormat)
+
+
+def _profile_resolver(store: ProjectStore, default: Profile):
+    """A case is inspected with the profile it was added under, else `default`."""
+    def profile_for(case: Case) -> Profile:
+        return store.profile(case.profile_id) if case.profile_id else default
+
+    return profile_for
 
 
 def _prepare(service: InspectionService, case_id: int, profile: Profile | None,
