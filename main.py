@@ -79,6 +79,8 @@ def run_batch(args: argparse.Namespace) -> int:
     settings = load_settings()
     store = ProjectStore(args.project, create=False)
     service = InspectionService(store, discover())
+    localization = settings.extra.get("localization")
+    service.localization = dict(localization) if isinstance(localization, dict) else {}
     failures = 0
     if settings.endpoint.configured:
         failures = _run_vlm_batch(service, settings.endpoint, args.concurrency)

@@ -93,6 +93,9 @@ def _variant(store: ProjectStore, prompt_id: int) -> str:
         name += " without " + ", ".join(off)
     if switches.get("references") is not False and switches.get("max_references") is not None:
         name += f", {switches.get('max_references')} shots"
+    if switches.get("set_of_mark"):
+        method = (record.get("localization") or {}).get("method") or "marks"
+        name += f", Set-of-Mark ({method})"
     if record.get("edited"):
         name += ", edited text"
     return name

@@ -45,7 +45,7 @@ from inspector.plugins import (
     QueryView,
     UnsupportedFileError,
 )
-from inspector.prompt import ComposedPrompt, PromptSwitches, compose, encode_png
+from inspector.prompt import DEFAULT_MAX_SIDE, ComposedPrompt, PromptSwitches, compose, encode_png
 from inspector.settings import EndpointSettings, resolve_api_key
 from inspector.store import ProjectStore, StoreError, sha256_bytes
 from inspector.store.project import EMBED_LIMIT_BYTES
@@ -83,6 +83,9 @@ class InspectionService:
         self._view_maps: OrderedDict[str, dict[str, ViewMap]] = OrderedDict()
         self._lock = threading.RLock()
         self._case_locks: dict[int, threading.Lock] = {}
+        # Set-of-Mark settings of the application (``AppSettings.extra["localization"]``: method,
+        # SAM checkpoint, limits); a profile's ``settings["localization"]`` goes on top.
+        self.localization: dict = {}
         # Embedded sources are unpacked here for the readers, and kept while the project is open:
         # some readers keep the file open and decode lazily (a video container, a large series).
         self._unpack_dir = Path(tempfile.mkdtemp(prefix="anomalens-cases-"))
@@ -292,13 +295,46 @@ class InspectionService:
         if switches.references and switches.max_references > 0:
             refs = self.reference_images(profile.id) if profile.id is not None else []
             references = [(name, rgb) for name, rgb, _ in refs[: switches.max_references]]
+        marks = self._plan_marks(profile, views, references, options) if switches.set_of_mark else None
         prompt = compose(profile, views, references, switches=switches, preset=profile.domain_preset or None,
-                         text_override=text_override)
+                         text_override=text_override, marks=marks)
         with self._lock:
             self._view_maps[prompt.sha256] = {view.label: view.view_map for view in views}
             while len(self._view_maps) > 256:
                 self._view_maps.popitem(last=False)
         return prompt
+
+    def localization_settings(self, profile: Profile) -> dict:
+        """Set-of-Mark settings for a profile: defaults, the application's, the profile's."""
+        from inspector.localization.set_of_mark import localization_settings
+
+        own = profile.settings.get("localization") if isinstance(profile.settings, dict) else None
+        return localization_settings(self.localization, own if isinstance(own, dict) else None)
+
+    def _plan_marks(self, profile: Profile, views: list, references: list[tuple[str, np.ndarray]],
+                    options: dict):
+        """Proposals and numbered marks on the first view (Set-of-Mark); operator-drawn boxes first.
+
+        Drawn regions come from the viewer in case pixels (``render_options["drawn_regions"]``) and
+        are mapped to the view through its scale (pixel and slice views have one; other maps do
+        not take drawn regions).
+        """
+        from inspector.localization.sam import SamUnavailableError
+        from inspector.localization.set_of_mark import SetOfMarkError, plan_marks
+
+        settings = self.localization_settings(profile)
+        drawn = []
+        view_map = views[0].view_map if views else None
+        params = view_map.params if view_map is not None else {}
+        if options.get("drawn_regions") and "scale_x" in params and "scale_y" in params:
+            sx, sy = float(params["scale_x"]) or 1.0, float(params["scale_y"]) or 1.0
+            drawn = [[b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy] for b in options["drawn_regions"] if len(b) == 4]
+        try:
+            return plan_marks(views, settings, max_side=DEFAULT_MAX_SIDE,
+                              detector=lambda: self._fitted_detector(profile, None, None),
+                              drawn_boxes=drawn, references=references)
+        except (SetOfMarkError, SamUnavailableError) as exc:
+            raise InspectionError(str(exc)) from exc
 
     def _store_prompt(self, prompt: ComposedPrompt) -> int:
         return self.store.save_prompt(
@@ -343,18 +379,82 @@ class InspectionService:
             completion_tokens=answer.completion_tokens,
         )
         parsed = parse_answer(answer.raw_text, answer.logprobs)
-        regions = self._locate(case, prompt, parsed.regions)
+        verdict = self.verdict_from_answer(case, prompt, parsed, answer.raw_text)
+        verdict.model = answer.model or endpoint.model
+        verdict.answer_id, verdict.prompt_id = answer_id, prompt_id
+        return self.store.save_verdict(verdict)
+
+    def verdict_from_answer(self, case: Case, prompt: ComposedPrompt, parsed, raw_text: str) -> Verdict:
+        """A parsed answer as a verdict: regions placed on the case, Set-of-Mark marks and hybrid score."""
+        assert case.id is not None
+        items = list(parsed.regions)
+        details: dict = {}
+        score, anomalous, score_source = parsed.score, parsed.anomalous, parsed.score_source
         explanation = parsed.explanation
         if parsed.status == ParseStatus.UNPARSED:
             explanation = ("The model's answer could not be read as a verdict; it is stored as unparsed "
                            "and not guessed. See the raw answer.")
-        verdict = Verdict(
-            case_id=case.id, source=VerdictSource.VLM, anomalous=parsed.anomalous, score=parsed.score,
-            score_source=parsed.score_source, explanation=explanation, parse_status=parsed.status,
-            model=answer.model or endpoint.model, regions=regions,
-            answer_id=answer_id, prompt_id=prompt_id, raw_answer=answer.raw_text,
+        mark_regions: list[Region] = []
+        if prompt.marks:
+            from inspector.localization import hybrid
+
+            items = [item for item in items if not (isinstance(item, dict) and "mark" in item)]
+            mark_answer, outcome = self._read_marks(prompt, raw_text)
+            p_vlm = hybrid.vlm_probability(parsed.anomalous, parsed.score) \
+                if parsed.status == ParseStatus.PARSED else None
+            offline = prompt.localization.get("offline_score")
+            weight = float(prompt.localization.get("vlm_weight", hybrid.DEFAULT_VLM_WEIGHT))
+            mark_regions = self._locate_marks(case, prompt, mark_answer, p_vlm, weight)
+            details["marks"] = outcome
+            details["mark_answer"] = {"said_none": mark_answer.said_none, "found": mark_answer.found,
+                                      "unknown": mark_answer.unknown, "method": mark_answer.method,
+                                      "proposals": prompt.localization.get("method", "")}
+            if offline is not None:
+                combined = hybrid.combine(float(offline), p_vlm, weight)
+                details["hybrid"] = combined.to_dict()
+                score, anomalous, score_source = combined.score, combined.anomalous, ScoreSource.HYBRID
+                explanation = f"{explanation}\n\n{combined.explain()}".strip()
+        regions = mark_regions + self._locate(case, prompt, items)
+        return Verdict(
+            case_id=case.id, source=VerdictSource.VLM, anomalous=anomalous, score=score,
+            score_source=score_source, explanation=explanation, parse_status=parsed.status,
+            model="", regions=regions, details=details, raw_answer=raw_text,
         )
-        return self.store.save_verdict(verdict)
+
+    @staticmethod
+    def _read_marks(prompt: ComposedPrompt, raw_text: str):
+        """The marks the answer selected, and one audit row per drawn mark."""
+        from inspector.localization.mark_answers import parse_mark_answer
+
+        numbers = [int(m["mark"]) for m in prompt.marks]
+        answer = parse_mark_answer(raw_text, numbers)
+        outcome = [{
+            "mark": int(m["mark"]), "source": m.get("source", ""), "proposal_score": m.get("score"),
+            "offline_peak": m.get("offline_peak"),
+            "selected": int(m["mark"]) in answer.selected, "rejected": int(m["mark"]) in answer.rejected,
+            "reason": answer.reasons.get(int(m["mark"]), ""),
+        } for m in prompt.marks]
+        return answer, outcome
+
+    def _locate_marks(self, case: Case, prompt: ComposedPrompt, answer, p_vlm: float | None,
+                      weight: float) -> list[Region]:
+        """The selected marks as regions of the case, through the modality's `locate`."""
+        from inspector.localization.hybrid import region_score
+        from inspector.localization.set_of_mark import mark_item
+
+        regions = []
+        for number in answer.selected:
+            record = prompt.mark_record(number)
+            if record is None:
+                continue
+            placed = self._locate(case, prompt, [mark_item(record, answer.reasons.get(number, ""))])
+            for region in placed:
+                region.detail = {**region.detail, "mark": number}
+                region.label = region.label or f"mark {number}"
+                region.score = region_score(p_vlm, record.get("offline_peak"), weight) if p_vlm is not None \
+                    else float(region.score)
+                regions.append(region)
+        return regions
 
     def _locate(self, case: Case, prompt: ComposedPrompt, items: list[dict]) -> list[Region]:
         """The boxes and ranges of an answer as regions of the case (unplaceable items dropped)."""

@@ -44,6 +44,7 @@ class ScoreSource(enum.StrEnum):
     LOGPROB = "logprob"  # P(anomalous) from the verdict token's log-probabilities
     STATED_CONFIDENCE = "stated_confidence"  # the confidence the model wrote in its answer
     OFFLINE_CALIBRATED = "offline_calibrated"  # offline detector, calibrated on references
+    HYBRID = "hybrid"  # VLM judging the offline detector's proposals (inspector.localization.hybrid)
     NONE = "none"
 
 

@@ -23,7 +23,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -31,6 +31,9 @@ from PIL import Image
 from inspector.imaging import resize_max_side
 from inspector.model import Profile, View
 from inspector.paths import resources_dir
+
+if TYPE_CHECKING:
+    from inspector.localization.set_of_mark import MarkingPlan
 
 DEFAULT_PRESET = "industrial"
 DEFAULT_MAX_SIDE = 1024
@@ -51,6 +54,7 @@ class PromptSwitches:
     references: bool = True
     max_references: int = 1  # 0 = zero-shot
     answer_format: bool = True
+    set_of_mark: bool = False  # numbered marks on candidate regions; the model answers with mark numbers
 
     @property
     def shots(self) -> int:
@@ -71,7 +75,7 @@ class PromptImage:
     mapped back to the view and from there, through the view's map, to the case.
     """
 
-    role: str  # "reference" or "query"
+    role: str  # "reference", "query", "marked" (the query with marks) or "marked_reference"
     label: str
     png: bytes = field(repr=False)
     sha256: str
@@ -100,6 +104,8 @@ class ComposedPrompt:
     edited: bool  # True when the operator overrode the composed text
     sha256: str = ""
     composed_text: str = ""  # the text as composed, kept for the audit when `edited`
+    marks: list[dict[str, Any]] = field(default_factory=list)  # Set-of-Mark: mark -> mask map (sent pixels)
+    localization: dict[str, Any] = field(default_factory=dict)  # how the marks were made (method, offline score)
 
     def __post_init__(self) -> None:
         if not self.sha256:
@@ -125,7 +131,13 @@ class ComposedPrompt:
             "switches": asdict(self.switches),
             "preset": self.preset,
             "preset_version": self.preset_version,
+            "marks": self.marks,
+            "localization": self.localization,
         }
+
+    def mark_record(self, number: int) -> dict[str, Any] | None:
+        """The stored record of mark `number` (box, cropped mask, view), or None if not drawn."""
+        return next((m for m in self.marks if int(m.get("mark", -1)) == int(number)), None)
 
 
 def prompt_hash(system: str, text: str, images: list[PromptImage]) -> str:
@@ -157,9 +169,23 @@ class Preset:
     query_intro: str
     query_caption: str
     answer_format: str
+    # Set-of-Mark wording; optional in preset files (older presets get these defaults).
+    marks_intro: str = (
+        "The image captioned \"Marked image\" shows the image to inspect again, with numbered marks drawn on "
+        "candidate regions. Decide for each mark whether the region under it is anomalous.")
+    marks_caption: str = "Marked image: {label}"
+    marks_reference_caption: str = "Normal reference {index} with marks, for comparison only: {label}"
+    marks_answer_format: str = (
+        "List the anomalous marks in \"marks\" as [{\"mark\": number, \"reason\": \"what is wrong there\"}], "
+        "or an empty list when no mark covers an anomaly. Point at regions by their mark numbers only.")
+    marks_answer_text: str = (
+        "Name the numbers of the marks that cover an anomaly and say why for each, or say \"none\".")
 
 
-_PRESET_FIELDS = tuple(Preset.__dataclass_fields__)
+_OPTIONAL_PRESET_FIELDS = ("marks_intro", "marks_caption", "marks_reference_caption", "marks_answer_format",
+                           "marks_answer_text")
+_PRESET_FIELDS = tuple(f for f in Preset.__dataclass_fields__ if f not in _OPTIONAL_PRESET_FIELDS)
+_ALL_PRESET_FIELDS = tuple(Preset.__dataclass_fields__)
 
 
 def presets_dir() -> Path:
@@ -189,7 +215,8 @@ def load_preset(name: str) -> Preset:
     missing = [f for f in _PRESET_FIELDS if not isinstance(data.get(f), str)]
     if missing:
         raise PresetError(f"Prompt preset {name!r} lacks the text fields: {', '.join(missing)}")
-    return Preset(**{f: data[f] for f in _PRESET_FIELDS})
+    optional = {f: data[f] for f in _OPTIONAL_PRESET_FIELDS if isinstance(data.get(f), str)}
+    return Preset(**{f: data[f] for f in _PRESET_FIELDS}, **optional)
 
 
 def with_profile_overrides(preset: Preset, profile: Profile) -> Preset:
@@ -199,7 +226,7 @@ def with_profile_overrides(preset: Preset, profile: Profile) -> Preset:
     overrides = profile.settings.get("prompt_overrides") if isinstance(profile.settings, dict) else None
     if not isinstance(overrides, dict):
         return preset
-    changes = {k: v for k, v in overrides.items() if k in _PRESET_FIELDS and k not in ("name", "version")
+    changes = {k: v for k, v in overrides.items() if k in _ALL_PRESET_FIELDS and k not in ("name", "version")
                and isinstance(v, str)}
     if not changes:
         return preset
@@ -264,12 +291,17 @@ def compose(
     preset: str | None = None,
     text_override: str | None = None,
     max_side: int = DEFAULT_MAX_SIDE,
+    marks: MarkingPlan | None = None,
 ) -> ComposedPrompt:
     """Build the prompt for one case from its profile, its views and the profile's references.
 
     Parts are joined by blank lines in the paper's order: task, class, standards, references,
     then the query and the answer format. `text_override` replaces the composed user text (the
     operator edited it in the prompt panel); images are unaffected.
+
+    With `marks` (Set-of-Mark, `inspector.localization.set_of_mark.plan_marks`) the layout is the
+    paper's: each image to inspect, then the same image with its numbered marks; the marks intro
+    and the marks answer sentence join the text, and the mark -> mask map is kept with the prompt.
     """
     if not views:
         raise ValueError("A prompt needs at least one view of the case")
@@ -297,18 +329,35 @@ def compose(
     if chosen_refs:
         parts.append(_fill(p.reference_intro, subject=subject))
     parts.append(_fill(p.query_intro, subject=subject))
+    if marks is not None:
+        parts.append(p.marks_intro)
     if switches.answer_format:
         parts.append(p.answer_format)
+    if marks is not None:
+        parts.append(p.marks_answer_format if switches.answer_format else p.marks_answer_text)
     composed_text = "\n\n".join(parts)
 
     images = [
         _prompt_image("reference", name, _fill(p.reference_caption, index=i, label=name), array, max_side)
         for i, (name, array) in enumerate(chosen_refs, start=1)
     ]
-    images += [
-        _prompt_image("query", view.label, _fill(p.query_caption, label=view.label), view.image, max_side)
-        for view in views
-    ]
+    if marks is not None:
+        marked_refs = dict(marks.marked_references)
+        images += [
+            _prompt_image("marked_reference", name, _fill(p.marks_reference_caption, index=i, label=name),
+                          marked_refs[name], max_side)
+            for i, (name, _) in enumerate(chosen_refs, start=1) if name in marked_refs
+        ]
+    marked_views = dict(marks.marked) if marks is not None else {}
+    for view in views:
+        query = _prompt_image("query", view.label, _fill(p.query_caption, label=view.label), view.image, max_side)
+        images.append(query)
+        if view.label in marked_views:
+            # Drawn on the image as sent: same size, so the same scale maps it back to the view.
+            marked = _prompt_image("marked", view.label, _fill(p.marks_caption, label=view.label),
+                                   marked_views[view.label], max_side)
+            marked.scale = query.scale
+            images.append(marked)
 
     edited = text_override is not None and text_override != composed_text
     return ComposedPrompt(
@@ -320,4 +369,6 @@ def compose(
         preset_version=p.version,
         edited=edited,
         composed_text=composed_text,
+        marks=list(marks.records) if marks is not None else [],
+        localization=marks.record() if marks is not None else {},
     )

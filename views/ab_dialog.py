@@ -46,7 +46,8 @@ class ABDialog(QDialog):
             spin.setRange(0, 8)
             spin.setValue(switches.max_references if index == 0 else 0)
         for row, (name, title) in enumerate([("task", "Task information"), ("class_info", "Class information"),
-                                             ("standards", "Normal standards")], start=3):
+                                             ("standards", "Normal standards"),
+                                             ("set_of_mark", "Set-of-Mark (numbered marks)")], start=3):
             grid.addWidget(QLabel(title), row, 0)
             for column in (0, 1):
                 box = QCheckBox()
@@ -73,6 +74,7 @@ class ABDialog(QDialog):
             switches = PromptSwitches(task=self.parts[index]["task"].isChecked(),
                                       class_info=self.parts[index]["class_info"].isChecked(),
                                       standards=self.parts[index]["standards"].isChecked(),
-                                      references=shots > 0, max_references=shots)
+                                      references=shots > 0, max_references=shots,
+                                      set_of_mark=self.parts[index]["set_of_mark"].isChecked())
             out.append(Variant(self.models[index].text().strip(), switches))
         return out

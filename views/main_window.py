@@ -214,6 +214,8 @@ class MainWindow(QMainWindow):
                                            tip="The operator confirmed it anomalous (A): describe the defect for the "
                                                "profile")
         self.act_settings = self._action("VLM &endpoint…", self.settings_dialog, "Ctrl+,")
+        self.act_localization = self._action("&Localization (Set-of-Mark)…", self.localization_dialog,
+                                             tip="Where numbered marks come from: segments, heat map, SAM")
         self.act_batch = self._action("Inspect &selected cases (batch)", self.inspect_selected, "Ctrl+Shift+Return",
                                       "Inspect the selected cases (or all not yet inspected) in the background")
         self.act_inspect = self._action("&Inspect", self.inspect_current, "Ctrl+Return",
@@ -254,6 +256,7 @@ class MainWindow(QMainWindow):
                                             "How good the verdicts are on this project's confirmed cases"))
         settings_menu = menu.addMenu("&Settings")
         settings_menu.addAction(self.act_settings)
+        settings_menu.addAction(self.act_localization)
         view_menu = menu.addMenu("&View")
         for dock in (self.cases_dock, self.prompt_dock, self.verdict_dock):
             view_menu.addAction(dock.toggleViewAction())
@@ -422,6 +425,7 @@ class MainWindow(QMainWindow):
         self.close_project()
         self.store = store
         self.service = InspectionService(store, self.registry)
+        self.service.localization = self.localization_settings()
         self.project_label.setText(str(path))
         self.setWindowTitle(f"{path.stem} — Anomalens Workstation")
         self.app_settings.add_recent(str(path))
@@ -1133,6 +1137,31 @@ class MainWindow(QMainWindow):
 
         dialog.accepted.connect(saved)
         dialog.open()
+
+    def localization_settings(self) -> dict:
+        """The application's Set-of-Mark settings (``extra["localization"]`` of the settings file)."""
+        value = self.app_settings.extra.get("localization")
+        return dict(value) if isinstance(value, dict) else {}
+
+    def localization_dialog(self) -> None:
+        from views.localization_dialog import LocalizationDialog
+
+        dialog = LocalizationDialog(self.localization_settings(), self)
+        self.localization_settings_dialog = dialog
+
+        def saved() -> None:
+            self.set_localization(dialog.settings())
+
+        dialog.accepted.connect(saved)
+        dialog.open()
+
+    def set_localization(self, settings: dict) -> None:
+        """Store the Set-of-Mark settings and recompose the prompt with them."""
+        self.app_settings.extra["localization"] = dict(settings)
+        self._save_settings()
+        if self.service is not None:
+            self.service.localization = self.localization_settings()
+        self._refresh_prompt()
 
     def set_endpoint(self, endpoint) -> None:
         self.app_settings.endpoint = endpoint

@@ -52,6 +52,10 @@ class PromptPanel(QWidget):
         self.shots.setPrefix("shots: ")
         self.shots.setToolTip("How many normal references to attach")
         self.shots.valueChanged.connect(self._switch_toggled)
+        self.set_of_mark = QCheckBox("Set-of-Mark")
+        self.set_of_mark.setToolTip("Draw numbered marks on candidate regions and ask which marks are anomalous "
+                                    "(Settings ▸ Localization chooses where the marks come from)")
+        self.set_of_mark.toggled.connect(self._switch_toggled)
         self.preset_label = QLabel("")
         self.preset_label.setObjectName("muted")
 
@@ -63,6 +67,7 @@ class PromptPanel(QWidget):
         refs.addWidget(self.references)
         refs.addWidget(self.shots)
         grid.addLayout(refs, 1, 1)
+        grid.addWidget(self.set_of_mark, 2, 0)
 
         self.text = QPlainTextEdit()
         self.text.setObjectName("promptText")
@@ -109,6 +114,7 @@ class PromptPanel(QWidget):
             task=self.task.isChecked(), class_info=self.class_info.isChecked(),
             standards=self.standards.isChecked(), references=self.references.isChecked(),
             max_references=self.shots.value() if self.references.isChecked() else 0,
+            set_of_mark=self.set_of_mark.isChecked(),
         )
 
     def text_override(self) -> str | None:

@@ -22,6 +22,7 @@ SCORE_SOURCE_TEXT = {
     ScoreSource.LOGPROB: "from the verdict token's log-probabilities",
     ScoreSource.STATED_CONFIDENCE: "from the confidence the model stated",
     ScoreSource.OFFLINE_CALIBRATED: "offline detector, calibrated score (0.5 = its decision threshold)",
+    ScoreSource.HYBRID: "VLM judging the offline detector's marks, combined with its score (hybrid rule)",
     ScoreSource.NONE: "no score available",
 }
 
@@ -44,6 +45,28 @@ def where(region: Region) -> str:
     if region.x1 > region.x0 and region.y1 > region.y0:
         parts.append(f"at ({region.x0:.0f}, {region.y0:.0f})–({region.x1:.0f}, {region.y1:.0f})")
     return " ".join(parts) or "(no location)"
+
+
+def marks_summary(details: dict) -> str:
+    """One line on a Set-of-Mark answer: marks drawn, chosen, called normal, numbers not drawn."""
+    marks = details.get("marks")
+    if not isinstance(marks, list) or not marks:
+        return ""
+    answer = details.get("mark_answer") or {}
+    chosen = [f"#{m['mark']}" for m in marks if m.get("selected")]
+    normal = [f"#{m['mark']}" for m in marks if m.get("rejected")]
+    parts = [f"Set-of-Mark: {len(marks)} marks drawn ({answer.get('proposals') or 'proposals'})"]
+    if chosen:
+        parts.append("the model chose " + ", ".join(chosen))
+    elif answer.get("said_none"):
+        parts.append("the model said no mark is anomalous")
+    elif not answer.get("found"):
+        parts.append("the answer named no mark")
+    if normal:
+        parts.append("called normal " + ", ".join(normal))
+    if answer.get("unknown"):
+        parts.append("numbers not on the image, ignored: " + ", ".join(str(n) for n in answer["unknown"]))
+    return "; ".join(parts) + "."
 
 
 class VerdictPanel(QWidget):
@@ -155,6 +178,9 @@ class VerdictPanel(QWidget):
             lines = [f"{i}. {r.label or 'region'} {where(r)}" + (f": {r.reason}" if r.reason else "")
                      for i, r in enumerate(verdict.regions, 1)]
             text += "\n\nRegions:\n" + "\n".join(lines)
+        marks_line = marks_summary(verdict.details or {})
+        if marks_line:
+            text += "\n\n" + marks_line
         self.explanation.setPlainText(text)
         self.raw.setPlainText(verdict.raw_answer)
 

@@ -90,7 +90,7 @@ class _JsonVerdict:
 
 def _find_json_verdict(text: str) -> _JsonVerdict | None:
     """The verdict object in the text; `_JsonVerdict(None)` when JSON is there but unreadable."""
-    objects = _json_objects(text)
+    objects = json_objects(text)
     if not objects:
         return None
     with_verdict = [(obj, key) for obj in objects if (key := _verdict_key(obj))]
@@ -103,7 +103,7 @@ def _find_json_verdict(text: str) -> _JsonVerdict | None:
     return _JsonVerdict(obj, key)
 
 
-def _json_objects(text: str) -> list[dict[str, Any]]:
+def json_objects(text: str) -> list[dict[str, Any]]:
     """Top-level dicts found in the text (strict JSON, or Python-literal style as a fallback)."""
     decoder = json.JSONDecoder()
     found: list[dict[str, Any]] = []

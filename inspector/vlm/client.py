@@ -71,7 +71,8 @@ VERDICT_SCHEMA: dict[str, Any] = {
         "regions": {"type": "array", "items": {"type": "object", "properties": {
             "view": {"type": "string"}, "box": {"type": "array", "items": {"type": "number"}},
             "label": {"type": "string"}, "reason": {"type": "string"}}}},
-        "marks": {"type": "array", "items": {"type": "integer"}},
+        "marks": {"type": "array", "items": {"type": "object", "properties": {
+            "mark": {"type": "integer"}, "reason": {"type": "string"}}, "required": ["mark"]}},
         "ranges": {"type": "array", "items": {"type": "array", "items": {"type": ["number", "string"]}}},
         "frames": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
     },

@@ -1,0 +1,98 @@
+"""Reading the marks a model selected, from structured and free-text Set-of-Mark answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from inspector.localization.mark_answers import parse_mark_answer
+
+VALID = range(1, 9)
+
+
+@pytest.mark.parametrize(("text", "selected"), [
+    ("Marks 2 and 5 show cracks on the surface.", [2, 5]),
+    ("The defect is in region #3.", [3]),
+    ("Anomalous: mark 4", [4]),
+    ("#6 has a chip at its edge", [6]),
+    ("Marks 2, 3 and 7 are anomalous.", [2, 3, 7]),
+    ("Marks 2-4 cover the scratch.", [2, 3, 4]),
+    ("Mark 1 is normal; mark 4 has a chip.", [4]),
+    ("Mark 3 looks fine, but mark 6 shows a blowhole.", [6]),
+    ("Regions 1 and 2 are background. Region 5 is a stain.", [5]),
+    ("Mark 2 is not normal: it has a dent.", [2]),
+    ("Mark 8 is abnormal.", [8]),
+])
+def test_free_text_selects_the_marks_named_as_anomalous(text, selected):
+    answer = parse_mark_answer(text, VALID)
+    assert answer.selected == selected
+    assert answer.found and answer.method == "text"
+    assert not answer.said_none
+
+
+@pytest.mark.parametrize("text", [
+    "None", "none.", "None of the marks is anomalous.", "No marks show a defect; the part is normal.",
+    "All marks are normal.",
+])
+def test_none_selects_nothing_and_says_so(text):
+    answer = parse_mark_answer(text, VALID)
+    assert answer.selected == []
+    assert answer.said_none and answer.found
+
+
+def test_an_answer_that_never_mentions_marks_is_not_read_as_none():
+    answer = parse_mark_answer("The tile is normal with uniform texture.", VALID)
+    assert answer.selected == [] and not answer.said_none and not answer.found
+
+
+def test_numbers_not_on_the_image_are_reported_not_used():
+    answer = parse_mark_answer("Marks 3 and 12 are anomalous.", VALID)
+    assert answer.selected == [3]
+    assert answer.unknown == [12]
+
+
+def test_negative_clauses_reject_their_marks():
+    answer = parse_mark_answer("Marks 1 and 2 are normal. Mark 5 shows a crack.", VALID)
+    assert answer.selected == [5]
+    assert answer.rejected == [1, 2]
+
+
+def test_reason_after_a_colon_is_kept_per_mark():
+    answer = parse_mark_answer("Mark 4: crack along the left edge.\nMark 7 - dark stain", VALID)
+    assert answer.selected == [4, 7]
+    assert answer.reasons == {4: "crack along the left edge", 7: "dark stain"}
+
+
+def test_numbers_that_are_not_mark_references_are_ignored():
+    answer = parse_mark_answer("Anomalous with 90% confidence; the crack is 3 mm long.", VALID)
+    assert answer.selected == [] and not answer.found
+
+
+@pytest.mark.parametrize(("text", "selected", "reasons"), [
+    ('{"anomalous": true, "confidence": 0.8, "reason": "crack", "marks": [{"mark": 2, "reason": "crack"}, '
+     '{"mark": 5, "reason": "chip"}]}', [2, 5], {2: "crack", 5: "chip"}),
+    ('{"anomalous": true, "marks": [3, 6]}', [3, 6], {}),
+    ('{"anomalous": true, "marks": "2, 4"}', [2, 4], {}),
+    ('{"anomalous": true, "anomalous_marks": ["#7"]}', [7], {}),
+    ('```json\n{"anomalous": true, "regions": [{"mark": 1, "reason": "hole"}]}\n```', [1], {1: "hole"}),
+    ('{"anomalous": true, "marks": [{"id": 8, "explanation": "burr"}]}', [8], {8: "burr"}),
+])
+def test_json_answers(text, selected, reasons):
+    answer = parse_mark_answer(text, VALID)
+    assert answer.method == "json"
+    assert answer.selected == selected
+    assert answer.reasons == reasons
+
+
+def test_json_empty_marks_is_an_explicit_none():
+    answer = parse_mark_answer('{"anomalous": false, "confidence": 0.9, "reason": "ok", "marks": []}', VALID)
+    assert answer.selected == [] and answer.said_none and answer.found
+
+
+def test_json_without_marks_falls_back_to_the_prose():
+    answer = parse_mark_answer('Mark 3 has a crack. {"anomalous": true, "confidence": 0.7}', VALID)
+    assert answer.selected == [3] and answer.method == "text"
+
+
+def test_items_for_locate_carry_the_reason():
+    answer = parse_mark_answer('{"marks": [{"mark": 2, "reason": "crack"}]}', VALID)
+    assert answer.items() == [{"mark": 2, "reason": "crack"}]

@@ -1,0 +1,238 @@
+"""Set-of-Mark prompts end to end, headless: marks on the sent image, the map stored with the
+prompt, the model's mark numbers back to regions of the case, and the hybrid score.
+
+The VLM is the loopback OpenAI-compatible server (tests/loopback_vlm.py): a hosted model cannot be
+reached from the test machine. Proposals use the classical segments (no SAM checkpoint exists here;
+SAM's own code path is tested with a randomly initialised model in tests/test_sam.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inspector.inspection import InspectionError, InspectionService
+from inspector.localization.masks import decode_mask, mask_bbox
+from inspector.model import ParseStatus, Profile, ScoreSource
+from inspector.prompt import PromptSwitches
+from inspector.settings import EndpointSettings
+from inspector.store import ProjectStore
+from tests.conftest import textured_image
+from tests.loopback_vlm import LoopbackVLM
+
+SOM = PromptSwitches(set_of_mark=True)
+
+
+@pytest.fixture
+def service(tmp_path, registry):
+    store = ProjectStore(tmp_path / "p.anomalens")
+    svc = InspectionService(store, registry)
+    yield svc
+    svc.close()
+    store.close()
+
+
+def _defect_image(size=(300, 400), centre=(120, 260), radii=(28, 40), seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """A textured plate with one dark elliptical blot; returns (image, defect mask)."""
+    image = textured_image(seed, size).astype(np.int16)
+    yy, xx = np.mgrid[:size[0], :size[1]]
+    defect = ((yy - centre[0]) / radii[0]) ** 2 + ((xx - centre[1]) / radii[1]) ** 2 <= 1.0
+    image[defect] = 25
+    return np.clip(image, 0, 255).astype(np.uint8), defect
+
+
+def _save(path, array):
+    Image.fromarray(array).save(path)
+    return path
+
+
+def _mark_over(prompt, defect_sent: np.ndarray) -> dict:
+    """The mark record whose mask overlaps the defect most (the test's own reading of the map)."""
+    best, best_iou = None, 0.0
+    for record in prompt.marks:
+        x0, y0, x1, y1 = record["bbox"]
+        full = np.zeros_like(defect_sent)
+        full[y0:y1, x0:x1] = decode_mask(record["mask"])
+        iou = (full & defect_sent).sum() / max(1, (full | defect_sent).sum())
+        if iou > best_iou:
+            best, best_iou = record, iou
+    assert best is not None and best_iou > 0.5, f"no mark covers the defect (best IoU {best_iou:.2f})"
+    return best
+
+
+def _resize_mask(mask: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size_wh, Image.Resampling.NEAREST)) > 127
+
+
+def test_marked_prompt_layout_and_stored_mark_map(tmp_path, service):
+    store = service.store
+    profile = store.save_profile(Profile(name="Plate", class_name="steel plate"))
+    service.add_reference_file(profile.id, _save(tmp_path / "ref.png", textured_image(3, (300, 400))))
+    image, defect = _defect_image()
+    case, _ = service.import_file(_save(tmp_path / "case.png", image))
+    prompt = service.compose_prompt(case, profile, SOM)
+
+    # The paper's layout: reference, the image to inspect, then the same image with its marks.
+    assert [img.role for img in prompt.images] == ["reference", "query", "marked"]
+    query, marked = prompt.images[1], prompt.images[2]
+    assert (marked.width, marked.height, marked.scale) == (query.width, query.height, query.scale)
+    assert "numbered marks" in prompt.text and '"marks"' in prompt.text
+    sent_marked = np.asarray(Image.open(io.BytesIO(marked.png)).convert("RGB"))
+    sent_query = np.asarray(Image.open(io.BytesIO(query.png)).convert("RGB"))
+    assert not np.array_equal(sent_marked, sent_query)  # marks were drawn
+
+    numbers = [r["mark"] for r in prompt.marks]
+    assert numbers == list(range(1, len(numbers) + 1)) and 1 <= len(numbers) <= 12
+    for record in prompt.marks:
+        crop = decode_mask(record["mask"])
+        x0, y0, x1, y1 = record["bbox"]
+        assert crop.shape == (y1 - y0, x1 - x0)
+        assert mask_bbox(crop) == (0, 0, x1 - x0, y1 - y0)  # the crop is tight around the mask
+        assert record["view"] == "image"
+    _mark_over(prompt, defect)
+
+    # Stored with the prompt: the marked image as a blob and the map in the record.
+    prompt_id = service._store_prompt(prompt)
+    stored = store.prompt(prompt_id)
+    assert [img["role"] for img in stored["images"]] == ["reference", "query", "marked"]
+    record = json.loads(stored["record_json"])
+    assert record["marks"] == json.loads(json.dumps(prompt.marks))
+    assert record["localization"]["method"] == "segments"
+    assert record["switches"]["set_of_mark"] is True
+
+
+def test_chosen_mark_becomes_a_region_with_its_mask_in_case_pixels(tmp_path, service):
+    """A 1600-px case is sent at 1024 px: the chosen mark must land on the original pixels."""
+    store = service.store
+    profile = store.save_profile(Profile(name="Plate", class_name="steel plate"))
+    image, defect = _defect_image(size=(1000, 1600), centre=(480, 1040), radii=(110, 160), seed=2)
+    case, _ = service.import_file(_save(tmp_path / "big.png", image))
+    prompt = service.compose_prompt(case, profile, PromptSwitches(set_of_mark=True, references=False))
+    sent = prompt.images[-1]
+    assert (sent.width, sent.height) == (1024, 640)
+    defect_sent = _resize_mask(defect, (sent.width, sent.height))
+    chosen = _mark_over(prompt, defect_sent)
+    reply = json.dumps({"anomalous": True, "confidence": 0.8, "reason": "dark blot",
+                        "marks": [{"mark": chosen["mark"], "reason": "dark blot on the plate"}]})
+    with LoopbackVLM(responder=lambda request: reply) as server:
+        endpoint = EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=10)
+        verdict = asyncio.run(service.inspect_with_vlm(case, prompt, endpoint))
+        request = server.chat_requests[0]
+    assert request.image_sizes == [(1024, 640), (1024, 640)]
+    assert len(verdict.regions) == 1
+    region = verdict.regions[0]
+    assert region.detail["mark"] == chosen["mark"]
+    assert region.reason == "dark blot on the plate"
+    ys, xs = np.nonzero(defect)
+    scale = 1600 / 1024
+    # The box is the mark's box scaled back; the defect's own box is within a few sent pixels of it.
+    assert region.x0 == pytest.approx(chosen["bbox"][0] * scale) and region.x1 == pytest.approx(chosen["bbox"][2] * scale)
+    assert abs(region.x0 - xs.min()) < 12 * scale and abs(region.y1 - (ys.max() + 1)) < 12 * scale
+    # The mask, drawn into the region's box, covers the defect in case pixels.
+    crop = decode_mask(region.detail["mask"])
+    x0, y0, x1, y1 = (round(v) for v in (region.x0, region.y0, region.x1, region.y1))
+    full = np.zeros_like(defect)
+    full[y0:y1, x0:x1] = _resize_mask(crop, (x1 - x0, y1 - y0))
+    assert (full & defect).sum() / (full | defect).sum() > 0.6
+    marks = {m["mark"]: m for m in verdict.details["marks"]}
+    assert marks[chosen["mark"]]["selected"] and marks[chosen["mark"]]["reason"] == "dark blot on the plate"
+    assert sum(m["selected"] for m in marks.values()) == 1
+    # Stored and read back.
+    again = store.latest_verdict(case.id)
+    assert again.regions[0].detail["mark"] == chosen["mark"]
+    assert again.details["marks"] == verdict.details["marks"]
+
+
+def test_free_text_marks_and_none(tmp_path, service):
+    store = service.store
+    profile = store.save_profile(Profile(name="Plate"))
+    image, _ = _defect_image()
+    case, _ = service.import_file(_save(tmp_path / "c.png", image))
+    prompt = service.compose_prompt(case, profile, PromptSwitches(set_of_mark=True, answer_format=False))
+    assert "say \"none\"" in prompt.text
+    n = len(prompt.marks)
+    assert n >= 2
+    replies = iter([f"Anomalous. Marks 1 and {n} show damage.", "Normal. None of the marks is anomalous."])
+    with LoopbackVLM(responder=lambda request: next(replies)) as server:
+        endpoint = EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=10,
+                                    structured_output=False)
+        first = asyncio.run(service.inspect_with_vlm(case, prompt, endpoint))
+        second = asyncio.run(service.inspect_with_vlm(case, prompt, endpoint))
+    assert sorted(r.detail["mark"] for r in first.regions) == [1, n]
+    assert second.regions == [] and second.details["mark_answer"]["said_none"] is True
+    assert second.anomalous is False
+
+
+def test_operator_drawn_region_is_a_mark(tmp_path, service):
+    profile = service.store.save_profile(Profile(name="Plate"))
+    image, _ = _defect_image()
+    case, _ = service.import_file(_save(tmp_path / "c.png", image))
+    prompt = service.compose_prompt(case, profile, PromptSwitches(set_of_mark=True, references=False),
+                                    render_options={"drawn_regions": [[20.0, 30.0, 90.0, 100.0]]})
+    operator = [r for r in prompt.marks if r["source"] == "operator"]
+    assert len(operator) == 1
+    assert operator[0]["bbox"] == [20, 30, 90, 100]
+    assert decode_mask(operator[0]["mask"]).all()  # a drawn rectangle is its whole box
+
+
+def test_hybrid_marks_come_from_the_heat_map_and_scores_combine(tmp_path, service):
+    store = service.store
+    profile = store.save_profile(Profile(name="Plate", settings={"localization": {"method": "hybrid"}}))
+    for seed in (11, 12, 13, 14):
+        service.add_reference_file(profile.id, _save(tmp_path / f"ref{seed}.png", textured_image(seed, (300, 400))))
+    image, defect = _defect_image(seed=20)
+    case, _ = service.import_file(_save(tmp_path / "c.png", image))
+    prompt = service.compose_prompt(case, profile, PromptSwitches(set_of_mark=True, references=False))
+    offline = prompt.localization["offline_score"]
+    assert prompt.localization["method"] == "hybrid" and offline is not None and offline > 0.5
+    assert all(0.0 <= r["offline_peak"] <= 1.0 for r in prompt.marks)
+    chosen = _mark_over(prompt, defect)
+    replies = iter([
+        json.dumps({"anomalous": True, "confidence": 0.9, "reason": "blot", "marks": [chosen["mark"]]}),
+        "I cannot tell from these images.",
+    ])
+    with LoopbackVLM(responder=lambda request: next(replies)) as server:
+        endpoint = EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=10)
+        verdict = asyncio.run(service.inspect_with_vlm(case, prompt, endpoint))
+        unread = asyncio.run(service.inspect_with_vlm(case, prompt, endpoint))
+    assert verdict.score_source == ScoreSource.HYBRID
+    assert verdict.score == pytest.approx(0.7 * 0.9 + 0.3 * offline)
+    assert verdict.details["hybrid"]["p_vlm"] == pytest.approx(0.9)
+    region = verdict.regions[0]
+    assert region.score == pytest.approx(0.7 * 0.9 + 0.3 * chosen["offline_peak"])
+    # An unreadable answer leaves the offline detector's score and verdict standing.
+    assert unread.parse_status == ParseStatus.UNPARSED
+    assert unread.score == pytest.approx(offline) and unread.anomalous is (offline >= 0.5)
+
+
+def test_heat_map_marks_without_references_explain_what_to_do(tmp_path, service):
+    profile = service.store.save_profile(Profile(name="Plate", settings={"localization": {"method": "heatmap"}}))
+    image, _ = _defect_image()
+    case, _ = service.import_file(_save(tmp_path / "c.png", image))
+    with pytest.raises(InspectionError, match="normal reference"):
+        service.compose_prompt(case, profile, SOM)
+
+
+def test_sam_without_a_checkpoint_explains_where_to_get_one(tmp_path, service):
+    service.localization = {"method": "sam", "sam": {"model_type": "vit_b", "checkpoint": ""}}
+    profile = service.store.save_profile(Profile(name="Plate"))
+    image, _ = _defect_image()
+    case, _ = service.import_file(_save(tmp_path / "c.png", image))
+    with pytest.raises(InspectionError, match="sam_vit_b_01ec64.pth"):
+        service.compose_prompt(case, profile, SOM)
+
+
+def test_marks_on_references_variant(tmp_path, service):
+    service.localization = {"marks_on_references": True}
+    profile = service.store.save_profile(Profile(name="Plate"))
+    service.add_reference_file(profile.id, _save(tmp_path / "ref.png", textured_image(3, (300, 400))))
+    image, _ = _defect_image()
+    case, _ = service.import_file(_save(tmp_path / "c.png", image))
+    prompt = service.compose_prompt(case, profile, SOM)
+    assert [img.role for img in prompt.images] == ["reference", "marked_reference", "query", "marked"]
+    assert "comparison only" in prompt.images[1].caption
