@@ -533,7 +533,7 @@ class InspectionService:
             result = detector.score(plugin.offline_input(loaded))  # type: ignore[misc]
             outcome = OfflineOutcome(
                 anomalous=result.anomalous, score=float(result.score), explanation=result.explanation,
-                regions=list(result.regions), heatmap=result.heatmap,
+                regions=_with_heat_masks(list(result.regions), result.heatmap), heatmap=result.heatmap,
                 summary=f"raw score {result.raw_score:.4f}, threshold {result.threshold:.4f}",
             )
         if is_cancelled is not None and is_cancelled():
@@ -565,6 +565,31 @@ class InspectionService:
             return None
         gray, _ = decode_image(self.store.get_blob(verdict.heatmap_sha256), "heatmap")
         return gray[:, :, 0].astype(np.float32) / 255.0
+
+
+def _with_heat_masks(regions: list[Region], heatmap: np.ndarray | None) -> list[Region]:
+    """Give each heat-map region its blob's mask (``detail["mask"]``, cropped to its box).
+
+    The viewer then highlights the blob itself rather than its bounding rectangle. The cut is the
+    one the regions were found with: the detector's threshold (0.5), or 75 % of the peak for the
+    weak candidate of a normal-looking image.
+    """
+    if heatmap is None or heatmap.ndim != 2 or not regions:
+        return regions
+    from inspector.localization.masks import encode_mask
+
+    peak = float(heatmap.max())
+    cut = 0.5 if peak >= 0.5 else 0.75 * peak
+    h, w = heatmap.shape
+    for region in regions:
+        x0, y0 = max(0, int(region.x0)), max(0, int(region.y0))
+        x1, y1 = min(w, int(np.ceil(region.x1))), min(h, int(np.ceil(region.y1)))
+        if x1 <= x0 or y1 <= y0 or "mask" in region.detail:
+            continue
+        blob = heatmap[y0:y1, x0:x1] >= cut
+        if blob.any():
+            region.detail = {**region.detail, "mask": encode_mask(blob)}
+    return regions
 
 
 def _file_source(path: Path) -> tuple[bytes | None, str]:

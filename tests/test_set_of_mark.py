@@ -236,3 +236,62 @@ def test_marks_on_references_variant(tmp_path, service):
     prompt = service.compose_prompt(case, profile, SOM)
     assert [img.role for img in prompt.images] == ["reference", "marked_reference", "query", "marked"]
     assert "comparison only" in prompt.images[1].caption
+
+
+def test_marks_map_back_in_every_modality(tmp_path, registry):
+    """A chosen mark on each demo modality's view becomes a region in that modality's own terms."""
+    from inspector.demo import build_demo_project
+    from inspector.model import CaseStatus
+
+    store = build_demo_project(tmp_path / "demo.anomalens", registry)
+    service = InspectionService(store, registry)
+    expected_detail = {"image": set(), "dicom": {"slice"}, "video": {"frames"},
+                       "point_cloud": {"view", "points", "point_ids"}, "time_series": {"samples"}}
+    try:
+        seen = set()
+        for case in store.cases():
+            if case.modality in seen or case.status == CaseStatus.ERROR:
+                continue
+            seen.add(case.modality)
+            profile = store.profile(case.profile_id)
+            prompt = service.compose_prompt(case, profile, PromptSwitches(set_of_mark=True, references=False))
+            assert prompt.marks, case.modality
+            assert [img.role for img in prompt.images][-1] == "marked"
+            assert prompt.mark_record(1) is not None
+            reply = json.dumps({"anomalous": True, "confidence": 0.7, "reason": "odd",
+                                "marks": [{"mark": 1, "reason": "looks wrong"}]})
+            from inspector.vlm.answers import parse_answer
+
+            verdict = service.verdict_from_answer(case, prompt, parse_answer(reply), reply)
+            assert len(verdict.regions) == 1, case.modality
+            region = verdict.regions[0]
+            assert region.detail["mark"] == 1 and region.reason == "looks wrong"
+            assert expected_detail[case.modality] <= set(region.detail), (case.modality, region.detail)
+            if case.modality == "point_cloud":
+                assert region.detail["points"] > 0
+            if case.modality in ("image", "dicom", "video"):
+                assert decode_mask(region.detail["mask"]).any()  # the mask travels with the region
+        assert seen == set(expected_detail)
+    finally:
+        service.close()
+        store.close()
+
+
+def test_offline_regions_carry_their_heat_blob_masks(tmp_path, service):
+    store = service.store
+    profile = store.save_profile(Profile(name="Plate"))
+    for seed in (11, 12, 13):
+        service.add_reference_file(profile.id, _save(tmp_path / f"ref{seed}.png", textured_image(seed, (300, 400))))
+    image, defect = _defect_image(seed=21)
+    case, _ = service.import_file(_save(tmp_path / "c.png", image))
+    verdict = service.inspect_offline(case, profile)
+    heat = service.heatmap(store.latest_verdict(case.id))
+    assert verdict.regions
+    region = verdict.regions[0]
+    crop = decode_mask(region.detail["mask"])
+    x0, y0, x1, y1 = (int(v) for v in (region.x0, region.y0, region.x1, region.y1))
+    assert crop.shape == (y1 - y0, x1 - x0)
+    # The mask is the blob, not the rectangle: it follows the heat map (stored as 8-bit PNG).
+    inside = heat[y0:y1, x0:x1]
+    assert inside[crop].min() >= 0.5 - 1 / 255 and not crop.all()
+    assert defect[y0:y1, x0:x1][crop].mean() > 0.3

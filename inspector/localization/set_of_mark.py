@@ -109,7 +109,7 @@ def plan_marks(views: Sequence[View], settings: Mapping[str, Any], *, max_side: 
         proposer = make_proposer(dict(settings))
     except ValueError as exc:
         raise SetOfMarkError(str(exc)) from exc
-    proposals: list[Proposal] = proposer.propose(small, heatmap=heat)
+    proposals: list[Proposal] = _on_foreground(proposer.propose(small, heatmap=heat), view, shape)
     drawn = [[float(v) * scale for v in box] for box in drawn_boxes if len(box) == 4]
     if drawn:
         proposals = refine_proposals(
@@ -136,6 +136,27 @@ def plan_marks(views: Sequence[View], settings: Mapping[str, Any], *, max_side: 
             ref_small, _ = downscale(image, max_side)
             plan.marked_references.append((name, render_marks(ref_small, ref_proposer.propose(ref_small)).image))
     return plan
+
+
+def _on_foreground(proposals: list[Proposal], view: View, shape: tuple[int, int]) -> list[Proposal]:
+    """Keep marks on what the view shows: a depth render's empty background is not a region.
+
+    Views whose map knows which pixels show the case (``arrays["point_index"] >= 0`` for depth
+    renders) get their proposals cut to those pixels; a proposal mostly on background is dropped.
+    """
+    index = view.view_map.arrays.get("point_index") if view.view_map is not None else None
+    if index is None:
+        return proposals
+    from inspector.localization.masks import resize_mask
+
+    foreground = resize_mask(np.asarray(index) >= 0, shape)
+    kept = []
+    for proposal in proposals:
+        inside = proposal.mask & foreground
+        if proposal.source == "operator" or inside.sum() >= 0.5 * max(1, proposal.area):
+            kept.append(Proposal(inside if proposal.source != "operator" else proposal.mask,
+                                 proposal.score, proposal.source, proposal.label))
+    return [p for p in kept if p.mask.any()]
 
 
 def mark_item(record: Mapping[str, Any], reason: str = "") -> dict[str, Any]:
