@@ -131,7 +131,8 @@ def test_chosen_mark_becomes_a_region_with_its_mask_in_case_pixels(tmp_path, ser
     ys, xs = np.nonzero(defect)
     scale = 1600 / 1024
     # The box is the mark's box scaled back; the defect's own box is within a few sent pixels of it.
-    assert region.x0 == pytest.approx(chosen["bbox"][0] * scale) and region.x1 == pytest.approx(chosen["bbox"][2] * scale)
+    assert region.x0 == pytest.approx(chosen["bbox"][0] * scale)
+    assert region.x1 == pytest.approx(chosen["bbox"][2] * scale)
     assert abs(region.x0 - xs.min()) < 12 * scale and abs(region.y1 - (ys.max() + 1)) < 12 * scale
     # The mask, drawn into the region's box, covers the defect in case pixels.
     crop = decode_mask(region.detail["mask"])
@@ -223,7 +224,7 @@ def test_sam_without_a_checkpoint_explains_where_to_get_one(tmp_path, service):
     profile = service.store.save_profile(Profile(name="Plate"))
     image, _ = _defect_image()
     case, _ = service.import_file(_save(tmp_path / "c.png", image))
-    with pytest.raises(InspectionError, match="sam_vit_b_01ec64.pth"):
+    with pytest.raises(InspectionError, match=r"sam_vit_b_01ec64\.pth"):
         service.compose_prompt(case, profile, SOM)
 
 

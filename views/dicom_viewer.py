@@ -12,6 +12,13 @@ do not carry patient data by default.
 The state the operator looks at (slice, window, which slices the model gets) is `render_options()`;
 it matches the plugin's default rendering right after `show_case`, and every change emits
 `render_options_changed` so the prompt shows the model the same slice.
+
+Regions from Set-of-Mark answers show their mask filled over the box, on their slice only, labelled
+with the mark number (see `views.image_viewer.MaskOverlay`). "Draw region" (D) turns a left drag
+into a rectangle the operator draws for the model (instead of panning). Drawn rectangles belong to
+the slice they were drawn on: they are shown, and listed in ``render_options()["drawn_regions"]``
+(slice pixels), only while that slice is current, and come back when the operator returns to it;
+"Clear drawn regions" removes them from every slice, and opening another case forgets them.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QImage, QKeySequence, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -42,7 +49,15 @@ from PySide6.QtWidgets import (
 
 from inspector.model import LoadedCase, Region, Verdict
 from views.colormap import heat_to_rgba
-from views.image_viewer import ZoomableView, array_to_qimage, region_box
+from views.image_viewer import (
+    MaskOverlay,
+    ZoomableView,
+    array_to_qimage,
+    clip_box,
+    drawn_outline,
+    mask_overlay,
+    region_box,
+)
 from views.viewer_base import CaseViewer
 
 # (label, center, width); CT values are Hounsfield units. Offered for CT volumes.
@@ -141,6 +156,9 @@ class DicomViewer(CaseViewer):
         self._heat: np.ndarray | None = None
         self._heat_slice: int | None = None
         self.region_items: list[tuple[Region, QGraphicsRectItem]] = []
+        self.mask_items: list[MaskOverlay] = []  # mask overlays, children of their region's outline
+        self.drawn_by_slice: dict[int, list[tuple[float, float, float, float]]] = {}  # slice pixels
+        self.drawn_items: list[tuple[int, QGraphicsRectItem]] = []
         self.shown_slice_count = 0  # slices drawn since the viewer was made (benchmarks read it)
 
         self.scene = QGraphicsScene(self)
@@ -185,6 +203,7 @@ class DicomViewer(CaseViewer):
         self.view.slice_key.connect(self._slice_key)
         self.view.window_drag.connect(self._drag_window)
         self.view.cursor_moved.connect(self._show_pixel)
+        self.view.rect_drawn.connect(self._rect_drawn)
         self._set_enabled(False)
 
     # ------------------------------------------------------------------ construction
@@ -214,6 +233,12 @@ class DicomViewer(CaseViewer):
                                            "Show the verdict's regions on their slice (R)", checkable=True)
         self.action_next_finding = self._action("Next finding", "G", self.next_finding,
                                                 "Go to the next slice with a finding (G)")
+        self.toolbar.addSeparator()
+        self.action_draw = self._action("Draw region", "D", self.view.set_draw_mode,
+                                        "Drag on the slice to draw a region for the model to look at (D)",
+                                        checkable=True, checked=False)
+        self.action_clear_drawn = self._action("Clear drawn regions", [], self.clear_drawn_regions,
+                                               "Remove the rectangles you drew, on every slice")
         self.toolbar.addSeparator()
         self.action_tags = self._action("Tags", "T", lambda on: self.tag_panel.setVisible(on),
                                         "Show the DICOM tags (T)", checkable=True)
@@ -293,6 +318,7 @@ class DicomViewer(CaseViewer):
                 self.render_options_changed.emit()  # the prompt was composed for the default view
             return  # same case: keep slice, window, zoom and pan
         volume = loaded.data
+        self._forget_drawn()  # rectangles belong to the case they were drawn on
         self._volume = volume
         self._metadata = dict(loaded.metadata)
         self._slice = volume.middle
@@ -332,6 +358,7 @@ class DicomViewer(CaseViewer):
             self.render_options_changed.emit()  # e.g. the operator kept "5 slices" from the last case
 
     def clear(self) -> None:
+        self._forget_drawn()
         self._volume = None
         self._metadata = {}
         self.image_item.setPixmap(QPixmap())
@@ -355,6 +382,9 @@ class DicomViewer(CaseViewer):
             options["slices"] = sorted({self._volume.clamp_slice(self._slice + d) for d in (-1, 0, 1)})
         elif mode == "spread":
             options["slices"] = 5
+        drawn = self.drawn_by_slice.get(self._slice)
+        if drawn:
+            options["drawn_regions"] = [list(box) for box in drawn]
         return options
 
     def default_render_options(self) -> dict[str, Any]:
@@ -516,6 +546,7 @@ class DicomViewer(CaseViewer):
         for _, item in self.region_items:
             self.scene.removeItem(item)
         self.region_items = []
+        self.mask_items = []
         self._heat = heatmap if self._volume is not None else None
         self._heat_slice = None
         self.heat_item.setPixmap(QPixmap())
@@ -540,6 +571,9 @@ class DicomViewer(CaseViewer):
         where = region_slices(region)
         place = f" on slice {where[0] + 1}" if where and where[0] == where[1] else ""
         rect = region_box(index, region, tip_suffix=place, parent=self.image_item)
+        overlay = mask_overlay(region, rect)
+        if overlay is not None:
+            self.mask_items.append(overlay)
         self.region_items.append((region, rect))
 
     def finding_slices(self) -> list[int]:
@@ -573,6 +607,34 @@ class DicomViewer(CaseViewer):
             on_slice = where is None or where[0] <= self._slice <= where[1]
             item.setVisible(show_regions and on_slice)
         self.heat_item.setVisible(self.action_heat.isChecked() and self._heat_slice == self._slice)
+        for index, item in self.drawn_items:
+            item.setVisible(index == self._slice)
+
+    # ------------------------------------------------------------------ drawn regions
+
+    def _rect_drawn(self, rect: QRectF) -> None:
+        if self._volume is None:
+            return
+        on_slice = self.image_item.mapFromScene(rect).boundingRect()  # undo the pixel-aspect transform
+        box = clip_box(on_slice, self._volume.width, self._volume.height)
+        if box is None:
+            return
+        self.drawn_by_slice.setdefault(self._slice, []).append(box)
+        self.drawn_items.append((self._slice, drawn_outline(box, parent=self.image_item)))
+        self.render_options_changed.emit()
+
+    def _forget_drawn(self) -> bool:
+        """Drop the drawn rectangles of every slice; True when the current slice had any."""
+        had = bool(self.drawn_by_slice.get(self._slice))
+        for _, item in self.drawn_items:
+            if item.scene() is not None:
+                self.scene.removeItem(item)
+        self.drawn_items, self.drawn_by_slice = [], {}
+        return had
+
+    def clear_drawn_regions(self) -> None:
+        if self._forget_drawn():
+            self.render_options_changed.emit()
 
     # ------------------------------------------------------------------ tags and readout
 

@@ -21,7 +21,7 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QToolBar, QVBoxLayout
 
-from inspector.model import LoadedCase, Verdict
+from inspector.model import LoadedCase, Region, Verdict
 from views.viewer_base import CaseViewer
 
 MAX_PANELS = 6  # more columns than this are overlaid in one panel
@@ -157,7 +157,8 @@ class TimeSeriesViewer(CaseViewer):
                 continue
             a, b = _x_span(x, int(samples[0]), int(samples[1]))
             self.verdict_spans.append((a, b))
-            tip = f"{index}: {region.reason or region.label or 'anomalous range'}"
+            name = _region_name(index, region)
+            tip = f"{name}: {region.reason or region.label or 'anomalous range'}"
             times = region.detail.get("times")
             if times:
                 tip += f"\n{times[0]} to {times[1]}"
@@ -170,7 +171,7 @@ class TimeSeriesViewer(CaseViewer):
                 plot.addItem(item)
                 self.verdict_items.append(item)
                 if plot_number == 0:
-                    text = pg.TextItem(str(index), color=QColor(170, 20, 20), anchor=(0, 0))
+                    text = pg.TextItem(name, color=QColor(170, 20, 20), anchor=(0, 0))
                     text.setPos(a, self._top_of(plot))
                     text.setZValue(6)
                     plot.addItem(text)
@@ -397,3 +398,9 @@ class TimeSeriesViewer(CaseViewer):
                 k = int(np.clip(np.searchsorted(xs, x[i], side="right") - 1, 0, len(xs) - 1))
                 parts.append(f"score {ys[k]:.2f}")
         self.readout.setText("   ".join(parts))
+
+
+def _region_name(index: int, region: Region) -> str:
+    """A range from a Set-of-Mark answer is called by its mark ("#3", as in the prompt), else by its index."""
+    mark = (region.detail or {}).get("mark")
+    return f"#{mark}" if isinstance(mark, int) and not isinstance(mark, bool) else str(index)

@@ -10,6 +10,9 @@ The timeline paints the ground truth (from the case's labels, amber), the verdic
 selection (blue) and the cursor. Click or drag seeks; Shift+drag selects a range, which then is
 what the model is shown (`render_options` -> ``{"frames": [a, b]}``). Frame numbers are 0-based,
 the same numbers printed on the tiles the model sees.
+
+A box region from a Set-of-Mark answer carries its mark's mask: it is filled over the box on that
+frame only, and the outline is labelled with the mark number (`views.image_viewer.MaskOverlay`).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from PySide6.QtWidgets import (
 
 from inspector.model import LoadedCase, Region, Verdict
 from views.colormap import heat_to_rgba
-from views.image_viewer import ZoomableView, array_to_qimage, region_box
+from views.image_viewer import MaskOverlay, ZoomableView, array_to_qimage, mask_overlay, region_box
 from views.viewer_base import CaseViewer
 
 GT_COLOUR = QColor("#f0a020")
@@ -270,6 +273,7 @@ class VideoViewer(CaseViewer):
         self.scene.addItem(self.image_item)
         self.scene.addItem(self.heat_item)
         self.region_items: list[QGraphicsRectItem] = []
+        self.mask_items: list[MaskOverlay] = []  # mask overlays of the boxes on the shown frame
         self.timeline = Timeline()
         self.readout = QLabel("")
         self.readout.setObjectName("videoReadout")
@@ -565,6 +569,7 @@ class VideoViewer(CaseViewer):
         for item in self.region_items:
             self.scene.removeItem(item)
         self.region_items = []
+        self.mask_items = []
 
     def _update_overlays(self, *_: object) -> None:
         self._clear_boxes()
@@ -588,6 +593,9 @@ class VideoViewer(CaseViewer):
 
     def _add_box(self, number: int, region: Region) -> None:
         rect = region_box(number, region, colour=VERDICT_COLOUR)
+        overlay = mask_overlay(region, rect, VERDICT_COLOUR)
+        if overlay is not None:
+            self.mask_items.append(overlay)
         self.scene.addItem(rect)
         self.region_items.append(rect)
 

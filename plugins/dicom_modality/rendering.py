@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from inspector.locate import box_in_view
+from inspector.locate import box_in_view, crop_mask, item_mask, mark_detail
 from inspector.model import LoadedCase, Region, View, ViewMap
 from inspector.plugins import OfflineContext, OfflineOutcome, QueryView
 
@@ -113,15 +113,20 @@ def _query_for_slice_text(item: dict[str, Any], queries: list[QueryView]) -> Que
 
 
 def locate(item: dict[str, Any], queries: list[QueryView], loaded: LoadedCase | None) -> Region | None:
-    """A box on a slice view -> Region in that slice's pixels with ``detail={"slice": k}``; else None."""
+    """A box on a slice view -> Region in that slice's pixels with ``detail={"slice": k}``; else None.
+
+    A mark's mask (Set-of-Mark answers) rides along as ``detail["mask"]`` with ``detail["mark"]``,
+    cut wherever the box is cut (to the view, to the slice), so the viewer's highlight matches the box.
+    """
     if not any(k in item for k in ("box", "bbox", "x0")):
-        return None  # slice ranges and marks are not placed: the prompt asks for boxes only
+        return None  # slice ranges are not placed: the prompt asks for boxes (or marks, which carry one)
     found = box_in_view(item, queries)
     if found is None:
         query = _query_for_slice_text(item, queries)
         if query is None:
             return None
-        found = box_in_view({**item, "view": query.image.label}, queries)
+        item = {**item, "view": query.image.label}
+        found = box_in_view(item, queries)
         if found is None:
             return None
     query, (x0, y0, x1, y1) = found
@@ -131,12 +136,16 @@ def locate(item: dict[str, Any], queries: list[QueryView], loaded: LoadedCase | 
     params = view_map.params
     width, height = params["case_size"]
     sx, sy = float(params["scale_x"]), float(params["scale_y"])
-    box = (min(x0 * sx, width), min(y0 * sy, height), min(x1 * sx, width), min(y1 * sy, height))
+    scaled = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+    box = (min(scaled[0], width), min(scaled[1], height), min(scaled[2], width), min(scaled[3], height))
     slice_index = int(params["slice"])
     if loaded is not None and not 0 <= slice_index < loaded.data.n_slices:
         return None
+    mask = item_mask(item, query, (x0, y0, x1, y1))
+    if mask is not None and box != scaled:
+        mask = crop_mask(mask, scaled, box)
     return Region(*box, score=1.0, label=str(item.get("label", "")), reason=str(item.get("reason", "")),
-                  detail={"slice": slice_index})
+                  detail={"slice": slice_index, **mark_detail(item, mask)})
 
 
 # ---------------------------------------------------------------------- offline detector and references

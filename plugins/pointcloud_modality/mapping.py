@@ -6,6 +6,10 @@ shows is selected: points hidden behind the surface in that view are not. Region
 that view's own pixels (a tile's, not the montage's), and `detail` carries the view label, the
 point count and the ids, capped at `MAX_POINT_IDS` (an even subsample; ``point_ids_truncated``
 says so) to keep the stored verdict small.
+
+A Set-of-Mark item carries its mark's mask over the box: then only the pixels inside the mask
+select points (a mark on a rim is the rim, not the rectangle around it), and the region keeps the
+mask (cut to the region box, in the view's pixels) and the mark number in `detail`.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.locate import box_in_view
+from inspector.locate import box_in_view, crop_mask, item_mask, mark_detail
 from inspector.model import LoadedCase, Region, View, ViewMap
 from inspector.plugins import QueryView
 
@@ -51,6 +55,30 @@ def ids_in_box(index: np.ndarray, box: tuple[float, float, float, float]) -> np.
     return np.unique(ids[ids >= 0]).astype(np.int64)
 
 
+def ids_in_mask(index: np.ndarray, box: tuple[float, float, float, float], mask: np.ndarray) -> np.ndarray:
+    """Sorted unique point ids of the pixels whose centre lies in the box on a true mask cell.
+
+    The mask is a grid over the box (any resolution: the sent image may be smaller than the view),
+    so each index pixel is looked up by its centre; pixels outside the box never count.
+    """
+    h, w = index.shape
+    x0, y0, x1, y1 = box
+    mh, mw = mask.shape
+    if mh == 0 or mw == 0 or x1 <= x0 or y1 <= y0:
+        return np.empty(0, np.int64)
+    cols = np.arange(max(0, int(np.floor(x0))), min(w, int(np.ceil(x1))))
+    rows = np.arange(max(0, int(np.floor(y0))), min(h, int(np.ceil(y1))))
+    cols = cols[(cols + 0.5 >= x0) & (cols + 0.5 < x1)]
+    rows = rows[(rows + 0.5 >= y0) & (rows + 0.5 < y1)]
+    if cols.size == 0 or rows.size == 0:
+        return np.empty(0, np.int64)
+    mc = np.clip(np.floor((cols + 0.5 - x0) * mw / (x1 - x0)).astype(np.int64), 0, mw - 1)
+    mr = np.clip(np.floor((rows + 0.5 - y0) * mh / (y1 - y0)).astype(np.int64), 0, mh - 1)
+    ids = index[np.ix_(rows, cols)]
+    ids = ids[mask[np.ix_(mr, mc)] & (ids >= 0)]
+    return np.unique(ids).astype(np.int64)
+
+
 def capped(ids: np.ndarray) -> tuple[list[int], bool]:
     if ids.size <= MAX_POINT_IDS:
         return ids.tolist(), False
@@ -59,8 +87,13 @@ def capped(ids: np.ndarray) -> tuple[list[int], bool]:
 
 
 def region_for_box(view_map: ViewMap, box: tuple[float, float, float, float], score: float = 1.0,
-                   label: str = "", reason: str = "", prefer: str = "") -> Region | None:
-    """A box in a depth view's (or the grid montage's) pixels -> Region in view pixels with point ids."""
+                   label: str = "", reason: str = "", prefer: str = "", mask: np.ndarray | None = None,
+                   mark: dict[str, Any] | None = None) -> Region | None:
+    """A box in a depth view's (or the grid montage's) pixels -> Region in view pixels with point ids.
+
+    `mask` (a grid over `box`) narrows the selection to the pixels inside it; `mark` holds the item
+    whose mark number goes into the detail.
+    """
     index = view_map.arrays.get("point_index")
     if index is None:
         return None
@@ -70,8 +103,10 @@ def region_for_box(view_map: ViewMap, box: tuple[float, float, float, float], sc
         if tile is None:
             return None
         tx, ty, tw, th = tile["rect"]
-        x0, x1 = max(x0, tx) - tx, min(x1, tx + tw) - tx
-        y0, y1 = max(y0, ty) - ty, min(y1, ty + th) - ty
+        clipped = (max(x0, tx), max(y0, ty), min(x1, tx + tw), min(y1, ty + th))
+        if mask is not None and clipped != tuple(box):
+            mask = crop_mask(mask, box, clipped) if clipped[2] > clipped[0] and clipped[3] > clipped[1] else None
+        x0, y0, x1, y1 = clipped[0] - tx, clipped[1] - ty, clipped[2] - tx, clipped[3] - ty
         view_label = tile["label"]
         index = index[ty:ty + th, tx:tx + tw]
     elif view_map.kind == VIEW_KIND:
@@ -80,11 +115,12 @@ def region_for_box(view_map: ViewMap, box: tuple[float, float, float, float], sc
         return None
     if x1 - x0 < 0.5 or y1 - y0 < 0.5:
         return None
-    ids = ids_in_box(index, (x0, y0, x1, y1))
+    ids = ids_in_box(index, (x0, y0, x1, y1)) if mask is None else ids_in_mask(index, (x0, y0, x1, y1), mask)
     listed, truncated = capped(ids)
     detail: dict[str, Any] = {"view": view_label, "points": int(ids.size), "point_ids": listed}
     if truncated:
         detail["point_ids_truncated"] = True
+    detail.update(mark_detail(mark or {}, mask))
     return Region(float(x0), float(y0), float(x1), float(y1), score=score, label=label, reason=reason, detail=detail)
 
 
@@ -119,7 +155,8 @@ def locate(item: dict[str, Any], queries: list[QueryView], loaded: LoadedCase | 
     _, box = found
     tile_name = wanted.rsplit(":", 1)[-1].strip().lower() if wanted else ""
     return region_for_box(query.view_map, box, score=1.0, label=str(item.get("label", "")),
-                          reason=str(item.get("reason", "")), prefer=tile_name)
+                          reason=str(item.get("reason", "")), prefer=tile_name,
+                          mask=item_mask(item, query, box), mark=item)
 
 
 def _query_for(wanted: str, queries: list[QueryView]) -> QueryView | None:

@@ -6,6 +6,10 @@ plain numbers for a numeric time column. A box on a plot image is mapped through
 extent (pixel -> axis value, linear between the plot edges) and, by its vertical centre, to the
 column panel it was drawn on. Results are clipped to what the model was shown; items outside it,
 unreadable or inverted beyond repair give None (never a guess).
+
+A Set-of-Mark item's mask narrows its box: the columns the mask covers give the range (a mark
+box is the mask's bounding box, but a box cut by the plot edge keeps margin columns the mask does
+not have), the rows it covers pick the panel. The mark number goes into ``detail["mark"]``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.locate import box_in_view
+from inspector.locate import box_in_view, item_mask, mark_number
 from inspector.model import Region
 from inspector.plugins import QueryView
 
@@ -111,6 +115,9 @@ def locate(item: dict[str, Any], queries: list[QueryView], series: TimeSeries) -
     view_map = query.view_map
     if view_map is None or view_map.kind != VIEW_KIND:
         return None
+    mask = item_mask(item, query, (x0, y0, x1, y1))
+    if mask is not None:
+        x0, y0, x1, y1 = _mask_extent(mask, (x0, y0, x1, y1))
     p = view_map.params
     left, right = float(p["x_left"]), float(p["x_right"])
     x0, x1 = max(x0, left), min(x1, right)
@@ -128,4 +135,17 @@ def locate(item: dict[str, Any], queries: list[QueryView], series: TimeSeries) -
     panel = next((q for q in panels if q["top"] <= middle <= q["bottom"]), None)
     if panel is not None:
         detail["column"] = panel["column"]
+    number = mark_number(item)
+    if number is not None:
+        detail["mark"] = number
     return Region(0, 0, 0, 0, score=1.0, label=label, reason=reason, detail=detail)
+
+
+def _mask_extent(mask: np.ndarray, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """The part of `box` (view pixels) spanned by the mask's true columns and rows (mask: a grid over box)."""
+    x0, y0, x1, y1 = box
+    h, w = mask.shape
+    cols = np.flatnonzero(mask.any(axis=0))
+    rows = np.flatnonzero(mask.any(axis=1))
+    sx, sy = (x1 - x0) / w, (y1 - y0) / h
+    return (x0 + cols[0] * sx, y0 + rows[0] * sy, x0 + (cols[-1] + 1) * sx, y0 + (rows[-1] + 1) * sy)

@@ -5,6 +5,11 @@ A range outside the video is dropped, a range that overlaps it is clipped. A box
 ("view": "frame 60", as the surveillance preset asks) or is placed by where it lies on the
 grid; it becomes a box in that frame's pixels with detail ``{"frames": [60, 60]}``. Anything that
 cannot be placed without guessing (a box across two tiles with no tile named) is dropped.
+
+A Set-of-Mark item also carries its mark's mask (cropped to its box) and number: the region keeps
+them (``detail["mask"]``, ``detail["mark"]``) when the box lies on one tile, the mask cut as the
+box is cut to the frame; a box that spills onto a neighbour tile keeps only its box, since part of
+its mask would be another frame's pixels.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from inspector.locate import box_in_view
+from inspector.locate import box_in_view, crop_mask, item_mask, mark_detail
 from inspector.model import LoadedCase, Region
 from inspector.plugins import QueryView
 
@@ -104,6 +109,7 @@ def locate_box(item: dict[str, Any], queries: list[QueryView]) -> Region | None:
     if found is None:
         return None
     query, box = found
+    mask = item_mask(item, query, box)
     tiles = _tiles(query)
     if not tiles:
         return None
@@ -122,15 +128,23 @@ def locate_box(item: dict[str, Any], queries: list[QueryView]) -> Region | None:
         tile = ranked[0]
     frame_w, frame_h = query.view_map.params["frame_size"]  # type: ignore[union-attr]
     sx, sy = frame_w / tile["w"], frame_h / tile["h"]
-    x0 = max(0.0, (box[0] - tile["x"]) * sx)
-    y0 = max(0.0, (box[1] - tile["y"]) * sy)
-    x1 = min(float(frame_w), (box[2] - tile["x"]) * sx)
-    y1 = min(float(frame_h), (box[3] - tile["y"]) * sy)
+    on_frame = ((box[0] - tile["x"]) * sx, (box[1] - tile["y"]) * sy,
+                (box[2] - tile["x"]) * sx, (box[3] - tile["y"]) * sy)
+    x0, y0 = max(0.0, on_frame[0]), max(0.0, on_frame[1])
+    x1, y1 = min(float(frame_w), on_frame[2]), min(float(frame_h), on_frame[3])
     if x1 - x0 < 1 or y1 - y0 < 1:
         return None
+    if mask is not None:
+        mask = crop_mask(mask, on_frame, (x0, y0, x1, y1)) if _within(box, tile) else None
     frame = int(tile["frame"])
     return Region(x0, y0, x1, y1, score=1.0, label=str(item.get("label", "")), reason=str(item.get("reason", "")),
-                  detail={"frames": [frame, frame]})
+                  detail={"frames": [frame, frame], **mark_detail(item, mask)})
+
+
+def _within(box: tuple[float, float, float, float], tile: dict[str, Any], slack: float = 1.0) -> bool:
+    """The box lies on the tile (within `slack` view pixels: mark boxes are rounded to whole pixels)."""
+    return (box[0] >= tile["x"] - slack and box[1] >= tile["y"] - slack
+            and box[2] <= tile["x"] + tile["w"] + slack and box[3] <= tile["y"] + tile["h"] + slack)
 
 
 def locate(item: dict[str, Any], queries: list[QueryView], loaded: LoadedCase | None) -> Region | None:
