@@ -82,6 +82,7 @@ class InspectionService:
         # prompt hash -> view label -> map to the case, for the prompts of this session (bounded)
         self._view_maps: OrderedDict[str, dict[str, ViewMap]] = OrderedDict()
         self._lock = threading.RLock()
+        self._fit_lock = threading.Lock()
         self._case_locks: dict[int, threading.Lock] = {}
         # Set-of-Mark settings of the application (``AppSettings.extra["localization"]``: method,
         # SAM checkpoint, limits); a profile's ``settings["localization"]`` goes on top.
@@ -323,16 +324,18 @@ class InspectionService:
         from inspector.localization.set_of_mark import SetOfMarkError, plan_marks
 
         settings = self.localization_settings(profile)
+        index = _current_view_index(views, options)
         drawn = []
-        view_map = views[0].view_map if views else None
+        view_map = views[index].view_map if views else None
         params = view_map.params if view_map is not None else {}
-        if options.get("drawn_regions") and "scale_x" in params and "scale_y" in params:
+        on_drawn_slice = "slice" not in params or params.get("slice") == options.get("slice")
+        if options.get("drawn_regions") and on_drawn_slice and "scale_x" in params and "scale_y" in params:
             sx, sy = float(params["scale_x"]) or 1.0, float(params["scale_y"]) or 1.0
             drawn = [[b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy] for b in options["drawn_regions"] if len(b) == 4]
         try:
             return plan_marks(views, settings, max_side=DEFAULT_MAX_SIDE,
                               detector=lambda: self._fitted_detector(profile, None, None),
-                              drawn_boxes=drawn, references=references)
+                              drawn_boxes=drawn, references=references, view_index=index)
         except (SetOfMarkError, SamUnavailableError) as exc:
             raise InspectionError(str(exc)) from exc
 
@@ -395,7 +398,7 @@ class InspectionService:
             explanation = ("The model's answer could not be read as a verdict; it is stored as unparsed "
                            "and not guessed. See the raw answer.")
         mark_regions: list[Region] = []
-        if prompt.marks:
+        if prompt.localization:  # a Set-of-Mark prompt (possibly with no marks on a blank view)
             from inspector.localization import hybrid
 
             items = [item for item in items if not (isinstance(item, dict) and "mark" in item)]
@@ -493,14 +496,15 @@ class InspectionService:
             )
         key = hashlib.sha256("|".join(f"{sha}/{src}" for (_, _, sha), src in zip(refs, sources, strict=False))
                              .encode()).hexdigest()
-        with self._lock:
-            detector = self._detectors.get(key)
-        if detector is None:
-            detector = OfflineDetector()
-            detector.fit([rgb for _, rgb, _ in refs], progress=progress, is_cancelled=is_cancelled,
-                         sources=sources if len(sources) == len(refs) else None)
+        with self._fit_lock:  # two composes or inspections at once fit once, the second waits
             with self._lock:
-                self._detectors = {key: detector}  # one profile's bank at a time keeps memory flat
+                detector = self._detectors.get(key)
+            if detector is None:
+                detector = OfflineDetector()
+                detector.fit([rgb for _, rgb, _ in refs], progress=progress, is_cancelled=is_cancelled,
+                             sources=sources if len(sources) == len(refs) else None)
+                with self._lock:
+                    self._detectors = {key: detector}  # one profile's bank at a time keeps memory flat
         return detector
 
     def inspect_offline(self, case: Case, profile: Profile, progress: Callable[[float], None] | None = None,
@@ -533,7 +537,7 @@ class InspectionService:
             result = detector.score(plugin.offline_input(loaded))  # type: ignore[misc]
             outcome = OfflineOutcome(
                 anomalous=result.anomalous, score=float(result.score), explanation=result.explanation,
-                regions=_with_heat_masks(list(result.regions), result.heatmap), heatmap=result.heatmap,
+                regions=list(result.regions), heatmap=result.heatmap,
                 summary=f"raw score {result.raw_score:.4f}, threshold {result.threshold:.4f}",
             )
         if is_cancelled is not None and is_cancelled():
@@ -567,29 +571,14 @@ class InspectionService:
         return gray[:, :, 0].astype(np.float32) / 255.0
 
 
-def _with_heat_masks(regions: list[Region], heatmap: np.ndarray | None) -> list[Region]:
-    """Give each heat-map region its blob's mask (``detail["mask"]``, cropped to its box).
-
-    The viewer then highlights the blob itself rather than its bounding rectangle. The cut is the
-    one the regions were found with: the detector's threshold (0.5), or 75 % of the peak for the
-    weak candidate of a normal-looking image.
-    """
-    if heatmap is None or heatmap.ndim != 2 or not regions:
-        return regions
-    from inspector.localization.masks import encode_mask
-
-    peak = float(heatmap.max())
-    cut = 0.5 if peak >= 0.5 else 0.75 * peak
-    h, w = heatmap.shape
-    for region in regions:
-        x0, y0 = max(0, int(region.x0)), max(0, int(region.y0))
-        x1, y1 = min(w, int(np.ceil(region.x1))), min(h, int(np.ceil(region.y1)))
-        if x1 <= x0 or y1 <= y0 or "mask" in region.detail:
-            continue
-        blob = heatmap[y0:y1, x0:x1] >= cut
-        if blob.any():
-            region.detail = {**region.detail, "mask": encode_mask(blob)}
-    return regions
+def _current_view_index(views: list, options: dict) -> int:
+    """The view the viewer shows (the current slice among several sent), else the first."""
+    wanted = options.get("slice")
+    if wanted is not None:
+        for index, view in enumerate(views):
+            if view.view_map is not None and view.view_map.params.get("slice") == wanted:
+                return index
+    return 0
 
 
 def _file_source(path: Path) -> tuple[bytes | None, str]:

@@ -174,12 +174,14 @@ class Preset:
         "The image captioned \"Marked image\" shows the image to inspect again, with numbered marks drawn on "
         "candidate regions. Decide for each mark whether the region under it is anomalous.")
     marks_caption: str = "Marked image: {label}"
-    marks_reference_caption: str = "Normal reference {index} with marks, for comparison only: {label}"
+    marks_reference_caption: str = ("Normal reference {index} with marks R1, R2, …, for comparison only "
+                                    "(answer with the numbers of the image to inspect): {label}")
     marks_answer_format: str = (
         "List the anomalous marks in \"marks\" as [{\"mark\": number, \"reason\": \"what is wrong there\"}], "
         "or an empty list when no mark covers an anomaly. Point at regions by their mark numbers only.")
     marks_answer_text: str = (
-        "Name the numbers of the marks that cover an anomaly and say why for each, or say \"none\".")
+        "Start your answer with the single word \"Anomalous\" or \"Normal\". Then name the numbers of the "
+        "marks that cover an anomaly and say why for each, or say \"no mark\" when none does.")
 
 
 _OPTIONAL_PRESET_FIELDS = ("marks_intro", "marks_caption", "marks_reference_caption", "marks_answer_format",

@@ -21,6 +21,16 @@ VALID = range(1, 9)
     ("Regions 1 and 2 are background. Region 5 is a stain.", [5]),
     ("Mark 2 is not normal: it has a dent.", [2]),
     ("Mark 8 is abnormal.", [8]),
+    # found by review: a negative word elsewhere in the sentence must not reject the mark
+    ("Mark 2 has a crack and the rest are normal.", [2]),
+    ("Compared with the normal reference image, mark 4 has a chip.", [4]),
+    ("Mark 1 has a crack in the background.", [1]),
+    ("Mark 8 shows a crack, nothing else is wrong.", [8]),
+    ("Mark 4 has a chip that is not present in the normal references.", [4]),
+    ("Anomalous marks: 2, 5", [2, 5]),
+    ("Marks 1 through 3 are cracked.", [1, 2, 3]),
+    ("No. 3 is cracked.", [3]),
+    ("Marks 2-4 are cracked, but mark 3 is fine.", [2, 4]),
 ])
 def test_free_text_selects_the_marks_named_as_anomalous(text, selected):
     answer = parse_mark_answer(text, VALID)
@@ -96,3 +106,29 @@ def test_json_without_marks_falls_back_to_the_prose():
 def test_items_for_locate_carry_the_reason():
     answer = parse_mark_answer('{"marks": [{"mark": 2, "reason": "crack"}]}', VALID)
     assert answer.items() == [{"mark": 2, "reason": "crack"}]
+
+
+@pytest.mark.parametrize(("text", "selected"), [
+    ("Mark 2 - 3 px wide crack.", [2]),
+    ("Mark 2 shows a crack 5 mm long.", [2]),
+    ("Area 12 px is affected, see mark 3.", [3]),
+    ("Areas 1 and 2 of the image look odd; mark 6 has a dent.", [6]),
+    ("Mark 5 (confidence 0.9) has a dent.", [5]),
+])
+def test_measures_and_other_numbers_are_not_marks(text, selected):
+    assert parse_mark_answer(text, VALID).selected == selected
+
+
+@pytest.mark.parametrize("text", ["Mark 3 shows no abnormality.", "Mark 3: nothing abnormal.",
+                                  "Mark 3 has no crack.", "Mark 3 is not defective."])
+def test_negated_findings_reject_the_mark(text):
+    answer = parse_mark_answer(text, VALID)
+    assert answer.selected == [] and answer.rejected == [3]
+
+
+def test_json_strings_and_boxes_without_numbers():
+    answer = parse_mark_answer('{"anomalous": true, "marks": ["mark 3 (0.9)"]}', VALID)
+    assert answer.selected == [3] and answer.unknown == []
+    boxes = parse_mark_answer('{"anomalous": true, "anomalous_regions": [{"box": [1, 2, 30, 40], '
+                              '"label": "crack"}]}', VALID)
+    assert boxes.selected == [] and not boxes.said_none

@@ -232,3 +232,29 @@ def test_big_mask_label_does_not_hide_a_nested_mark():
     x0, y0, x1, y1 = big_mark.label_box
     assert not nested[y0:y1, x0:x1].any()
     assert big[big_mark.anchor[1], big_mark.anchor[0]]
+
+
+def test_a_small_mask_is_not_hidden_under_its_own_label():
+    """A blowhole smaller than its label gets the label beside it, so the model still sees it."""
+    shape = (200, 260)
+    small = disc(shape, 100, 130, 6)
+    big = rect(shape, 10, 10, 120, 80)
+    marked = render_marks(textured_image(1, shape), [Proposal(big, 0.5), Proposal(small, 0.9)])
+    tiny = next(m for m in marked.marks if m.area == int(small.sum()))
+    x0, y0, x1, y1 = tiny.label_box
+    covered = small[max(0, y0):y1, max(0, x0):x1].sum()
+    assert covered <= 0.25 * small.sum()
+    # ... and stays close to it (within two label sizes of the mask)
+    cy, cx = 100, 130
+    assert abs((x0 + x1) / 2 - cx) < 2 * (x1 - x0) + 6 and abs((y0 + y1) / 2 - cy) < 2 * (y1 - y0) + 6
+
+
+def test_operator_regions_are_numbered_first_and_prefix_marks_reference_labels():
+    shape = (120, 160)
+    drawn = rect(shape, 100, 80, 120, 100)  # small, yet number 1
+    big = rect(shape, 0, 0, 90, 70)
+    marked = render_marks(textured_image(2, shape), [Proposal(big, 0.9, "segments"), Proposal(drawn, 1.0, "operator")])
+    assert [m.source for m in marked.marks] == ["operator", "segments"]
+    assert marked.mark(1).area == int(drawn.sum())
+    prefixed = render_marks(textured_image(2, shape), [Proposal(big, 0.9)], label_prefix="R")
+    assert not np.array_equal(prefixed.image, render_marks(textured_image(2, shape), [Proposal(big, 0.9)]).image)

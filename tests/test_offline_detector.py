@@ -24,6 +24,7 @@ from inspector.detector.offline import (
     classify_imagenet,
     fit_cache_key,
 )
+from inspector.detector.regions import heatmap_regions
 from inspector.model import Region
 
 CROP = 128
@@ -192,6 +193,37 @@ def test_single_reference_is_enough_and_state_round_trips(brick_detector, tmp_pa
         restored = OfflineDetector.from_state(cached)
     a, b = brick_detector.score(unseen), restored.score(unseen)
     assert a.raw_score == pytest.approx(b.raw_score, rel=1e-5) and a.score == pytest.approx(b.score, abs=1e-6)
+    # The localisation bank and the heat map's own calibration travel too.
+    np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-5)
+    assert restored.map_calibration.threshold == pytest.approx(brick_detector.map_calibration.threshold)
+    older = dict(brick_detector.state(), version="offline-1")
+    with pytest.raises(ValueError, match="another detector version"):
+        OfflineDetector.from_state(older)
+
+
+def test_deep_only_heatmap_state_round_trips(tmp_path):
+    refs, unseen = _brick_crops()
+    det = OfflineDetector(loc_block=None)
+    det.fit(refs)
+    assert det.map_calibration is det.calibration  # offline-1 behaviour: the calibrated scoring map
+    state = det.state()
+    assert "bankloc_features" not in state
+    restored = OfflineDetector.from_state(state)
+    np.testing.assert_allclose(det.score(unseen).heatmap, restored.score(unseen).heatmap, atol=1e-5)
+
+
+def test_localisation_map_follows_the_scratch_closer_than_the_deep_map(brick_detector):
+    """The stride-16 branch must sharpen the heat map without touching the image score."""
+    refs, _ = _brick_crops()
+    defective, mask = _scratched(refs[0])
+    deep_only = OfflineDetector(loc_block=None)
+    deep_only.fit(refs)
+    sharp, coarse = brick_detector.score(defective), deep_only.score(defective)
+    assert sharp.raw_score == pytest.approx(coarse.raw_score, rel=1e-5)  # same image score
+    assert auroc(sharp.heatmap.ravel(), mask.ravel()) > auroc(coarse.heatmap.ravel(), mask.ravel())
+    assert sharp.heatmap.max() >= 0.5  # the calibrated map still crosses its threshold on the defect
+    contrast = sharp.heatmap[mask].mean() / sharp.heatmap[~mask].mean()
+    assert contrast > coarse.heatmap[mask].mean() / coarse.heatmap[~mask].mean()
 
 
 def test_fit_cache_key_tracks_references_and_params():
@@ -199,7 +231,24 @@ def test_fit_cache_key_tracks_references_and_params():
     assert key == fit_cache_key(["aa", "bb"], OfflineDetector())
     assert key != fit_cache_key(["aa", "bc"], DetectorParams())
     assert key != fit_cache_key(["aa", "bb"], DetectorParams(image_size=320))
+    assert key != fit_cache_key(["aa", "bb"], DetectorParams(loc_block=None))
+    assert key != fit_cache_key(["aa", "bb"], DetectorParams(loc_pool=5))
     assert len(key) == 64 and int(key, 16) >= 0
+
+
+def test_regions_grow_around_a_peak_but_skip_blobs_below_the_threshold():
+    heat = np.zeros((40, 60), np.float32)
+    heat[10:14, 5:45] = 0.28  # a ridge that reaches the threshold only in its middle
+    heat[11:13, 24:27] = 0.8
+    heat[30:34, 50:54] = 0.4  # a separate blob that never reaches 0.5
+    regions = heatmap_regions(heat)
+    assert len(regions) == 1  # the 0.4 blob is dropped while a real candidate exists
+    top = regions[0]
+    assert (top.x0, top.y0, top.x1, top.y1) == (5, 10, 45, 14) and top.score == pytest.approx(0.8)
+    assert top.label == "anomaly candidate"
+    # Nothing above 0.5: only the strongest blob (above 0.75 x 0.4 = 0.3; the 0.28 ridge is not).
+    weak = heatmap_regions(np.where(heat > 0.5, 0.0, heat))
+    assert [(r.x0, r.y0, r.x1, r.y1, r.label) for r in weak] == [(50, 30, 54, 34, "weak candidate")]
 
 
 def test_auroc_helper():

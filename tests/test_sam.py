@@ -226,3 +226,27 @@ def test_make_proposer_builds_sam_from_settings(tmp_path, monkeypatch):
                                                     "points_per_side": "dense"}})
     finally:
         clear_sam_cache()
+
+
+def test_sam_imports_after_a_vtk_render_do_not_crash_the_process(tmp_path):
+    """Triton's LLVM next to Mesa's llvmpipe LLVM segfaults; `inspector` keeps Triton out.
+
+    In the app the VTK viewer usually renders before the first SAM proposal imports torchvision's
+    ops (which probe for Triton). Run in a child process: a crash must not take the test run down.
+    """
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = (
+        "import inspector, vtk\n"
+        "w = vtk.vtkRenderWindow(); w.SetOffScreenRendering(1); w.AddRenderer(vtk.vtkRenderer()); w.Render()\n"
+        "from inspector.localization.sam import tiny_sam\n"
+        "import segment_anything.automatic_mask_generator, torchvision.ops\n"
+        "print('survived')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "survived" in result.stdout

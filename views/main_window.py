@@ -1157,7 +1157,12 @@ class MainWindow(QMainWindow):
 
     def set_localization(self, settings: dict) -> None:
         """Store the Set-of-Mark settings and recompose the prompt with them."""
-        self.app_settings.extra["localization"] = dict(settings)
+        merged = {**self.localization_settings(), **settings}  # keys the dialog does not show survive
+        for section in ("sam", "segments"):
+            old_part, new_part = self.localization_settings().get(section), settings.get(section)
+            if isinstance(old_part, dict) and isinstance(new_part, dict):
+                merged[section] = {**old_part, **new_part}
+        self.app_settings.extra["localization"] = merged
         self._save_settings()
         if self.service is not None:
             self.service.localization = self.localization_settings()

@@ -30,14 +30,51 @@ each scale's map is divided by its mean loo score, raw scores are relative (norm
     threshold = mean(loo) + 2 * spread * sqrt(1 + 1/n)  # raw score at which score == 0.5
     score     = sigmoid(2 * (raw - threshold) / spread)
 
-sqrt(1 + 1/n) widens the interval because the mean itself is estimated from n samples. The heat
-map uses the same mapping per pixel, so 0.5 on the map is the same threshold. Measured on
+sqrt(1 + 1/n) widens the interval because the mean itself is estimated from n samples. Measured on
 magnetic tiles (5 random reference draws x n in {1, 2, 4, 8, 16}): normals crossed the
 threshold in <= 5 % of cases for 21 of the 25 draws (worst 22 %, one n=4 draw). Special cases:
 the radius term (step 4) is used only with >= 3 references, otherwise leave-one-out would see a
 different score than test images do; a single reference is cut into two halves along its long
 side and each half is scored against the other (a rougher approximation: normals then cross the
 threshold in 0-5 % of the draws, and fewer defects are caught).
+
+Heat map (localisation, since DETECTOR_VERSION "offline-2"). The stride-32 map above is what
+scores images best, but it is coarse (8x8 cells at 256 px). The heat map therefore combines it
+with a second, stride-16 map: block 10 (112 channels) of the *same* forward pass at the first
+scale, 3x3-averaged, with its own flip-augmented patch bank and radius term, divided by its own
+mean leave-one-out maximum. The two relative maps are combined by their geometric mean (a pixel
+has to deviate in both) and the result gets its own calibration by the rule above, applied to
+the leave-one-out maxima of the combined map of every reference. So 0.5 on the heat map means
+"this pixel deviates more than any normal reference's worst pixel plus the margin", the same
+meaning as the image score's 0.5, but judged on the heat map itself: the heat map can have a
+blob above 0.5 on an image whose score stays just below 0.5, and the other way round. The image
+score and its calibration (``calibration``) are unchanged; ``loc_block=None`` gives the
+offline-1 heat map (the calibrated stride-32 map).
+
+Measured (benchmarks/localization.py: 16 references, seed 0, 100 normals + all 392 defects):
+pixel AUROC 0.759 -> 0.764, AUPRO@30%FPR 0.661 -> 0.699 (offline-1 -> offline-2); image AUROC
+0.856 both (the image score is untouched); scoring 256 -> 318 ms per image, fitting 16 references
+~5 -> 8-12 s (the stride-16 bank holds 16384 patches), on two CPU cores. The aim of 0.90 pixel
+AUROC is not reached; see below for why.
+
+Parameters were chosen on magnetic tiles, on a separate draw (references from seed 1, every 3rd
+defect image starting at the second, 60 normals: in-sample for this data set, not for others).
+On that split, pixel AUROC / AUPRO@30%: stride-32 map 0.751 / 0.696; stride-16 map alone 0.768 /
+0.732 (pool 5: 0.798 / 0.676; pool 7: 0.809 / 0.596); combined (this) 0.768 / 0.732; arithmetic
+mean 0.766 / 0.729; weights 1/4 : 3/4 in the geometric mean 0.771 / 0.737 (not worth a knob);
+stride-16 at 320 px 0.763 / 0.742 (a second forward pass); stride 8 (block 4) alone 0.713 /
+0.723 and four times slower; Gaussian smoothing (sigma 4-8 px, as PatchCore does) changed
+nothing (+-0.002); alpha = 0 (plain PatchCore distance) lost 0.01. Per class the maps find
+blowholes, breaks and fray (pixel AUROC 0.97-0.99) and cracks (0.80-0.83); the "uneven" class
+(72 % of all defect pixels: large bands of different grinding texture) stays at 0.72-0.78 with
+every variant tried, which caps pooled pixel AUROC near 0.8. Comparing a patch with the rest of
+its own image (distance to the image's median feature) and local intensity statistics were worse
+(0.51-0.65 pooled).
+
+Why combine at all when the stride-16 map alone scores the same pixel figures on the tuning
+split: the combined map's maximum ranks *images* much better (AUROC of the map maximum 0.843 vs
+0.818 for the stride-16 map alone, 0.840 for the stride-32 map), so a heat-map blob above 0.5
+agrees more often with the image verdict.
 """
 
 from __future__ import annotations
@@ -65,7 +102,7 @@ __all__ = [
     "classify_imagenet", "fit_cache_key",
 ]
 
-DETECTOR_VERSION = "offline-1"
+DETECTOR_VERSION = "offline-2"
 
 # Flip dims for the identity, horizontal, vertical and double flip (their own inverses).
 _FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-1, -2))
@@ -89,6 +126,8 @@ class DetectorParams:
     threshold_spreads: float = 2.0
     min_spread: float = 0.2
     max_bank: int = 16384
+    loc_block: int | None = 10  # localisation tap (stride 16) at the first scale; None: deep map only
+    loc_pool: int = 3
 
     def sizes(self) -> list[int]:
         """Square input sizes, multiples of 32 so that the stride-32 grid is exact."""
@@ -112,8 +151,8 @@ class DetectorResult:
 class Calibration:
     """What fitting learnt about normal scores (see the module docstring for the rule)."""
 
-    scale_norm: list[float]  # per scale: mean leave-one-out image score (divides that scale's map)
-    loo_scores: np.ndarray  # fused leave-one-out raw scores
+    scale_norm: list[float]  # per map: mean leave-one-out maximum (divides that map)
+    loo_scores: np.ndarray  # leave-one-out raw scores (maxima of the fused map)
     threshold: float
     spread: float
 
@@ -125,8 +164,10 @@ class Calibration:
 @dataclass
 class _Fitted:
     banks: list[PatchBank]
-    calibration: Calibration
+    calibration: Calibration  # image score (deep map)
     n_references: int
+    loc_bank: PatchBank | None = None  # localisation tap at the first scale
+    map_calibration: Calibration | None = None  # heat map (deep x localisation); None: `calibration`
 
 
 def _to_unit_tensor(image: np.ndarray, max_side: int) -> torch.Tensor:
@@ -189,21 +230,40 @@ class OfflineDetector:
         return self._fitted.calibration if self._fitted else None
 
     @property
+    def map_calibration(self) -> Calibration | None:
+        """The heat map's own calibration (its `scale_norm` is the localisation map's normal level)."""
+        if self._fitted is None:
+            return None
+        return self._fitted.map_calibration or self._fitted.calibration
+
+    @property
     def n_references(self) -> int:
         return self._fitted.n_references if self._fitted else 0
 
     # ----------------------------------------------------------------- features
 
-    def _embed(self, x: torch.Tensor, size: int, flips: Sequence[tuple[int, ...]]) -> torch.Tensor:
-        """(len(flips), C, h, w) pooled features of the flipped square-resized image."""
+    def _embed(self, x: torch.Tensor, size: int, flips: Sequence[tuple[int, ...]],
+               with_loc: bool = False) -> dict[str, torch.Tensor]:
+        """Pooled features (len(flips), C, h, w) of the flipped square-resized image.
+
+        Key "deep" is the scoring tap; "loc" (with `with_loc`) the localisation tap, taken from
+        the same forward pass (block 10 lies on the way to block 14, so it costs nothing extra).
+        """
+        p = self.params
         sq = nnf.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         batch = torch.cat([sq.flip(f) if f else sq for f in flips])
+        taps = {"deep": p.block}
+        if with_loc and p.loc_block is not None:
+            taps["loc"] = p.loc_block
+        pools = {"deep": p.pool, "loc": p.loc_pool}
+        out: dict[str, torch.Tensor] = {}
         with torch.inference_mode():
-            fmap = get_model().features(batch, {"tap": self.params.block})["tap"]
-            if self.params.pool > 1:
-                p = self.params.pool
-                fmap = nnf.avg_pool2d(fmap, p, stride=1, padding=p // 2, count_include_pad=False)
-        return fmap
+            for name, fmap in get_model().features(batch, taps).items():
+                k = pools[name]
+                if k > 1:
+                    fmap = nnf.avg_pool2d(fmap, k, stride=1, padding=k // 2, count_include_pad=False)
+                out[name] = fmap
+        return out
 
     def _flip_map(self, emb: torch.Tensor, bank: PatchBank, flips: Sequence[tuple[int, ...]],
                   exclude: int | None = None) -> torch.Tensor:
@@ -269,27 +329,44 @@ class OfflineDetector:
         banks: list[PatchBank] = []
         unit_embs: list[list[torch.Tensor]] = []  # [scale][unit] -> (flips, C, h, w)
         calib_banks: list[PatchBank] = []
-        for size in sizes:
+        loc_bank: PatchBank | None = None
+        calib_loc_bank: PatchBank | None = None
+        unit_loc_embs: list[torch.Tensor] = []
+        for s, size in enumerate(sizes):
+            with_loc = s == 0 and p.loc_block is not None  # the localisation tap rides on scale 0
             embs = []
             for t in tensors:
-                embs.append(self._embed(t, size, bank_flips))
+                embs.append(self._embed(t, size, bank_flips, with_loc))
                 tick()
-            bank = self._make_bank(embs, None if single else group_of)
+            bank = self._make_bank([e["deep"] for e in embs], None if single else group_of)
             banks.append(bank)
+            if with_loc:
+                loc_bank = self._make_bank([e["loc"] for e in embs], None if single else group_of)
             if single:
                 half_embs = []
                 for t in units:
-                    half_embs.append(self._embed(t, size, bank_flips))
+                    half_embs.append(self._embed(t, size, bank_flips, with_loc))
                     tick()
-                calib_banks.append(self._make_bank(half_embs))
-                unit_embs.append(half_embs)
+                calib_banks.append(self._make_bank([e["deep"] for e in half_embs]))
+                unit_embs.append([e["deep"] for e in half_embs])
+                if with_loc:
+                    calib_loc_bank = self._make_bank([e["loc"] for e in half_embs])
+                    unit_loc_embs = [e["loc"] for e in half_embs]
             else:
                 calib_banks.append(bank)
-                unit_embs.append(embs)
-        calibration = self._calibrate(calib_banks, unit_embs, bank_flips, max(group_of) + 1,
-                                      None if single else group_of)
+                unit_embs.append([e["deep"] for e in embs])
+                if with_loc:
+                    calib_loc_bank = loc_bank
+                    unit_loc_embs = [e["loc"] for e in embs]
+        calibration, deep_maps = self._calibrate(calib_banks, unit_embs, bank_flips, max(group_of) + 1,
+                                                 None if single else group_of)
+        map_calibration = None
+        if calib_loc_bank is not None:
+            map_calibration = self._calibrate_map(calib_loc_bank, unit_loc_embs, deep_maps, bank_flips,
+                                                  max(group_of) + 1, None if single else group_of)
         tick()
-        self._fitted = _Fitted(banks, calibration, len(tensors))  # one atomic swap
+        # One atomic swap: a detector being refitted keeps scoring with its old state until here.
+        self._fitted = _Fitted(banks, calibration, len(tensors), loc_bank, map_calibration)
 
     def _make_bank(self, embs: Sequence[torch.Tensor], group_of: Sequence[int] | None = None) -> PatchBank:
         """Patch features grouped by source (`group_of[i]` for embedding i; default: one group each)."""
@@ -308,7 +385,8 @@ class OfflineDetector:
 
     def _calibrate(self, banks: Sequence[PatchBank], unit_embs: Sequence[Sequence[torch.Tensor]],
                    flips: Sequence[tuple[int, ...]], n_references: int,
-                   group_of: Sequence[int] | None = None) -> Calibration:
+                   group_of: Sequence[int] | None = None) -> tuple[Calibration, list[torch.Tensor]]:
+        """Image-score calibration, and each unit's fused leave-one-out deep map (for the heat map's)."""
         n_units = len(unit_embs[0])
         held_out = list(group_of) if group_of is not None else list(range(n_units))
         maps = [[self._flip_map(unit_embs[s][u], banks[s], flips, exclude=held_out[u]) for u in range(n_units)]
@@ -318,14 +396,30 @@ class OfflineDetector:
             level = float(np.mean([float(m.max()) for m in maps[s]]))
             floor = 0.05 * float(bank.features.norm(dim=1).median())  # identical references
             norms.append(max(level, floor, 1e-6))
-        loo = np.array([float(self._fuse([maps[s][u] for s in range(len(banks))], norms).max())
-                        for u in range(n_units)])
+        fused = [self._fuse([maps[s][u] for s in range(len(banks))], norms) for u in range(n_units)]
+        loo = np.array([float(f.max()) for f in fused])
+        return self._threshold(norms, loo, n_references), fused
+
+    def _threshold(self, norms: list[float], loo: np.ndarray, n_references: int) -> Calibration:
+        """The calibration rule of the module docstring applied to leave-one-out maxima `loo`."""
         std = float(loo.std(ddof=1)) if loo.size > 1 else 0.0
         spread = max(std, self.params.min_spread)
         # sqrt(1 + 1/n): a new normal image varies around a mean that is itself estimated from n.
         widen = math.sqrt(1.0 + 1.0 / n_references)
         threshold = float(loo.mean()) + self.params.threshold_spreads * spread * widen
         return Calibration(norms, loo, threshold, spread)
+
+    def _calibrate_map(self, loc_bank: PatchBank, unit_loc_embs: Sequence[torch.Tensor],
+                       deep_maps: Sequence[torch.Tensor], flips: Sequence[tuple[int, ...]], n_references: int,
+                       group_of: Sequence[int] | None = None) -> Calibration:
+        """The heat map's calibration: the same leave-one-out rule on the combined map's maxima."""
+        held_out = list(group_of) if group_of is not None else list(range(len(unit_loc_embs)))
+        loc_maps = [self._flip_map(e, loc_bank, flips, exclude=held_out[u]) for u, e in enumerate(unit_loc_embs)]
+        level = float(np.mean([float(m.max()) for m in loc_maps]))
+        floor = 0.05 * float(loc_bank.features.norm(dim=1).median())  # identical references
+        norm = max(level, floor, 1e-6)
+        loo = np.array([float(_combine(d, m / norm).max()) for d, m in zip(deep_maps, loc_maps, strict=True)])
+        return self._threshold([norm], loo, n_references)
 
     # -------------------------------------------------------------------- score
 
@@ -337,13 +431,20 @@ class OfflineDetector:
         h, w = np.asarray(image).shape[:2]
         x = _to_unit_tensor(image, self._max_side)
         flips = _FLIPS if self.params.flip_test else _FLIPS[:1]
-        maps = [self._flip_map(self._embed(x, size, flips), bank, flips)
-                for size, bank in zip(self.params.sizes(), fitted.banks, strict=True)]
+        use_loc = fitted.loc_bank is not None and fitted.map_calibration is not None
+        maps, loc = [], None
+        for s, (size, bank) in enumerate(zip(self.params.sizes(), fitted.banks, strict=True)):
+            emb = self._embed(x, size, flips, with_loc=use_loc and s == 0)
+            maps.append(self._flip_map(emb["deep"], bank, flips))
+            if "loc" in emb and fitted.loc_bank is not None:
+                loc = self._flip_map(emb["loc"], fitted.loc_bank, flips)
         cal = fitted.calibration
         fused = self._fuse(maps, cal.scale_norm)
         raw = float(fused.max())
-        full = nnf.interpolate(fused[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-        heatmap = cal.calibrate(full.numpy()).astype(np.float32)
+        map_cal = fitted.map_calibration if loc is not None and fitted.map_calibration is not None else cal
+        local = fused if loc is None else _combine(fused, loc / map_cal.scale_norm[0])
+        full = nnf.interpolate(local[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        heatmap = map_cal.calibrate(full.numpy()).astype(np.float32)
         score = float(cal.calibrate(raw))
         regions = heatmap_regions(heatmap)
         py, px = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
@@ -369,7 +470,14 @@ class OfflineDetector:
             "threshold": f.calibration.threshold,
             "spread": f.calibration.spread,
         }
-        for i, b in enumerate(f.banks):
+        banks: dict[int | str, PatchBank] = dict(enumerate(f.banks))
+        if f.loc_bank is not None and f.map_calibration is not None:
+            banks["loc"] = f.loc_bank
+            out["map_norm"] = f.map_calibration.scale_norm[0]
+            out["map_loo_scores"] = f.map_calibration.loo_scores
+            out["map_threshold"] = f.map_calibration.threshold
+            out["map_spread"] = f.map_calibration.spread
+        for i, b in banks.items():
             out[f"bank{i}_features"] = b.features.numpy()
             out[f"bank{i}_groups"] = b.groups.numpy()
             out[f"bank{i}_n_groups"] = b.n_groups
@@ -384,16 +492,40 @@ class OfflineDetector:
         raw["scales"] = tuple(raw["scales"])
         params = DetectorParams(**raw)
         det = cls(params.image_size, params=params)
-        banks = []
-        for i in range(len(params.scales)):
-            banks.append(PatchBank(torch.from_numpy(np.asarray(state[f"bank{i}_features"])),
-                                   torch.from_numpy(np.asarray(state[f"bank{i}_groups"])),
-                                   int(np.asarray(state[f"bank{i}_n_groups"]))))
+
+        def bank(key: int | str) -> PatchBank:
+            return PatchBank(torch.from_numpy(np.asarray(state[f"bank{key}_features"])),
+                             torch.from_numpy(np.asarray(state[f"bank{key}_groups"])),
+                             int(np.asarray(state[f"bank{key}_n_groups"])))
+
+        banks = [bank(i) for i in range(len(params.scales))]
         cal = Calibration([float(v) for v in np.asarray(state["scale_norm"])],
-                           np.asarray(state["loo_scores"], dtype=np.float64),
-                           float(np.asarray(state["threshold"])), float(np.asarray(state["spread"])))
-        det._fitted = _Fitted(banks, cal, int(np.asarray(state["n_references"])))
+                          np.asarray(state["loo_scores"], dtype=np.float64),
+                          float(np.asarray(state["threshold"])), float(np.asarray(state["spread"])))
+        loc_bank = map_cal = None
+        if params.loc_block is not None:
+            loc_bank = bank("loc")
+            map_cal = Calibration([float(np.asarray(state["map_norm"]))],
+                                  np.asarray(state["map_loo_scores"], dtype=np.float64),
+                                  float(np.asarray(state["map_threshold"])), float(np.asarray(state["map_spread"])))
+        det._fitted = _Fitted(banks, cal, int(np.asarray(state["n_references"])), loc_bank, map_cal)
         return det
+
+
+def _combine(deep: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
+    """Geometric mean of two relative maps (normal ~ 1) on the finer grid of the two.
+
+    A pixel must deviate in both the deep map (which knows what a defect is, but only on a
+    stride-32 grid) and the stride-16 map (sharper, but fires on texture) to light up. On
+    magnetic tiles the geometric and the arithmetic mean were within 0.005 pixel AUROC and AUPRO
+    of each other; the product form keeps one noisy map from lighting up a pixel on its own.
+    """
+    if deep.shape != loc.shape:
+        big = max(deep.shape, loc.shape, key=lambda s: s[0] * s[1])
+        deep, loc = (m if m.shape == big else
+                     nnf.interpolate(m[None, None], size=big, mode="bilinear", align_corners=False)[0, 0]
+                     for m in (deep, loc))
+    return torch.sqrt(deep.clamp_min(0.0) * loc.clamp_min(0.0))
 
 
 def _halves(x: torch.Tensor) -> list[torch.Tensor]:

@@ -24,17 +24,20 @@ REJECTED_KEYS = ("normal_marks", "rejected_marks")
 _ITEM_NUMBER_KEYS = ("mark", "id", "number", "index", "label")
 _MAX_RANGE = 64  # "marks 2-5" is expanded; "marks 1-1000" is not a plausible answer
 
+_UNIT = r"(?!\s*(?:px|pixels?|mm|cm|µm|um|%|°|degrees?|o'clock|x\b))"
+_NUM = r"(?<![\d.,])\d{1,3}(?![\d]|[.,]\d)" + _UNIT  # an integer, not part of a decimal or a measure
 _REFERENCE = re.compile(
-    r"(?:\b(?:marks?|regions?|labels?|masks?|segments?|areas?|numbers?|candidates?|nos?\.?)\s*"
-    r"(?:#|no\.?\s*|number\s*)?|#)"
-    r"(?P<first>\d{1,3})"
-    r"(?P<rest>(?:\s*(?:,|and|&|or|/|-|–|—|to|as well as|plus)\s*(?:(?:marks?|regions?|#)\s*)?#?\s*\d{1,3}\b)*)",
+    r"(?:\b(?:marks?|regions?|masks?)\s*[:=]?\s*(?:#|no\.?\s*|number\s*)?|\bno\.\s*|#)"
+    r"(?P<first>" + _NUM + r")"
+    r"(?P<rest>(?:\s*(?:,|and|&|or|/|-|–|—|to|through|thru|as well as|plus)\s*(?:(?:marks?|regions?|#)\s*)?#?\s*"
+    + _NUM + r")*)",
     re.IGNORECASE,
 )
-_NUMBER = re.compile(r"\d{1,3}")
-_RANGE_JOIN = re.compile(r"(\d{1,3})\s*(?:-|–|—|to)\s*#?\s*(\d{1,3})")
-_CLAUSE_SPLIT = re.compile(r"(?<=[.!?;])\s+|\n+|\s*;\s*|,?\s+\b(?:but|whereas|while|however|although)\b\s*",
-                           re.IGNORECASE)
+_NUMBER = re.compile(_NUM)
+_BARE_LIST = re.compile(r"^\s*#?\d{1,3}(?:\s*(?:,|;|/|&|and|-|–|to)\s*#?\d{1,3})*\s*$", re.IGNORECASE)
+_RANGE_JOIN = re.compile(r"(\d{1,3})\s*(?:-|–|—|to|through|thru)\s*#?\s*(\d{1,3})")
+_CLAUSE_SPLIT = re.compile(r"(?<!\b[Nn]o\.)(?<=[.!?;])\s+|\n+|\s*;\s*|"
+                           r",?\s+\b(?:but|whereas|while|however|although)\b\s*", re.IGNORECASE)
 _NONE = re.compile(
     r"\b(?:none of the (?:marks|regions|marked regions|numbered regions)|no marks?\b(?! \d)|"
     r"no (?:marked|numbered) regions?|no region is|not any of the marks|"
@@ -42,6 +45,19 @@ _NONE = re.compile(
     r"|^\W*none\W*$",
     re.IGNORECASE | re.MULTILINE,
 )
+# What an answer compares against is not a judgement of a mark: "unlike the normal reference".
+_COMPARISON = re.compile(r"\bnormal (?:reference|sample|image|example|part|tile)s?(?: images?)?\b", re.IGNORECASE)
+# Statements about the other marks ("the rest are normal") say nothing about this one.
+_OTHERS = re.compile(r"\b(?:the rest|the others|other marks|all other \w+|remaining \w+|everything else|"
+                     r"nothing else)\b[^.;,]*", re.IGNORECASE)
+_DEFECT = re.compile(
+    r"\b(?:anomal(?:y|ies|ous)|abnormal\w*|defect(?:s|ive)?|crack\w*|chip\w*|scratch\w*|dent\w*|holes?|"
+    r"blowholes?|break\w*|broken|fray\w*|tear\w*|torn|stain\w*|damage\w*|missing|burr\w*|contamina\w*|"
+    r"corro\w*|rust\w*|deform\w*|uneven|bubbles?|pores?|porosity|spots?|lesions?|tumou?rs?|mass(?:es)?|"
+    r"fractur\w*|bleed\w*|spikes?|drops?|outliers?|intruders?|foreign)\b", re.IGNORECASE)
+_NEGATED_DEFECT = re.compile(
+    r"\b(?:no|not|nothing|without|free of|nor|never|isn't|aren't|doesn't|don't)\s+(?:\w+\s+){0,2}?"
+    + _DEFECT.pattern[2:], re.IGNORECASE)
 _NEGATIVE = re.compile(
     r"\b(?:normal|fine|ok(?:ay)?|acceptable|defect[- ]free|intact|unremarkable|background|as expected|"
     r"no (?:anomal\w*|defects?|damage|issues?|problems?|abnormalit\w*|findings?)|nothing|"
@@ -49,8 +65,8 @@ _NEGATIVE = re.compile(
     r"(?:isn't|aren't|doesn't|don't|does not|do not)\s+(?:\w+\s+)?(?:anomal\w*|defect\w*|show|contain|have))\b",
     re.IGNORECASE,
 )
-_DOUBLE_NEGATIVE = re.compile(r"\b(?:not|isn't|aren't|never)\s+(?:\w+\s+)?(?:normal|fine|ok(?:ay)?|acceptable)\b|"
-                              r"\babnormal", re.IGNORECASE)
+_DOUBLE_NEGATIVE = re.compile(r"\b(?:not|isn't|aren't|never)\s+(?:\w+\s+)?(?:normal|fine|ok(?:ay)?|acceptable)\b",
+                              re.IGNORECASE)
 
 
 @dataclass
@@ -107,8 +123,16 @@ def _from_json(obj: dict[str, Any], valid: set[int]) -> MarkAnswer | None:
     if not present:
         return None
     answer.found = True
-    answer.said_none = not answer.selected and not answer.unknown
+    answer.said_none = not answer.selected and not answer.unknown and any(
+        _empty_or_none(obj[key]) for key in SELECTED_KEYS if key in obj)
     return answer
+
+
+def _empty_or_none(value: Any) -> bool:
+    """An explicit "no marks": [], "", "none", null."""
+    if value is None or value == [] or value == "":
+        return True
+    return isinstance(value, str) and value.strip().lower() in ("none", "no", "n/a", "-")
 
 
 def _json_items(value: Any) -> list[tuple[int, str]]:
@@ -118,7 +142,14 @@ def _json_items(value: Any) -> list[tuple[int, str]]:
     if isinstance(value, (int, float)):
         return [(int(value), "")] if float(value).is_integer() else []
     if isinstance(value, str):
-        return [(n, "") for n in _numbers_in(value)]
+        if _BARE_LIST.match(value):
+            return [(n, "") for n in _numbers_in(value)]
+        referenced = [n for m in _REFERENCE.finditer(value)
+                      for n in _numbers_in(m.group("first") + (m.group("rest") or ""))]
+        if referenced:
+            return [(n, "") for n in referenced]
+        first = _NUMBER.search(value)  # "3 (crack)": the leading number
+        return [(int(first.group()), "")] if first and first.start() <= 2 else []
     if isinstance(value, dict):
         reason = next((str(value[k]) for k in ("reason", "explanation", "why", "description")
                        if isinstance(value.get(k), str)), "")
@@ -165,7 +196,9 @@ def _select(answer: MarkAnswer, number: int, reason: str, valid: set[int]) -> No
 
 
 def _from_text(text: str, valid: set[int]) -> MarkAnswer:
+    """Clause by clause; each mark judged on its own words, the last statement about a mark wins."""
     answer = MarkAnswer(method="text")
+    text = _COMPARISON.sub("reference", text)
     for clause in (c.strip() for c in _CLAUSE_SPLIT.split(text)):
         if not clause:
             continue
@@ -176,21 +209,42 @@ def _from_text(text: str, valid: set[int]) -> MarkAnswer:
                 answer.said_none = True
             continue
         answer.found = True
-        negative = bool(_NEGATIVE.search(clause)) and not _DOUBLE_NEGATIVE.search(clause)
-        for match in matches:
+        for k, match in enumerate(matches):
+            # A mark's own words: from its reference to the next one (a list shares its words).
+            stop = matches[k + 1].start() if k + 1 < len(matches) else len(clause)
+            own = clause[match.start():stop]
+            if k + 1 < len(matches) and not _DEFECT.search(own) and not _NEGATIVE.search(own[match.end() -
+                                                                                          match.start():]):
+                own = clause[match.start():]  # "Mark 1 and mark 2 are normal": they share the predicate
+            negative = _judged_normal(own)
             numbers = _numbers_in(match.group("first") + (match.group("rest") or ""))
             reason = _reason(clause, match)
             for number in numbers:
-                if negative:
-                    if number in valid and number not in answer.selected and number not in answer.rejected:
-                        answer.rejected.append(number)
-                    elif number not in valid and number not in answer.unknown:
+                if number not in valid:
+                    if number not in answer.unknown:
                         answer.unknown.append(number)
+                elif negative:
+                    if number in answer.selected:
+                        answer.selected.remove(number)
+                        answer.reasons.pop(number, None)
+                    if number not in answer.rejected:
+                        answer.rejected.append(number)
                 else:
                     _select(answer, number, reason, valid)
     if answer.selected:
         answer.said_none = False
     return answer
+
+
+def _judged_normal(words: str) -> bool:
+    """True when the words call their mark normal: a defect named (not negated) wins over "normal"."""
+    words = _OTHERS.sub("", words)
+    negated = [m.span() for m in _NEGATED_DEFECT.finditer(words)]
+    if any(not any(a <= d.start() < b for a, b in negated) for d in _DEFECT.finditer(words)):
+        return False  # "has a crack", even if "normal" appears too
+    if _DOUBLE_NEGATIVE.search(words):
+        return False  # "is not normal"
+    return bool(_NEGATIVE.search(words) or negated)
 
 
 def _reason(clause: str, match: re.Match[str]) -> str:

@@ -40,6 +40,7 @@ WHITE: RGB = (255, 255, 255)
 STYLES = ("fill", "contour", "both")
 LABEL_GAP = 1  # pixels kept free between two label boxes
 MIN_FONT_PX = 6
+MAX_OWN_COVER = 0.25  # a label inside its mask may cover at most this fraction of it
 
 # Sasha Trubetskoy's "20 simple, distinct colours" without white, black, grey and beige (they vanish
 # on bright or dark parts); beyond these, golden-ratio hues.
@@ -253,6 +254,13 @@ def _place_labels(masks: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]],
         x0, y0, x1, y1 = mask_bbox(mask)
         crop = mask[y0:y1, x0:x1]  # the distance transform only matters inside the mask's box
         inside = crop & free[y0:y1, x0:x1]
+        area = max(1, int(np.count_nonzero(mask)))
+        if inside.any():
+            ys, xs = np.nonzero(inside)
+            # A label covering much of its own mask would hide what the model is asked to judge
+            # (a small blowhole under its "4"): then the label goes next to the mask instead.
+            if _box_sums(mask, ys + y0, xs + x0, bw, bh).min() > MAX_OWN_COVER * area:
+                inside[:] = False
         if inside.any():
             ys, xs = np.nonzero(inside)
             hides = _box_sums(smaller, ys + y0, xs + x0, bw, bh) > 0
@@ -262,7 +270,12 @@ def _place_labels(masks: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]],
             x, y = x + x0, y + y0
         else:
             outside = ndimage.distance_transform_edt(~mask)
-            x, y = _pick(free, outside, (cy, cx), maximise=False)
+            beside = free.copy()
+            fy, fx = np.nonzero(beside)
+            covers = (_box_sums(mask, fy, fx, bw, bh) > 0) | (_box_sums(smaller, fy, fx, bw, bh) > 0)
+            if not covers.all():  # next to the mask without covering it or a smaller mark
+                beside[fy[covers], fx[covers]] = False
+            x, y = _pick(beside, outside, (cy, cx), maximise=False)
         box = (x - hw, y - hh, x - hw + bw, y - hh + bh)
         placed.append(box)
         result[i] = ((x, y), box)
@@ -278,7 +291,7 @@ def _contour(mask: np.ndarray, thickness: int) -> np.ndarray:
 
 
 def render_marks(image: np.ndarray, proposals: Sequence[Proposal], *, style: str = "both", alpha: float = 0.35,
-                 font_px: int | None = None) -> MarkedImage:
+                 font_px: int | None = None, label_prefix: str = "") -> MarkedImage:
     """Draw numbered Set-of-Mark marks for `proposals` on a copy of `image`.
 
     `image` is uint8 RGB or gray (converted to RGB). Proposal masks should be in the image's pixels;
@@ -286,6 +299,10 @@ def render_marks(image: np.ndarray, proposals: Sequence[Proposal], *, style: str
     "fill" (semi-transparent fill at `alpha`), "contour" (outline only) or "both". `font_px` defaults
     to `default_font_px`; it is reduced when the labels cannot all be placed without overlap, and
     ValueError is raised when even `MIN_FONT_PX` does not fit.
+
+    Regions the operator drew (source "operator") are numbered first, in the order given; the
+    others by area, largest first. `label_prefix` marks labels that must not be confused with the
+    case's marks (the references' "R1", "R2" in the marks-on-references variant).
     """
     if style not in STYLES:
         raise ValueError(f"unknown mark style {style!r}: use one of {', '.join(STYLES)}")
@@ -300,8 +317,9 @@ def render_marks(image: np.ndarray, proposals: Sequence[Proposal], *, style: str
             mask = resize_mask(mask, (h, w))
         if mask.any():
             items.append((p, mask))
-    # largest first (stable for equal areas): numbered and drawn in this order
-    items.sort(key=lambda item: -int(np.count_nonzero(item[1])))
+    # operator regions first, then largest first (stable for equal areas): numbered and drawn in this order
+    items.sort(key=lambda item: (item[0].source != "operator",
+                                 0 if item[0].source == "operator" else -int(np.count_nonzero(item[1]))))
     colours = [mark_colour(i) for i in range(len(items))]
     masks = [m for _, m in items]
 
@@ -318,7 +336,7 @@ def render_marks(image: np.ndarray, proposals: Sequence[Proposal], *, style: str
     size = int(font_px) if font_px is not None else default_font_px((h, w))
     if size < 1:
         raise ValueError(f"font_px must be positive, got {font_px}")
-    texts = [str(n + 1) for n in range(len(items))]
+    texts = [f"{label_prefix}{n + 1}" for n in range(len(items))]
     layout = None
     while layout is None:
         font = _font(size)

@@ -6,9 +6,10 @@ the model returns. A chosen mark then travels the same road as a box: `mark_item
 an answer item with the mask's box and the mask cropped to it, and the modality's `locate` maps
 it to a region of the case (a slice, frames, points, a sample range).
 
-Only the first query view is marked. The modalities' default renders put everything into one
-image (a slice, a frame grid, a depth montage, a plot), and numbering marks across several images
-would make "mark 3" ambiguous for the model.
+One query view is marked: the one the viewer shows (a DICOM series sent as several slices marks
+the current slice), else the first. Most modalities' default renders put the case into one image
+(a slice, a frame grid, a depth montage, a plot), and numbering marks across several images would
+make "mark 3" ambiguous for the model.
 
 Settings (``AppSettings.extra["localization"]``, with a profile's ``settings["localization"]`` on
 top): ``method`` ("segments", "heatmap", "hybrid", "sam"), ``max_marks``, area limits, the
@@ -79,21 +80,21 @@ def localization_settings(app: Mapping[str, Any] | None, profile: Mapping[str, A
 def plan_marks(views: Sequence[View], settings: Mapping[str, Any], *, max_side: int,
                detector: Callable[[], Any] | None = None,
                drawn_boxes: Sequence[Sequence[float]] = (),
-               references: Sequence[tuple[str, np.ndarray]] = ()) -> MarkingPlan:
-    """Propose regions on the first view, draw the marks, and build the mark map.
+               references: Sequence[tuple[str, np.ndarray]] = (), view_index: int = 0) -> MarkingPlan:
+    """Propose regions on one view (the viewer's current one), draw the marks, build the mark map.
 
     `detector` returns the fitted offline detector (called only for heat-map methods).
     `drawn_boxes` are the operator's regions in that view's pixels; they become the first marks.
     `references` are the (name, image) references of the prompt, marked too when the settings
-    say ``marks_on_references``.
+    say ``marks_on_references``; their labels read "R1", "R2", so that no reference mark can be
+    mistaken for a mark on the case. `view_index` picks the view to mark (default the first).
     """
-    from inspector.localization.marks import render_marks
     from inspector.localization.proposals import make_proposer, operator_proposals, refine_proposals
 
     if not views:
         raise SetOfMarkError("There is no view to draw marks on.")
     method = str(settings.get("method", "segments"))
-    view = views[0]
+    view = views[view_index if 0 <= view_index < len(views) else 0]
     small, scale = downscale(view.image, max_side)
     shape = small.shape[:2]
     heat: np.ndarray | None = None
@@ -118,7 +119,7 @@ def plan_marks(views: Sequence[View], settings: Mapping[str, Any], *, max_side: 
             max_area_frac=float(settings.get("max_area_frac", DEFAULT_SETTINGS["max_area_frac"])),
             merge_iou=float(settings.get("merge_iou", DEFAULT_SETTINGS["merge_iou"])),
             max_count=int(settings.get("max_marks", DEFAULT_SETTINGS["max_marks"])))
-    marked = render_marks(small, proposals)
+    marked = _render_fitting(small, proposals)
     records = []
     for record, mark in zip(marked.mark_map(), marked.marks, strict=True):
         record = {**record, "view": view.label}
@@ -134,8 +135,23 @@ def plan_marks(views: Sequence[View], settings: Mapping[str, Any], *, max_side: 
         ref_proposer = make_proposer(ref_settings)
         for name, image in references:
             ref_small, _ = downscale(image, max_side)
-            plan.marked_references.append((name, render_marks(ref_small, ref_proposer.propose(ref_small)).image))
+            plan.marked_references.append(
+                (name, _render_fitting(ref_small, ref_proposer.propose(ref_small), label_prefix="R").image))
     return plan
+
+
+def _render_fitting(image: np.ndarray, proposals: list[Proposal], label_prefix: str = ""):
+    """Marks for as many proposals as fit: on a small image the lowest-ranked ones are left out."""
+    from inspector.localization.marks import render_marks
+
+    kept = list(proposals)
+    while True:
+        try:
+            return render_marks(image, kept, label_prefix=label_prefix)
+        except ValueError as exc:
+            if not kept:
+                raise SetOfMarkError(f"Marks cannot be drawn on this view: {exc}") from exc
+            kept = kept[:-1]  # proposals come best first
 
 
 def _on_foreground(proposals: list[Proposal], view: View, shape: tuple[int, int]) -> list[Proposal]:
