@@ -14,6 +14,9 @@ Protocol (deterministic, the references as in benchmarks/offline_detector.py):
   (and SAM when ``--sam-checkpoint`` is given), on the defect images: the share of ground-truth
   defect components (8-connected) hit by one of the top-5 proposals (IoU >= 0.1, see
   `proposal_recall`), the time per image, and the time `render_marks` takes to draw the marks.
+* Selected marks: region precision and recall (`region_precision_recall`) of the hybrid marks
+  selected by the offline detector (heat peak >= 0.5), or by a VLM with ``--endpoint URL
+  --model NAME`` (the app's Set-of-Mark prompt through the app's client), over all test images.
 
 Run: ``.venv/bin/python benchmarks/localization.py [--data DIR] [--limit N] [--normals 100]``
 (``--limit N`` keeps the first N images of each defect class and N normals, for a quick look).
@@ -130,6 +133,82 @@ def proposals(defects: list[Path], maps: list[np.ndarray] | None, sam_checkpoint
         print(line)
 
 
+def selected_marks(tests: list[Path], is_defect: list[bool], maps: list[np.ndarray], endpoint: str | None,
+                   model: str, max_side: int = 1024) -> None:
+    """Region precision / recall of *selected* marks, over normal and defect images alike.
+
+    Marks are the hybrid proposals (heat-map blobs outlined by segments), drawn as the app draws
+    them on the image as sent. Without ``--endpoint`` the selection is the offline detector's own:
+    the marks whose heat peak reaches 0.5 (the detector's threshold). With ``--endpoint`` the
+    OpenAI-compatible server is asked with the app's Set-of-Mark prompt and its answer's mark
+    numbers are the selection (a hosted model is slow and costs money: use ``--limit``).
+    """
+    import asyncio
+
+    from inspector.localization.mark_answers import parse_mark_answer
+    from inspector.localization.metrics import region_precision_recall
+    from inspector.localization.proposals import HybridProposals
+    from inspector.localization.set_of_mark import MarkingPlan, render_marks_that_fit
+    from inspector.model import Profile, View, ViewMap
+    from inspector.prompt import PromptSwitches, compose, downscale
+
+    client = None
+    if endpoint:
+        from inspector.settings import EndpointSettings, resolve_api_key
+        from inspector.vlm.client import VlmClient
+
+        settings = EndpointSettings(base_url=endpoint, model=model, timeout_s=120)
+        client = VlmClient(settings, resolve_api_key(settings))
+    profile = Profile(name="magnetic tile", class_name="magnetic tile",
+                      normal_standards="An even, finely ground grey surface without holes, cracks, breaks or frays.")
+    method = HybridProposals()
+    chosen, truths, times, prompts = [], [], [], []
+    for path, defect, heat in zip(tests, is_defect, maps, strict=True):
+        image = load_rgb(path)
+        truths.append(load_mask(path, image.shape[:2]) if defect else np.zeros(image.shape[:2], bool))
+        small, _ = downscale(image, max_side)
+        small_heat = _resize(heat, small.shape[:2])
+        marked = render_marks_that_fit(small, method.propose(small, heatmap=small_heat))
+        chosen.append([m.mask for m in marked.marks if float(small_heat[m.mask].max()) >= 0.5])
+        if client is not None:
+            view = View("image", image, ViewMap("pixel_scale", {"scale_x": 1.0, "scale_y": 1.0}))
+            plan = MarkingPlan("hybrid", [("image", marked.image)], records=marked.mark_map())
+            prompts.append((compose(profile, [view], [], PromptSwitches(set_of_mark=True, references=False),
+                                    marks=plan), marked))
+
+    async def ask_all() -> list[list[np.ndarray]]:
+        picked = []
+        try:
+            for prompt, marked in prompts:
+                t0 = time.perf_counter()
+                answer = await client.ask(prompt)
+                times.append(time.perf_counter() - t0)
+                numbers = parse_mark_answer(answer.raw_text, [m.number for m in marked.marks]).selected
+                picked.append([marked.mark(n).mask for n in numbers])
+        finally:
+            await client.aclose()
+        return picked
+
+    if client is not None:
+        chosen = asyncio.run(ask_all())
+    scores = region_precision_recall(chosen, truths)
+    who = f"VLM {model} at {endpoint}" if client is not None else "offline detector (heat peak >= 0.5)"
+    line = (f"selected marks, {who}: region precision {scores.precision:.3f} ({scores.n_correct}/"
+            f"{scores.n_selected} selected marks hit a defect), region recall {scores.recall:.3f} "
+            f"({scores.n_hit}/{scores.n_components} defect components)")
+    if times:
+        line += f"; {_ms(times)} per request"
+    print(line)
+
+
+def _resize(heat: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    if heat.shape == shape:
+        return heat
+    return np.asarray(Image.fromarray(heat.astype(np.float32), mode="F").resize((shape[1], shape[0])))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
@@ -143,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="heat map from the stride-32 scoring map alone (the detector before offline-2)")
     parser.add_argument("--sam-checkpoint", type=Path, help="segment-anything checkpoint (never downloaded)")
     parser.add_argument("--sam-model", default="vit_b", help="segment-anything model type of the checkpoint")
+    parser.add_argument("--endpoint", help="OpenAI-compatible base URL: select marks with this VLM "
+                                           "(key from OPENAI_API_KEY)")
+    parser.add_argument("--model", default="gpt-4o", help="model name for --endpoint")
     args = parser.parse_args(argv)
 
     tile = args.data / "magnetic_tile"
@@ -162,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"heat maps done in {time.perf_counter() - t0:.0f} s")
     if not args.skip_proposals:
         proposals(defects, maps[len(normals):], args.sam_checkpoint, args.sam_model)
+        selected_marks(normals + defects, [False] * len(normals) + [True] * len(defects), maps,
+                       args.endpoint, args.model)
     return 0
 
 

@@ -119,7 +119,7 @@ def plan_marks(views: Sequence[View], settings: Mapping[str, Any], *, max_side: 
             max_area_frac=float(settings.get("max_area_frac", DEFAULT_SETTINGS["max_area_frac"])),
             merge_iou=float(settings.get("merge_iou", DEFAULT_SETTINGS["merge_iou"])),
             max_count=int(settings.get("max_marks", DEFAULT_SETTINGS["max_marks"])))
-    marked = _render_fitting(small, proposals)
+    marked = render_marks_that_fit(small, proposals)
     records = []
     for record, mark in zip(marked.mark_map(), marked.marks, strict=True):
         record = {**record, "view": view.label}
@@ -136,11 +136,11 @@ def plan_marks(views: Sequence[View], settings: Mapping[str, Any], *, max_side: 
         for name, image in references:
             ref_small, _ = downscale(image, max_side)
             plan.marked_references.append(
-                (name, _render_fitting(ref_small, ref_proposer.propose(ref_small), label_prefix="R").image))
+                (name, render_marks_that_fit(ref_small, ref_proposer.propose(ref_small), label_prefix="R").image))
     return plan
 
 
-def _render_fitting(image: np.ndarray, proposals: list[Proposal], label_prefix: str = ""):
+def render_marks_that_fit(image: np.ndarray, proposals: list[Proposal], label_prefix: str = ""):
     """Marks for as many proposals as fit: on a small image the lowest-ranked ones are left out."""
     from inspector.localization.marks import render_marks
 
