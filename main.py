@@ -176,6 +176,33 @@ def _check_every_modality(service) -> tuple[list[str], dict[str, int]]:
     return problems, rendered
 
 
+def _check_set_of_mark(service, case, profile) -> tuple[list[str], str]:
+    """Marks on a demo case (segments), and segment-anything's automatic mask generator on a small
+    randomly initialised model: in a packaged app this is where torchvision's ops or the mark font
+    would be missing. No checkpoint is needed (the masks of random weights are meaningless)."""
+    problems: list[str] = []
+    summary = ""
+    try:
+        from inspector.prompt import PromptSwitches
+
+        prompt = service.compose_prompt(case, profile, PromptSwitches(set_of_mark=True))
+        summary = f"{len(prompt.marks)} marks"
+        if not prompt.marks:
+            problems.append("Set-of-Mark drew no marks on the demo case")
+        import numpy as np
+
+        from inspector.localization.sam import SamProposals, tiny_sam
+
+        sam = SamProposals(tiny_sam(image_size=64), points_per_side=4, pred_iou_thresh=0.0,
+                           stability_score_thresh=0.0)
+        rng = np.random.default_rng(0)
+        sam.propose(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+        summary += ", SAM mask generator ran"
+    except Exception as exc:  # noqa: BLE001 - every failure is reported by the self-test
+        problems.append(f"Set-of-Mark: {type(exc).__name__}: {exc}")
+    return problems, summary
+
+
 def run_self_test() -> int:
     """Start-up check for the packaged app: core, weights, plugins, Qt platform, one inspection."""
     import tempfile
@@ -198,6 +225,8 @@ def run_self_test() -> int:
         anomalous = next(c for c in cases if c.ground_truth == "anomalous")
         verdict = service.inspect_offline(anomalous, profile)
         problems, rendered = _check_every_modality(service)
+        mark_problems, marks_summary = _check_set_of_mark(service, anomalous, profile)
+        problems += mark_problems
         if problems:
             print("self-test FAILED: " + "; ".join(problems), file=sys.stderr)
             return 1
@@ -224,7 +253,7 @@ def run_self_test() -> int:
     print(f"self-test OK: plugins {registry.loaded}; views rendered per modality {rendered}; "
           f"offline verdict on {anomalous.name}: "
           f"{'anomalous' if verdict.anomalous else 'normal'} score {verdict.score:.3f}; "
-          f"{time.perf_counter() - started:.1f} s")
+          f"Set-of-Mark: {marks_summary}; {time.perf_counter() - started:.1f} s")
     return 0
 
 
