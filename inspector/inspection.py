@@ -409,9 +409,11 @@ class InspectionService:
             weight = float(prompt.localization.get("vlm_weight", hybrid.DEFAULT_VLM_WEIGHT))
             mark_regions = self._locate_marks(case, prompt, mark_answer, p_vlm, weight)
             details["marks"] = outcome
+            placed = {r.detail.get("mark") for r in mark_regions}
             details["mark_answer"] = {"said_none": mark_answer.said_none, "found": mark_answer.found,
                                       "unknown": mark_answer.unknown, "method": mark_answer.method,
-                                      "proposals": prompt.localization.get("method", "")}
+                                      "proposals": prompt.localization.get("method", ""),
+                                      "unplaced": [n for n in mark_answer.selected if n not in placed]}
             if offline is not None:
                 combined = hybrid.combine(float(offline), p_vlm, weight)
                 details["hybrid"] = combined.to_dict()

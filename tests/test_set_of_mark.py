@@ -304,3 +304,16 @@ def test_offline_regions_carry_their_heat_blob_masks(tmp_path, service, shared_d
     assert truth[y0:y1, x0:x1].any()  # on the break
     # Stored and read back with the verdict.
     assert store.latest_verdict(case.id).regions[0].detail["mask"] == region.detail["mask"]
+
+
+def test_marks_summary_tells_the_operator_what_the_answer_did():
+    from views.verdict_panel import marks_summary
+
+    details = {"marks": [{"mark": 1, "selected": True}, {"mark": 2, "rejected": True}, {"mark": 3}],
+               "mark_answer": {"found": True, "unknown": [12], "unplaced": [1], "proposals": "hybrid"}}
+    text = marks_summary(details)
+    assert text.startswith("Set-of-Mark: 3 marks drawn (hybrid)")
+    assert "the model chose #1" in text and "called normal #2" in text
+    assert "not placeable on the case: #1" in text and "not on the image, ignored: 12" in text
+    assert "named no mark" in marks_summary({"marks": [{"mark": 1}], "mark_answer": {"found": False}})
+    assert marks_summary({}) == ""

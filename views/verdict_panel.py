@@ -62,6 +62,8 @@ def marks_summary(details: dict) -> str:
         parts.append("the model said no mark is anomalous")
     elif not answer.get("found"):
         parts.append("the answer named no mark")
+    if answer.get("unplaced"):
+        parts.append("chosen but not placeable on the case: " + ", ".join(f"#{n}" for n in answer["unplaced"]))
     if normal:
         parts.append("called normal " + ", ".join(normal))
     if answer.get("unknown"):
