@@ -83,6 +83,8 @@ class InspectionService:
         self._view_maps: OrderedDict[str, dict[str, ViewMap]] = OrderedDict()
         self._lock = threading.RLock()
         self._fit_lock = threading.Lock()
+        # Set-of-Mark plans by what they were made from (the preview and the inspection share one)
+        self._mark_plans: OrderedDict[str, object] = OrderedDict()
         self._case_locks: dict[int, threading.Lock] = {}
         # Set-of-Mark settings of the application (``AppSettings.extra["localization"]``: method,
         # SAM checkpoint, limits); a profile's ``settings["localization"]`` goes on top.
@@ -97,6 +99,7 @@ class InspectionService:
         with self._lock:
             self._loaded.clear()
             self._detectors.clear()
+            self._mark_plans.clear()
         self._cleanup()
 
     # ----------------------------------------------------------------- cases
@@ -332,12 +335,23 @@ class InspectionService:
         if options.get("drawn_regions") and on_drawn_slice and "scale_x" in params and "scale_y" in params:
             sx, sy = float(params["scale_x"]) or 1.0, float(params["scale_y"]) or 1.0
             drawn = [[b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy] for b in options["drawn_regions"] if len(b) == 4]
+        key = _marks_key(views[index].image if views else None, settings, drawn, references, index,
+                         [ref.blob_sha256 for ref in self.store.references(profile.id)] if profile.id else [])
+        with self._lock:
+            cached = self._mark_plans.get(key)
+        if cached is not None:  # the preview composed it already: SAM on a CPU takes a minute
+            return cached
         try:
-            return plan_marks(views, settings, max_side=DEFAULT_MAX_SIDE,
+            plan = plan_marks(views, settings, max_side=DEFAULT_MAX_SIDE,
                               detector=lambda: self._fitted_detector(profile, None, None),
                               drawn_boxes=drawn, references=references, view_index=index)
         except (SetOfMarkError, SamUnavailableError) as exc:
             raise InspectionError(str(exc)) from exc
+        with self._lock:
+            self._mark_plans[key] = plan
+            while len(self._mark_plans) > 16:
+                self._mark_plans.popitem(last=False)
+        return plan
 
     def _store_prompt(self, prompt: ComposedPrompt) -> int:
         return self.store.save_prompt(
@@ -571,6 +585,20 @@ class InspectionService:
             return None
         gray, _ = decode_image(self.store.get_blob(verdict.heatmap_sha256), "heatmap")
         return gray[:, :, 0].astype(np.float32) / 255.0
+
+
+def _marks_key(image: np.ndarray | None, settings: dict, drawn: list, references: list, index: int,
+               reference_hashes: list[str]) -> str:
+    """What a marking plan depends on: the view's pixels, the settings, drawn boxes, references."""
+    import json
+
+    digest = hashlib.sha256()
+    if image is not None:
+        digest.update(str(image.shape).encode())
+        digest.update(np.ascontiguousarray(image).tobytes())
+    digest.update(json.dumps([settings, drawn, index, reference_hashes, [name for name, _ in references]],
+                             sort_keys=True, default=str).encode())
+    return digest.hexdigest()
 
 
 def _current_view_index(views: list, options: dict) -> int:

@@ -317,3 +317,23 @@ def test_marks_summary_tells_the_operator_what_the_answer_did():
     assert "not placeable on the case: #1" in text and "not on the image, ignored: 12" in text
     assert "named no mark" in marks_summary({"marks": [{"mark": 1}], "mark_answer": {"found": False}})
     assert marks_summary({}) == ""
+
+
+def test_the_preview_and_the_inspection_share_one_marking(tmp_path, service, monkeypatch):
+    """Proposals can take a minute (SAM on a CPU): composing again for Inspect must not redo them."""
+    import inspector.localization.set_of_mark as som
+
+    calls = []
+    real = som.plan_marks
+    monkeypatch.setattr(som, "plan_marks", lambda *a, **k: calls.append(1) or real(*a, **k))
+    profile = service.store.save_profile(Profile(name="Plate"))
+    image, _ = _defect_image()
+    case, _ = service.import_file(_save(tmp_path / "c.png", image))
+    first = service.compose_prompt(case, profile, SOM)
+    again = service.compose_prompt(case, profile, SOM)
+    assert len(calls) == 1 and again.sha256 == first.sha256
+    service.localization = {"max_marks": 3}  # other settings: other marks
+    fewer = service.compose_prompt(case, profile, SOM)
+    assert len(calls) == 2 and len(fewer.marks) <= 3
+    service.compose_prompt(case, profile, SOM, render_options={"drawn_regions": [[5, 5, 40, 40]]})
+    assert len(calls) == 3
