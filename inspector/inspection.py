@@ -317,7 +317,7 @@ class InspectionService:
 
     def _plan_marks(self, profile: Profile, views: list, references: list[tuple[str, np.ndarray]],
                     options: dict):
-        """Proposals and numbered marks on the first view (Set-of-Mark); operator-drawn boxes first.
+        """Proposals and numbered marks on the current view (Set-of-Mark); operator-drawn boxes first.
 
         Drawn regions come from the viewer in case pixels (``render_options["drawn_regions"]``) and
         are mapped to the view through its scale (pixel and slice views have one; other maps do
