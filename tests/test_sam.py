@@ -250,3 +250,27 @@ def test_sam_imports_after_a_vtk_render_do_not_crash_the_process(tmp_path):
                             cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "survived" in result.stdout
+
+
+def test_an_installation_without_torchvision_says_sam_is_unavailable():
+    """A packaged build with the CPU-only torch wheel has no torchvision: SAM must say so, not crash."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = (
+        "import sys; sys.modules['torchvision'] = None\n"
+        "from inspector.localization.sam import SamUnavailableError, tiny_sam\n"
+        "from inspector.localization.proposals import make_proposer\n"
+        "try:\n    tiny_sam(64)\nexcept SamUnavailableError as exc:\n    print('tiny:', exc)\n"
+        "open('/tmp/anomalens-fake.pth', 'wb').write(b'x')\n"
+        "try:\n    make_proposer({'method': 'sam', 'sam': {'checkpoint': '/tmp/anomalens-fake.pth'}})\n"
+        "except SamUnavailableError as exc:\n    print('proposer:', exc)\n"
+        "print(make_proposer({'method': 'segments'}).name)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "tiny: Segment Anything cannot run in this installation" in result.stdout
+    assert "proposer: Segment Anything cannot run" in result.stdout
+    assert result.stdout.strip().endswith("segments")  # the classical proposals still work

@@ -66,10 +66,27 @@ def checkpoint_help(model_type: str | None = None) -> str:
     hint = f" For model type {model_type} use {wanted}." if wanted else ""
     return (f"Download an official SAM checkpoint — {names} — from the segment-anything README "
             f"({SAM_README_URL}) or {SAM_DOWNLOAD_URL}<file name>, then set its path and model type in "
-            f"Settings › Region proposals.{hint} The workstation never downloads checkpoints itself.")
+            f"Settings ▸ Localization (Set-of-Mark).{hint} The workstation never downloads checkpoints itself.")
+
+
+def require_segment_anything() -> None:
+    """Import segment-anything, or say plainly why this installation cannot run it.
+
+    Importing it imports torchvision (its mask generator uses torchvision's NMS). A packaged build
+    made with the CPU-only torch wheel and no matching CPU torchvision has none, and a torchvision
+    built for another torch fails at import with "operator torchvision::nms does not exist".
+    """
+    try:
+        import segment_anything  # noqa: F401
+    except Exception as exc:  # ImportError, or RuntimeError from a torchvision built for another torch
+        raise SamUnavailableError(
+            "Segment Anything cannot run in this installation: it needs torchvision matching the installed "
+            f"torch ({type(exc).__name__}: {exc}). Use the segments, heat-map or hybrid proposals, or a "
+            "source install (scripts/setup.sh installs torch with torchvision).") from exc
 
 
 def _builder(model_type: str) -> Callable[..., Sam]:
+    require_segment_anything()
     from segment_anything import sam_model_registry
 
     builder = sam_model_registry.get(model_type)
@@ -181,6 +198,8 @@ def tiny_sam(image_size: int = 256, seed: int = 0) -> Sam:
     size); the prompt encoder's embedding grid is image_size // 16, as the generator expects.
     """
     import torch
+
+    require_segment_anything()
     from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
     if image_size < 32 or image_size % 16:
@@ -277,6 +296,7 @@ class SamProposals:
         self.is_cancelled = is_cancelled
 
     def _generator(self) -> Any:
+        require_segment_anything()
         from segment_anything import SamAutomaticMaskGenerator
 
         is_cancelled = self.is_cancelled
