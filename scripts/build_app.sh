@@ -80,12 +80,14 @@ else
     "$VPY" -m pip install --upgrade pip wheel
     # torch first, on its own: the CPU wheel. Every later call repeats the pin, so nothing that
     # depends on torch can make pip pick another (CUDA, multi-GB) build.
+    # The pin may name several packages ("torch==2.13.0 torchvision==0.28.0"): split on purpose.
+    read -r -a torch_pin <<< "$TORCH_PIN"
     if [ -n "$TORCH_INDEX_URL" ]; then
-        "$VPY" -m pip install "$TORCH_PIN" --index-url "$TORCH_INDEX_URL"
+        "$VPY" -m pip install "${torch_pin[@]}" --index-url "$TORCH_INDEX_URL"
     else
-        "$VPY" -m pip install "$TORCH_PIN"
+        "$VPY" -m pip install "${torch_pin[@]}"
     fi
-    "$VPY" -m pip install "$TORCH_PIN" -r requirements.txt -r scripts/build-requirements.txt
+    "$VPY" -m pip install "${torch_pin[@]}" -r requirements.txt -r scripts/build-requirements.txt
     echo "$stamp" > "$stamp_file"
 fi
 "$VPY" - <<'EOF'
