@@ -287,7 +287,9 @@ def test_a_resumed_batch_asks_with_its_own_prompt_variant(project):
 
     service, ids, resolve = project
     service.add_reference_array(resolve(None).id, "ref", textured_image(40, (24, 32)))
-    with LoopbackVLM() as server:
+    # 0.2 s per answer: the cancel (polled every 50 ms) lands long before all eight cases are done
+    # (an instant server once finished the whole batch between two polls).
+    with LoopbackVLM(responder=Timed(0.2)) as server:
         seen: list[int] = []
         zero_shot = PromptSwitches(references=False, max_references=0, standards=False)
         first = _run(service, ids, resolve, _endpoint(server), _fast(concurrency=1), switches=zero_shot,
