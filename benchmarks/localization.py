@@ -147,7 +147,7 @@ def selected_marks(tests: list[Path], is_defect: list[bool], maps: list[np.ndarr
 
     from inspector.localization.mark_answers import parse_mark_answer
     from inspector.localization.metrics import region_precision_recall
-    from inspector.localization.proposals import HybridProposals
+    from inspector.localization.proposals import HybridProposals, fit_heatmap
     from inspector.localization.set_of_mark import MarkingPlan, render_marks_that_fit
     from inspector.model import Profile, View, ViewMap
     from inspector.prompt import PromptSwitches, compose, downscale
@@ -167,7 +167,7 @@ def selected_marks(tests: list[Path], is_defect: list[bool], maps: list[np.ndarr
         image = load_rgb(path)
         truths.append(load_mask(path, image.shape[:2]) if defect else np.zeros(image.shape[:2], bool))
         small, _ = downscale(image, max_side)
-        small_heat = _resize(heat, small.shape[:2])
+        small_heat = fit_heatmap(heat, small.shape[:2])
         marked = render_marks_that_fit(small, method.propose(small, heatmap=small_heat))
         chosen.append([m.mask for m in marked.marks if float(small_heat[m.mask].max()) >= 0.5])
         if client is not None:
@@ -199,14 +199,6 @@ def selected_marks(tests: list[Path], is_defect: list[bool], maps: list[np.ndarr
     if times:
         line += f"; {_ms(times)} per request"
     print(line)
-
-
-def _resize(heat: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    if heat.shape == shape:
-        return heat
-    return np.asarray(Image.fromarray(heat.astype(np.float32), mode="F").resize((shape[1], shape[0])))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -89,7 +89,7 @@ def plan_marks(views: Sequence[View], settings: Mapping[str, Any], *, max_side: 
     say ``marks_on_references``; their labels read "R1", "R2", so that no reference mark can be
     mistaken for a mark on the case. `view_index` picks the view to mark (default the first).
     """
-    from inspector.localization.proposals import make_proposer, operator_proposals, refine_proposals
+    from inspector.localization.proposals import fit_heatmap, make_proposer, operator_proposals, refine_proposals
 
     if not views:
         raise SetOfMarkError("There is no view to draw marks on.")
@@ -104,7 +104,7 @@ def plan_marks(views: Sequence[View], settings: Mapping[str, Any], *, max_side: 
             raise SetOfMarkError(f"The {method!r} marks come from the offline detector's heat map, which needs "
                                  "normal reference images in the profile.")
         result = detector().score(view.image)
-        heat = _resize_heatmap(result.heatmap, shape)
+        heat = fit_heatmap(result.heatmap, shape)
         offline_score = float(result.score)
     try:
         proposer = make_proposer(dict(settings))
@@ -185,13 +185,3 @@ def mark_item(record: Mapping[str, Any], reason: str = "") -> dict[str, Any]:
 def record_mask(record: Mapping[str, Any]) -> np.ndarray:
     """The mark's mask cropped to its box (as stored)."""
     return decode_mask(record["mask"])
-
-
-def _resize_heatmap(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if heatmap.shape == shape:
-        return heatmap.astype(np.float32, copy=False)
-    from PIL import Image
-
-    resized = Image.fromarray(np.asarray(heatmap, dtype=np.float32), mode="F").resize(
-        (shape[1], shape[0]), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float32)
