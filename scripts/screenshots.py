@@ -123,6 +123,24 @@ def main() -> None:
             show("panel_05_blowhole.png")
             inspect()
             window.grab().save(str(args.out / "main_window_vlm.png"))
+
+            # 3. Set-of-Mark on the same case: hybrid marks (the offline heat map proposes, segments
+            # outline); the server answers with the mark the detector rates highest, and the viewer
+            # fills that mask. The marked image as sent is saved too.
+            window.set_localization({"method": "hybrid"})
+            window.prompt_panel.set_of_mark.setChecked(True)
+            wait_until(app, lambda: window._current is not None and window._current.prompt is not None
+                       and bool(window._current.prompt.marks), timeout=300)
+            prompt = window._current.prompt
+            best = max(prompt.marks, key=lambda m: m.get("offline_peak") or 0.0)
+            marked = next(img for img in prompt.images if img.role == "marked")
+            (args.out / "set_of_mark_prompt.png").write_bytes(marked.png)
+            answer = json.dumps({
+                "anomalous": True, "confidence": 0.86, "reason": "A dark, round pit on the brick face.",
+                "marks": [{"mark": best["mark"], "reason": "dark round pit, not in the references"}],
+            })
+            inspect()
+            window.grab().save(str(args.out / "set_of_mark.png"))
         window.force_close = True
         window.close()
     print(f"screenshots written to {args.out}")
