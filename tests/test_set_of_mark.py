@@ -337,3 +337,17 @@ def test_the_preview_and_the_inspection_share_one_marking(tmp_path, service, mon
     assert len(calls) == 2 and len(fewer.marks) <= 3
     service.compose_prompt(case, profile, SOM, render_options={"drawn_regions": [[5, 5, 40, 40]]})
     assert len(calls) == 3
+
+
+def test_small_views_carry_fewer_marks(tmp_path, service):
+    from inspector.localization.set_of_mark import marks_for_size
+
+    assert marks_for_size((224, 224), {"max_marks": 12}) == 8
+    assert marks_for_size((1024, 1024), {"max_marks": 12}) == 12
+    assert marks_for_size((1024, 1024), {"max_marks": 5}) == 5
+    assert marks_for_size((20, 20), {"max_marks": 12}) == 3
+    profile = service.store.save_profile(Profile(name="Plate"))
+    image, _ = _defect_image(size=(224, 224), centre=(100, 120), radii=(20, 24))
+    case, _ = service.import_file(_save(tmp_path / "small.png", image))
+    prompt = service.compose_prompt(case, profile, PromptSwitches(set_of_mark=True, references=False))
+    assert 1 <= len(prompt.marks) <= 8

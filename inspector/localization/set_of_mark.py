@@ -119,7 +119,7 @@ def plan_marks(views: Sequence[View], settings: Mapping[str, Any], *, max_side: 
             max_area_frac=float(settings.get("max_area_frac", DEFAULT_SETTINGS["max_area_frac"])),
             merge_iou=float(settings.get("merge_iou", DEFAULT_SETTINGS["merge_iou"])),
             max_count=int(settings.get("max_marks", DEFAULT_SETTINGS["max_marks"])))
-    marked = render_marks_that_fit(small, proposals)
+    marked = render_marks_that_fit(small, proposals[:marks_for_size(shape, settings)])
     records = []
     for record, mark in zip(marked.mark_map(), marked.marks, strict=True):
         record = {**record, "view": view.label}
@@ -138,6 +138,16 @@ def plan_marks(views: Sequence[View], settings: Mapping[str, Any], *, max_side: 
             plan.marked_references.append(
                 (name, render_marks_that_fit(ref_small, ref_proposer.propose(ref_small), label_prefix="R").image))
     return plan
+
+
+def marks_for_size(shape: tuple[int, int], settings: Mapping[str, Any]) -> int:
+    """How many marks an image of this size carries legibly: about one per 28 x 28 px of its
+    geometric-mean side (8 on a 224-px crop, the full 12 from ~340 px), never more than the
+    settings' ``max_marks``. Proposals come best first (drawn regions first), so the cut drops
+    the weakest."""
+    limit = int(settings.get("max_marks", DEFAULT_SETTINGS["max_marks"]))
+    side = float(np.sqrt(shape[0] * shape[1]))
+    return max(1, min(limit, max(3, round(side / 28.0))))
 
 
 def render_marks_that_fit(image: np.ndarray, proposals: list[Proposal], label_prefix: str = ""):
