@@ -52,6 +52,7 @@ class ProposalMethod(Protocol):
 
     name: str
     needs_heatmap: bool
+    refine: RefineParams
 
     def propose(self, image: np.ndarray, heatmap: np.ndarray | None = None) -> list[Proposal]:
         """Refined proposals in `image` pixels, best first.

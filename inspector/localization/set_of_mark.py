@@ -89,7 +89,7 @@ def plan_marks(views: Sequence[View], settings: Mapping[str, Any], *, max_side: 
     say ``marks_on_references``; their labels read "R1", "R2", so that no reference mark can be
     mistaken for a mark on the case. `view_index` picks the view to mark (default the first).
     """
-    from inspector.localization.proposals import fit_heatmap, make_proposer, operator_proposals, refine_proposals
+    from inspector.localization.proposals import fit_heatmap, make_proposer, operator_proposals
 
     if not views:
         raise SetOfMarkError("There is no view to draw marks on.")
@@ -112,13 +112,8 @@ def plan_marks(views: Sequence[View], settings: Mapping[str, Any], *, max_side: 
         raise SetOfMarkError(str(exc)) from exc
     proposals: list[Proposal] = _on_foreground(proposer.propose(small, heatmap=heat), view, shape)
     drawn = [[float(v) * scale for v in box] for box in drawn_boxes if len(box) == 4]
-    if drawn:
-        proposals = refine_proposals(
-            operator_proposals(drawn, shape) + proposals, shape,
-            min_area_frac=float(settings.get("min_area_frac", DEFAULT_SETTINGS["min_area_frac"])),
-            max_area_frac=float(settings.get("max_area_frac", DEFAULT_SETTINGS["max_area_frac"])),
-            merge_iou=float(settings.get("merge_iou", DEFAULT_SETTINGS["merge_iou"])),
-            max_count=int(settings.get("max_marks", DEFAULT_SETTINGS["max_marks"])))
+    if drawn:  # the method's own refine settings (made from the same settings) place them first
+        proposals = proposer.refine.apply(operator_proposals(drawn, shape) + proposals, shape)
     marked = render_marks_that_fit(small, proposals[:marks_for_size(shape, settings)])
     records = []
     for record, mark in zip(marked.mark_map(), marked.marks, strict=True):
