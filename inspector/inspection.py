@@ -49,6 +49,7 @@ from inspector.prompt import DEFAULT_MAX_SIDE, ComposedPrompt, PromptSwitches, c
 from inspector.settings import EndpointSettings, resolve_api_key
 from inspector.store import ProjectStore, StoreError, sha256_bytes
 from inspector.store.project import EMBED_LIMIT_BYTES
+from inspector.vlm.extraction import EXTRACTION, Extraction, extraction_messages, extraction_request, needs_extraction
 
 log = logging.getLogger(__name__)
 
@@ -363,9 +364,14 @@ class InspectionService:
 
     async def inspect_with_vlm(self, case: Case, prompt: ComposedPrompt, endpoint: EndpointSettings,
                                client=None) -> Verdict:
-        """Ask the endpoint; store the prompt, the raw answer as it arrives, then the verdict."""
+        """Ask the endpoint; store the prompt, the raw answer as it arrives, then the verdict.
+
+        An answer that cannot be read (and is not a refusal) gets one extraction turn in the same
+        conversation (`inspector.vlm.extraction`), stored as its own answer, unless the endpoint's
+        settings turn it off.
+        """
         from inspector.vlm.answers import parse_answer
-        from inspector.vlm.client import VlmClient, VlmError
+        from inspector.vlm.client import VlmClient
 
         assert case.id is not None
         prompt_id = self._store_prompt(prompt)
@@ -375,7 +381,33 @@ class InspectionService:
         if client is None:
             client = VlmClient(endpoint, resolve_api_key(endpoint))
         try:
-            answer = await client.ask(prompt)
+            answer = await self._request(case, prompt_id, endpoint, params, client.ask(prompt))
+            answer_id = self.store.save_answer(
+                case.id, prompt_id, endpoint=endpoint.base_url, model=answer.model or endpoint.model,
+                params=params, raw_text=answer.raw_text, response=answer.response, status="ok",
+                latency_s=answer.latency_s, prompt_tokens=answer.prompt_tokens,
+                completion_tokens=answer.completion_tokens,
+            )
+            parsed = parse_answer(answer.raw_text, answer.logprobs)
+            extraction = None
+            if endpoint.extraction_turn and needs_extraction(parsed, prompt, self._marks_found(prompt, answer.raw_text)):
+                extraction = await self._extraction_turn(case, prompt, prompt_id, endpoint, params, client,
+                                                         answer.raw_text, answer_id)
+        finally:
+            if own_client:
+                await client.aclose()
+        verdict = self.verdict_from_answer(case, prompt, parsed, answer.raw_text, extraction)
+        verdict.model = answer.model or endpoint.model
+        verdict.answer_id, verdict.prompt_id = answer_id, prompt_id
+        return self.store.save_verdict(verdict)
+
+    async def _request(self, case: Case, prompt_id: int, endpoint: EndpointSettings, params: dict, request):
+        """Await one request; a failure or a cancellation is stored as an answer row, then raised."""
+        from inspector.vlm.client import VlmError
+
+        assert case.id is not None
+        try:
+            return await request
         except VlmError as exc:
             self.store.save_answer(case.id, prompt_id, endpoint=endpoint.base_url, model=endpoint.model,
                                    params=params, raw_text="", response=None, status="error",
@@ -386,37 +418,75 @@ class InspectionService:
             self.store.save_answer(case.id, prompt_id, endpoint=endpoint.base_url, model=endpoint.model,
                                    params=params, raw_text="", response=None, status="cancelled")
             raise
-        finally:
-            if own_client:
-                await client.aclose()
+
+    async def _extraction_turn(self, case: Case, prompt: ComposedPrompt, prompt_id: int,
+                               endpoint: EndpointSettings, params: dict, client, first_answer: str,
+                               first_answer_id: int) -> Extraction:
+        """Ask the model to restate its verdict; store the turn. A failed turn leaves the first answer."""
+        from inspector.vlm.answers import parse_answer
+        from inspector.vlm.client import prompt_messages
+
+        assert case.id is not None
+        request = extraction_request(prompt, bool(getattr(client, "structured_output_enabled", True)))
+        turn_params = {**params, "turn": EXTRACTION, "extraction_of": first_answer_id,
+                       "question": request.question, "structured": request.schema is not None}
+        messages = extraction_messages(prompt_messages(prompt), first_answer, request)
+        try:
+            answer = await self._request(case, prompt_id, endpoint, turn_params,
+                                         client.extract(messages, request.schema))
+        except InspectionError as exc:
+            return Extraction(answer_id=None, parsed=None, raw_text="", error=str(exc))
         answer_id = self.store.save_answer(
             case.id, prompt_id, endpoint=endpoint.base_url, model=answer.model or endpoint.model,
-            params=params, raw_text=answer.raw_text, response=answer.response, status="ok",
+            params=turn_params, raw_text=answer.raw_text, response=answer.response, status=EXTRACTION,
             latency_s=answer.latency_s, prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,
         )
-        parsed = parse_answer(answer.raw_text, answer.logprobs)
-        verdict = self.verdict_from_answer(case, prompt, parsed, answer.raw_text)
-        verdict.model = answer.model or endpoint.model
-        verdict.answer_id, verdict.prompt_id = answer_id, prompt_id
-        return self.store.save_verdict(verdict)
+        return Extraction(answer_id=answer_id, parsed=parse_answer(answer.raw_text, answer.logprobs),
+                          raw_text=answer.raw_text)
 
-    def verdict_from_answer(self, case: Case, prompt: ComposedPrompt, parsed, raw_text: str) -> Verdict:
-        """A parsed answer as a verdict: regions placed on the case, Set-of-Mark marks and hybrid score."""
+    def _marks_found(self, prompt: ComposedPrompt, raw_text: str) -> bool | None:
+        """Whether a Set-of-Mark answer said anything about its marks (None: not a Set-of-Mark prompt)."""
+        if not prompt.localization:
+            return None
+        answer, _ = self._read_marks(prompt, raw_text)
+        return answer.found
+
+    def verdict_from_answer(self, case: Case, prompt: ComposedPrompt, parsed, raw_text: str,
+                            extraction: Extraction | None = None) -> Verdict:
+        """A parsed answer as a verdict: regions placed on the case, Set-of-Mark marks and hybrid score.
+
+        With an extraction turn, its verdict, score and marks fill what the first answer lacked; a
+        restated verdict that contradicts a readable first answer leaves the verdict unparsed.
+        """
         assert case.id is not None
-        items = list(parsed.regions)
         details: dict = {}
+        first = parsed
+        if extraction is not None:
+            details["extraction"] = extraction.record(first)
+            parsed = extraction.merged(first)
+        items = list(parsed.regions)
         score, anomalous, score_source = parsed.score, parsed.anomalous, parsed.score_source
-        explanation = parsed.explanation
+        explanation = first.explanation if first.parsed else ""
         if parsed.status == ParseStatus.UNPARSED:
-            explanation = ("The model's answer could not be read as a verdict; it is stored as unparsed "
-                           "and not guessed. See the raw answer.")
+            if first.refused:
+                explanation = ("The model declined to judge this case (a refusal, stored as unparsed and "
+                               "not guessed). See the raw answer.")
+            else:
+                explanation = ("The model's answer could not be read as a verdict; it is stored as unparsed "
+                               "and not guessed. See the raw answer.")
+        elif extraction is not None and extraction.used(first):
+            explanation = (f"{raw_text.strip() if not first.parsed else first.explanation}\n\n"
+                           "(Verdict restated by the model in a second turn: the first answer could not be "
+                           "read in full.)").strip()
         mark_regions: list[Region] = []
         if prompt.localization:  # a Set-of-Mark prompt (possibly with no marks on a blank view)
             from inspector.localization import hybrid
 
             items = [item for item in items if not (isinstance(item, dict) and "mark" in item)]
             mark_answer, outcome = self._read_marks(prompt, raw_text)
+            if not mark_answer.found and extraction is not None and extraction.raw_text:
+                mark_answer, outcome = self._read_marks(prompt, extraction.raw_text)
             p_vlm = hybrid.vlm_probability(parsed.anomalous, parsed.score) \
                 if parsed.status == ParseStatus.PARSED else None
             offline = prompt.localization.get("offline_score")
@@ -434,10 +504,13 @@ class InspectionService:
                 score, anomalous, score_source = combined.score, combined.anomalous, ScoreSource.HYBRID
                 explanation = f"{explanation}\n\n{combined.explain()}".strip()
         regions = mark_regions + self._locate(case, prompt, items)
+        raw_answer = raw_text
+        if extraction is not None and extraction.raw_text:
+            raw_answer = f"{raw_text}\n\n--- extraction turn ---\n{extraction.raw_text}"
         return Verdict(
             case_id=case.id, source=VerdictSource.VLM, anomalous=anomalous, score=score,
             score_source=score_source, explanation=explanation, parse_status=parsed.status,
-            model="", regions=regions, details=details, raw_answer=raw_text,
+            model="", regions=regions, details=details, raw_answer=raw_answer,
         )
 
     @staticmethod

@@ -43,6 +43,9 @@ class ScoreSource(enum.StrEnum):
 
     LOGPROB = "logprob"  # P(anomalous) from the verdict token's log-probabilities
     STATED_CONFIDENCE = "stated_confidence"  # the confidence the model wrote in its answer
+    # the same two, read from the extraction turn (the first answer could not be read)
+    EXTRACTION_LOGPROB = "extraction_logprob"
+    EXTRACTION_CONFIDENCE = "extraction_confidence"
     OFFLINE_CALIBRATED = "offline_calibrated"  # offline detector, calibrated on references
     HYBRID = "hybrid"  # VLM judging the offline detector's proposals (inspector.localization.hybrid)
     NONE = "none"

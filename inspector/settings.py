@@ -52,6 +52,9 @@ class EndpointSettings:
     # ask for the verdict through the endpoint's JSON-schema output where it has one (dropped once,
     # and remembered, when a server refuses it)
     structured_output: bool = True
+    # when an answer cannot be read (and is not a refusal), ask once more in the same conversation
+    # for the verdict as JSON (inspector/vlm/extraction.py); costs one request for such answers
+    extraction_turn: bool = True
 
     @property
     def configured(self) -> bool:

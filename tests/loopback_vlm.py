@@ -435,9 +435,10 @@ def _token_entry(token: str, logprob: float) -> dict[str, Any]:
 
 
 def _is_verdict_position(before: str) -> bool:
-    """A JSON value after a key (``"anomalous": ``) or the answer's first word."""
+    """A JSON value after a key (``"anomalous": ``, ``"verdict": "``) or the answer's first word."""
     stripped = before.rstrip()
-    return stripped.endswith(":") or not stripped.strip("*#>-_`'\" ")
+    return (stripped.endswith(":") or re.search(r":\s*\"$", stripped) is not None
+            or not stripped.strip("*#>-_`'\" "))
 
 
 def _logprobs(text: str, p_anomalous: float | None, top_n: int) -> list[dict[str, Any]]:

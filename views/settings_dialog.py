@@ -55,6 +55,9 @@ class SettingsDialog(QDialog):
         self.logprobs.setChecked(endpoint.request_logprobs)
         self.structured = QCheckBox("Ask for the verdict as JSON (structured output, where the server has it)")
         self.structured.setChecked(endpoint.structured_output)
+        self.extraction = QCheckBox("When an answer cannot be read, ask the model once more for its verdict "
+                                    "(one extra request for such answers)")
+        self.extraction.setChecked(endpoint.extraction_turn)
         has_key = resolve_api_key(endpoint) is not None
         self.key_state = QLabel("An API key is available." if has_key else
                                 "No API key found (fine for local vLLM / Ollama / LM Studio servers).")
@@ -70,6 +73,7 @@ class SettingsDialog(QDialog):
         form.addRow("Max answer tokens", self.max_tokens)
         form.addRow("", self.logprobs)
         form.addRow("", self.structured)
+        form.addRow("", self.extraction)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -95,7 +99,7 @@ class SettingsDialog(QDialog):
             base_url=self.base_url.text().strip(), model=self.model.text().strip(),
             api_key_env=self.key_env.text().strip(), timeout_s=self.timeout.value(),
             max_tokens=self.max_tokens.value(), request_logprobs=self.logprobs.isChecked(),
-            structured_output=self.structured.isChecked(),
+            structured_output=self.structured.isChecked(), extraction_turn=self.extraction.isChecked(),
         )
 
     def accept(self) -> None:

@@ -21,6 +21,8 @@ from views.chat_panel import ChatPanel
 SCORE_SOURCE_TEXT = {
     ScoreSource.LOGPROB: "from the verdict token's log-probabilities",
     ScoreSource.STATED_CONFIDENCE: "from the confidence the model stated",
+    ScoreSource.EXTRACTION_LOGPROB: "from the log-probabilities of the verdict the model restated (second turn)",
+    ScoreSource.EXTRACTION_CONFIDENCE: "from the confidence the model stated in its second turn",
     ScoreSource.OFFLINE_CALIBRATED: "offline detector, calibrated score (0.5 = its decision threshold)",
     ScoreSource.HYBRID: "VLM judging the offline detector's marks, combined with its score (hybrid rule)",
     ScoreSource.NONE: "no score available",
@@ -158,7 +160,8 @@ class VerdictPanel(QWidget):
             self.raw.setPlainText("")
             return
         if verdict.parse_status == ParseStatus.UNPARSED:
-            self._set_badge("UNREADABLE ANSWER", "unparsed")
+            refused = "declined to judge" in (verdict.explanation or "")
+            self._set_badge("MODEL DECLINED" if refused else "UNREADABLE ANSWER", "unparsed")
         elif verdict.anomalous:
             self._set_badge("ANOMALOUS", "anomalous")
         else:
@@ -167,7 +170,9 @@ class VerdictPanel(QWidget):
             self.source.setText("Offline detector — no VLM was asked "
                                 f"({verdict.model}; {verdict.created_at or ''})")
         else:
-            self.source.setText(f"VLM: {verdict.model} ({verdict.created_at or ''})")
+            restated = (verdict.details or {}).get("extraction", {}).get("used")
+            self.source.setText(f"VLM: {verdict.model} ({verdict.created_at or ''})"
+                                + (" — verdict from the extraction turn" if restated else ""))
         if verdict.score is None:
             self.score_bar.setValue(0)
             self.score_bar.setFormat("score —")

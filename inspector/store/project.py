@@ -408,6 +408,13 @@ class ProjectStore:
     def answers(self, case_id: int) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM answers WHERE case_id = ? ORDER BY id", (case_id,))
 
+    def extraction_of(self, answer_id: int) -> dict[str, Any] | None:
+        """The stored extraction turn that followed an answer (`inspector.vlm.extraction`), or None."""
+        rows = self._rows(
+            "SELECT * FROM answers WHERE status = 'extraction' AND raw_text != '' "
+            "AND json_extract(params_json, '$.extraction_of') = ? ORDER BY id DESC LIMIT 1", (answer_id,))
+        return rows[0] if rows else None
+
     # ----------------------------------------------------------------- verdicts and decisions
 
     def save_verdict(self, verdict: Verdict, heatmap_png: bytes | None = None) -> Verdict:

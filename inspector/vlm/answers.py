@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inspector.model import ParseStatus, ScoreSource
+from inspector.vlm import lexicon
+from inspector.vlm.prose import read_prose
 
-VERDICT_KEYS = ("anomalous", "is_anomalous", "anomaly", "is_anomaly", "anomaly_detected",
+VERDICT_KEYS = ("anomalous", "is_anomalous", "verdict", "anomaly", "is_anomaly", "anomaly_detected",
                 "defective", "is_defective", "abnormal", "is_abnormal")
 _TRUE_WORDS = {"true", "yes", "anomalous", "abnormal", "defective", "anomaly", "1"}
 _FALSE_WORDS = {"false", "no", "normal", "not anomalous", "non-anomalous", "not defective", "0"}
@@ -54,6 +56,7 @@ class ParsedAnswer:
     # boxes ({"box": [...]}), marks ({"mark": n}) and ranges ({"range": [a, b], "unit": key})
     regions: list[dict[str, Any]] = field(default_factory=list)
     method: str = ""
+    refused: bool = False  # the model declined the task (stays unparsed; not asked again)
 
     @property
     def parsed(self) -> bool:
@@ -66,15 +69,16 @@ def parse_answer(raw_text: str, logprobs: list[Any] | dict[str, Any] | None = No
     found = _find_json_verdict(text)
     if found is not None:
         return _from_json(text, found, logprobs)
-    verdict = parse_free_text(text)
-    if verdict is None:
-        return _unparsed(text)
-    score, source = _score(text, "text", verdict, None, logprobs)
-    return ParsedAnswer(ParseStatus.PARSED, verdict, None, score, source, text.strip(), [], "text")
+    reading = read_prose(text)
+    if reading.anomalous is None:
+        return _unparsed(text, refused=reading.refused)
+    score, source = _score(text, "text", reading.anomalous, None, logprobs)
+    return ParsedAnswer(ParseStatus.PARSED, reading.anomalous, None, score, source, text.strip(), [], "text")
 
 
-def _unparsed(explanation: str) -> ParsedAnswer:
-    return ParsedAnswer(ParseStatus.UNPARSED, None, None, None, ScoreSource.NONE, explanation.strip(), [])
+def _unparsed(explanation: str, refused: bool = False) -> ParsedAnswer:
+    return ParsedAnswer(ParseStatus.UNPARSED, None, None, None, ScoreSource.NONE, explanation.strip(), [],
+                        refused=refused)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,349 +281,18 @@ def _from_json(text: str, found: _JsonVerdict, logprobs: Any) -> ParsedAnswer:
 
 
 # ---------------------------------------------------------------------------------------------
-# Free text
+# Free text (the rules are in inspector/vlm/prose.py)
 # ---------------------------------------------------------------------------------------------
 
-_REFUSALS = re.compile(
-    r"\b(?:i|we)(?:\s+am|'m|’m)?\s*(?:can(?:no|'|’)t|cannot|can not|won(?:'|’)t|will not|am unable to|"
-    r"'m unable to|’m unable to|unable to|am not able to|'m not able to|’m not able to|do not have|"
-    r"don(?:'|’)t have)\s+(?:help|assist|provide|analy[sz]e|comply|diagnose|view|process|access|"
-    r"see the image|see images|open|interpret|give|offer|the ability|make|determine|judge|evaluate|assess|"
-    r"classify|read|review)"
-    r"|\bas an ai\b|\bi(?:'|’)m sorry\b|\bi am sorry\b|^\s*sorry\b"
-    r"|\b(?:no|not an?) image(?:s)? (?:was|were|is|are|has been|have been)? ?(?:provided|attached|included|"
-    r"shared|uploaded)\b|\bimage(?:s)? (?:is|are|was|were) (?:not|n't) (?:provided|attached|visible|loaded)",
-    re.IGNORECASE,
-)
-_HEDGES = re.compile(
-    r"\b(?:possibl[ey]|might|maybe|may be|perhaps|could be|unclear|uncertain|unsure|not (?:sure|certain|"
-    r"clear)|hard to (?:say|tell|determine)|difficult to (?:say|tell|determine)|inconclusive|ambiguous|"
-    r"(?:cannot|can(?:'|’)t) rule out|likely|unlikely|probably|potential(?:ly)?|suspect(?:ed)?|borderline)\b"
-    r"|\b(?:cannot|can(?:'|’)t|can not|unable to|impossible to|not possible to) (?:be )?"
-    r"(?:determine[d]?|tell|say|judge|decide|assess|evaluate|identify)",
-    re.IGNORECASE,
-)
-_LABEL_PREFIX = re.compile(
-    r"(?:[\s*#>_`\"'\-]+|(?:final\s+)?(?:answer|verdict|result|classification|assessment|decision|"
-    r"conclusion|status|résultat|resultat|ergebnis|urteil|befund|risultato|resultado|veredicto|verdetto|"
-    r"结论|结果|判定|結果)\s*[:：\-–—]\s*)",
-    re.IGNORECASE,
-)
-_LEADING = re.compile(
-    r"(not anomalous|non-anomalous|not defective|not normal|anomalous|abnormal|defective|normal|yes|no)\b",
-    re.IGNORECASE,
-)
-_NOT_A_VERDICT_NEXT = re.compile(
-    r"\s*(?:or|and|vs|versus|standards?|references?|samples?|images?|examples?|range|"
-    r"operation|conditions?|parts?|items?|products?|units?|ones?|cases?|pieces?|would|should|must|can|may|will)\b"
-    r"|\s*[/?]",
-    re.IGNORECASE,
-)
 
-_DEFECT_NOUN = (
-    r"(?:cracks?|scratch(?:es)?|dents?|defects?|anomal(?:y|ies)|abnormalit(?:y|ies)|stains?|"
-    r"contamination|contaminants?|fractures?|lesions?|mass(?:es)?|tumou?rs?|nodules?|opacit(?:y|ies)|"
-    r"deformations?|corrosion|rust|discolou?ration|foreign (?:object|material|body|particles?)|damage|"
-    r"flaws?|misalignment|ha?emorrhage|effusions?|irregularit(?:y|ies)|breaks?|hole|notch(?:es)?|burrs?|"
-    r"spikes?|outliers?|sudden (?:drops?|dips?|jumps?)|"
-    r"(?:tears?|cuts?|holes?|gaps?) in|"
-    r"(?:damaged|broken|cracked|scratched|dented|bent|torn|chipped|missing|deformed|contaminated)\s+\w+)\b"
-)
-_QUANT = (r"(?:an?|one|two|three|four|several|some|multiple|many|visible|clear|obvious|noticeable|small|"
-          r"large|significant|minor|major|distinct|deep|long|\d+)")
-# the rest of the sentence before the defect noun; a "." only inside a number ("a 1.5 cm lesion")
-_WITHIN_SENTENCE = r"\b(?:[^.;]|\.(?=\d))*?\b"
-_ANOMALOUS_PHRASES = [
-    re.compile(r"\bthere (?:is|are|appears? to be|seems? to be)\s+" + _QUANT + _WITHIN_SENTENCE + _DEFECT_NOUN),
-    re.compile(r"\b(?:is|are|appears?|looks?|seems?)\s+(?:to be\s+)?(?:clearly\s+|visibly\s+|severely\s+|"
-               r"slightly\s+)?(?:defective|anomalous|abnormal|damaged|broken|cracked|scratched|dented|"
-               r"contaminated|deformed|bent|torn|chipped|misaligned|faulty)\b"),
-    re.compile(r"\b(?:shows?|showing|contains?|has|have|exhibits?|reveals?|displays?)\s+" + _QUANT
-               + _WITHIN_SENTENCE + _DEFECT_NOUN),
-    re.compile(r"\b(?:defects?|anomal(?:y|ies)|cracks?|scratch(?:es)?|damage|contamination|lesions?|"
-               r"fractures?)\s+(?:is|are|was|were|has been|have been)\s+(?:clearly\s+)?(?:visible|present|"
-               r"detected|found|observed|seen|identified)\b"),
-    re.compile(r"\b(?:is|are)\s+missing\b"),
-    # radiology report style: "findings consistent with a mass", "impression: displaced fracture ..."
-    re.compile(r"\b(?:consistent with|compatible with|findings of)\s+(?:an?\s+)?(?:[\w-]+\s+){0,3}?"
-               + _DEFECT_NOUN),
-    re.compile(r"\b(?:impression|findings?)\s*:\s*(?!no\b|normal|unremarkable|negative)(?:[\w-]+\s+){0,3}?"
-               + _DEFECT_NOUN),
-    re.compile(r"\b(?:anomal(?:y|ies)|defects?|damage|cracks?)\s+(?:detected|found|present|identified|"
-               r"observed)\b"),
-]
-_NORMAL_NOUN = (r"(?:defects?|anomal(?:y|ies)|abnormalit(?:y|ies)|damage|flaws?|issues?|problems?|"
-                r"irregularit(?:y|ies)|deviations?|findings?|cracks?|scratch(?:es)?|contamination|lesions?|spikes?|"
-                r"outliers?|drops?|dips?|"
-                r"signs? of \w+)")
-_NORMAL_PHRASES = [
-    re.compile(r"\bno\s+(?:\w+\s+){0,2}?" + _NORMAL_NOUN + r"\b"),
-    re.compile(r"\b(?:appears?|looks?|seems?|is|are)\s+(?:to be\s+)?(?:completely\s+|entirely\s+|"
-               r"perfectly\s+|fully\s+|totally\s+)?(?:normal|intact|defect[- ]free|flawless|undamaged|"
-               r"anomaly[- ]free|unremarkable|in good condition|within normal limits)\b"),
-    re.compile(r"\bfree (?:of|from)\s+(?:any\s+)?(?:visible\s+)?(?:defects?|anomal\w*|damage|flaws?|"
-               r"abnormalit\w*)"),
-    re.compile(r"\b(?:within normal limits|unremarkable|"
-               r"nothing (?:abnormal|anomalous|unusual|suspicious))\b"),
-    re.compile(r"(?:can(?:no|'|’)t|cannot|can not|do not|don(?:'|’)t|did not|didn(?:'|’)t|does not|"
-               r"doesn(?:'|’)t)\s+(?:see|find|detect|identify|observe|spot|notice|show|contain|have|exhibit)"
-               r"\s+(?:any\s+)?(?:\w+\s+){0,2}?" + _NORMAL_NOUN),
-    re.compile(r"(?:does not|doesn(?:'|’)t|do not|don(?:'|’)t)\s+(?:appear|seem|look)\s+(?:to be\s+)?"
-               r"(?:defective|anomalous|abnormal|damaged|broken|faulty)"),
-    re.compile(r"\bnot (?:anomalous|defective|abnormal|damaged)\b"),
-    re.compile(r"\bwithout\s+(?:any\s+)?(?:\w+\s+){0,2}?" + _NORMAL_NOUN + r"\b"),
-]
-_NEGATION = re.compile(r"\b(?:no|not|never|without|neither|nor|cannot|hardly|free of)\b|n(?:'|’)t\b")
-_PARTIAL = re.compile(
-    r"\b(?:rest|otherwise|remaining|other|apart from|except|besides|aside from|elsewhere)\b")
-_CLAUSE_BREAK = re.compile(r"[,;:()]|\b(?:but|however|although|though|while|whereas|yet)\b")
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?\n])\s+")
-# JSON that was started but could not be read (cut off, broken): its prose is not a verdict
-_JSON_FRAGMENT = re.compile(r"\{\s*[\"']\w+[\"']\s*:")
-
-# ---------------------------------------------------------------------------------------------
-# Other languages. Each table has negated forms and plain words; every match is blanked out
-# before the next pattern runs, so "nicht defekt", "没有异常" or "異常なし" are
-# read as normal and never again as the bare "defekt" / "异常" / "異常" that they contain.
-# Words spelt as in English ("normal") are left to the English rules.
-# ---------------------------------------------------------------------------------------------
-
-_FOREIGN_TABLES: dict[str, tuple[list[tuple[str, bool]], list[tuple[str, bool]]]] = {
-    "de": ([  # negated forms
-        (r"\bnicht\s+(?:in ordnung|normal|einwandfrei|fehlerfrei)\b", True),
-        (r"\bnicht\s+(?:\w+\s+)?(?:defekt|anomal|fehlerhaft|beschädigt|auffällig)\w*", False),
-        (r"\bkein\w*\s+(?:\w+\s+){0,2}?(?:defekt\w*|fehler\w*|auffälligkeit\w*|anomalie\w*|schäden|"
-         r"schaden|risse?|kratzer|mängel|beschädigung\w*)", False),
-    ], [  # plain words
-        (r"\b(?:in ordnung|unauffällig|fehlerfrei|einwandfrei|ohne befund)\b", False),
-        (r"\b(?:anomal|defekt|fehlerhaft|beschädigt|auffällig)\b", True),
-        (r"\b(?:ein|eine|einen)\s+(?:\w+\s+)?(?:riss|kratzer|delle|fleck|bruch|loch)\b", True),
-    ]),
-    "fr": ([  # negated forms
-        (r"\b(?:n[’']?\s*(?:est|sont)\s+)?pas\s+(?:normale?s?|normaux|conformes?)\b", True),
-        (r"\bn[’']?\s*(?:est|sont|a|ont)\s+pas\s+(?:\w+\s+)?(?:défectueu\w*|anormal\w*|endommagé\w*)", False),
-        (r"\b(?:aucun\w*|pas d[’']|sans)\s*(?:\w+\s+)?(?:défauts?|anomalies?|dommages?|fissures?|rayures?)", False),
-    ], [  # plain words
-        (r"\b(?:normales?|normaux|conformes?|intactes?)\b", False),  # not "normal", "intact": English
-        (r"\b(?:défectueu(?:x|se)|anormale?|anomalie\s+(?:détectée|présente|visible)|endommagée?)\b", True),
-        (r"\b(?:présente|montre|il y a)\s+(?:une?|des)\s+(?:\w+\s+)?(?:bosses?|fissures?|rayures?|"
-         r"taches?|trous?|défauts?)\b", True),
-    ]),
-    "es": ([  # negated forms
-        (r"\bno\s+(?:es|está|son|están)\s+normal(?:es)?\b", True),
-        (r"\bno\s+(?:es|está|son|están)\s+(?:\w+\s+)?(?:defectuos\w*|anómal\w*|anormal\w*|dañad\w*)", False),
-        (r"\b(?:sin|ningún|ninguna|no (?:se )?(?:observan?|detectan?|ven?|hay))\s+(?:\w+\s+)?(?:defectos?|"
-         r"anomalías?|daños?|grietas?|rayas?)", False),
-    ], [  # plain words
-        (r"\b(?:anómal[oa]|anormal|defectuos[oa])\b", True),
-        (r"\bhay\s+(?:una?|varios|varias)\s+(?:\w+\s+)?(?:grietas?|rayas?|defectos?|abolladuras?|manchas?)\b",
-         True),
-    ]),
-    "it": ([  # negated forms
-        (r"\bnon\s+(?:è|e'|sono)\s+(?:normal[ei]|integr[oai]|conform[ei])\b", True),
-        (r"\bnon\s+(?:è|e'|sono)\s+(?:\w+\s+)?(?:difettos\w*|anomal\w*|danneggiat\w*)", False),
-        (r"\bnon\s+(?:ci sono|c'è|ha|presenta|si (?:vedono|osservano|notano))\s+(?:\w+\s+)?(?:difetti|difetto|"
-         r"anomali[ae]|danni|crepe?|graffi)", False),
-        (r"\b(?:nessun[ao]?|senza|privo di)\s+(?:\w+\s+)?(?:difetti|difetto|anomali[ae]|danni|crepe?|graffi)",
-         False),
-    ], [  # plain words
-        (r"\b(?:normale|integro|conforme)\b", False),
-        (r"\b(?:anomal[oa]|difettos[oa]|danneggiat[oa])\b", True),
-        (r"\b(?:è presente|sono presenti|c'è|ci sono)\s+(?:una?|un'|dei|delle|degli)\s*(?:\w+\s+)?"
-         r"(?:crep[ae]|graffi[o]?|difett[oi]|ammaccatur[ae]|macchi[ae]|fori|foro|rottur[ae])\b", True),
-        (r"\b(?:manca|mancano)\b", True),
-    ]),
-    "zh": ([  # negated forms
-        (r"不正常|不是正常", True),
-        (r"(?:没有|無|无|未见|未發現|未发现|未检测到|不存在|并无|不是)(?:任何)?(?:明显)?(?:的)?"
-         r"(?:异常|異常|缺陷|瑕疵|划痕|裂纹|损伤|破损)", False),
-    ], [  # plain words
-        (r"正常", False),
-        (r"异常|(?:有|存在)(?:明显)?(?:的)?(?:缺陷|瑕疵|划痕|裂纹|损伤|破损)", True),
-    ]),
-    "ja": ([  # negated forms
-        (r"正常(?:で|では|じゃ)(?:は)?(?:ない|ありません)", True),
-        (r"(?:異常|欠陥|傷|キズ|ひび|割れ|不良)(?:は|が|も)?(?:なし|無し|ない|ありません|見(?:られ|当たり)ません|"
-         r"認められません|確認されません)", False),
-    ], [  # plain words
-        (r"正常", False),
-        (r"異常|不良|(?:欠陥|傷|キズ|ひび|割れ)(?:が|も)?(?:あり|ある|入って)", True),
-    ]),
-}
-# the negated forms of every language run before any plain word: "non è normale" must not leave
-# "normale" to the French table, nor "正常ではありません" leave "正常" to the Chinese one
-_FOREIGN_PATTERNS = [(re.compile(pattern, re.IGNORECASE), verdict)
-                     for stage in (0, 1) for table in _FOREIGN_TABLES.values() for pattern, verdict in table[stage]]
-# refusals in the other languages ("I can't analyse / help"): like English ones, never a verdict
-_FOREIGN_REFUSALS = re.compile(
-    r"\b(?:je ne (?:peux|suis) pas (?:en mesure d[’']|capable d[’'])?\s*(?:analyser|aider|fournir|diagnostiquer)|"
-    r"no puedo (?:ayudar|analizar|proporcionar|diagnosticar)|lo siento|"
-    r"non posso (?:aiutare|analizzare|fornire|diagnosticare)|mi dispiace|"
-    r"ich kann (?:\w+\s+){0,2}nicht (?:helfen|analysieren|beurteilen|diagnostizieren)|es tut mir leid)\b"
-    r"|无法(?:分析|诊断|协助|帮助)|不能(?:分析|诊断|协助)|抱歉|申し訳|できかねます|(?:診断|分析)(?:は)?できません",
-    re.IGNORECASE,
-)
-_FOREIGN_HEDGES = re.compile(
-    r"\b(?:vielleicht|möglicherweise|eventuell|schwer zu sagen|unklar|nicht sicher|"
-    r"peut-être|peut être|difficile à dire|incertain|pas sûr|"
-    r"quizás|quizá|tal vez|es posible|posiblemente|no estoy segur[oa]|"
-    r"forse|potrebbe|non sono sicur[oa]|difficile dirlo)\b"
-    r"|可能|也许|不确定|无法确定|无法判断|かもしれ|判断できません|わかりません|不明",
-    re.IGNORECASE,
-)
-
-
-def _foreign_cues(text: str) -> tuple[int, int]:
-    """Counts of anomalous and normal phrases from the other-language tables (see above)."""
-    remaining = text.lower()
-    counts = {True: 0, False: 0}
-    for pattern, verdict in _FOREIGN_PATTERNS:
-        remaining, found = pattern.subn(" ", remaining)
-        counts[verdict] += found
-    return counts[True], counts[False]
+def parse_free_text(text: str, yes_means_anomalous: bool = True) -> bool | None:
+    """Verdict stated in prose, or None when it states none (refusal, undecided, contradictory)."""
+    return read_prose(text, yes_means_anomalous).anomalous
 
 
 def leading_verdict(text: str) -> tuple[bool | None, int]:
-    """The verdict word the answer starts with (after labels/markdown) and its offset; (None, -1) if none.
-
-    "Yes"/"No" only count when followed by punctuation ("No visible defects" goes to the phrases,
-    and "No idea" to UNPARSED); a verdict word followed by "or", "and", "standards" etc. is not one.
-    """
-    position = 0
-    while match := _LABEL_PREFIX.match(text, position):
-        if match.end() == position:
-            break
-        position = match.end()
-    match = _LEADING.match(text, position)
-    if not match:
-        return None, -1
-    word = match.group(1).lower()
-    rest = text[match.end():]
-    if word in ("yes", "no"):
-        if rest and not re.match(r"\s*(?:[.,;:!\-–—)]|$)", rest):
-            return None, -1
-    elif _NOT_A_VERDICT_NEXT.match(rest):
-        return None, -1
-    elif word in ("anomalous", "abnormal", "defective"):
-        # "Anomalous: no" is a key-value line, not the word "Anomalous" as a verdict.
-        value = re.match(r"\s*[:=\-]\s*(yes|no|true|false)\b", rest, re.IGNORECASE)
-        if value:
-            return value.group(1).lower() in ("yes", "true"), match.start()
-    return word not in ("normal", "no", "not anomalous", "non-anomalous", "not defective"), match.start()
-
-
-def parse_free_text(text: str) -> bool | None:
-    """Verdict from prose, or None when unclear (refusal, hedge, conflicting or no cues).
-
-    The order matters: refusals and cut-off JSON first (nothing in them is a verdict); then the
-    verdict the model states itself, at the start or as a conclusion (CoT answers mention both
-    "normal" and "anomalous" on the way); only then the phrase cues, English and other languages.
-    """
-    stripped = text.strip()
-    if not stripped or _REFUSALS.search(stripped) or _FOREIGN_REFUSALS.search(stripped):
-        return None
-    if _JSON_FRAGMENT.search(stripped):
-        return None
-    stated = _stated_verdict(stripped)
-    if stated is not _NO_STATEMENT:
-        return stated
-    if _HEDGES.search(stripped) or _FOREIGN_HEDGES.search(stripped):
-        return None
-    anomalous_cues, normal_cues = _english_cues(stripped)
-    foreign_anomalous, foreign_normal = _foreign_cues(stripped)
-    anomalous_cues += foreign_anomalous
-    normal_cues += foreign_normal
-    if anomalous_cues and not normal_cues:
-        return True
-    if normal_cues and not anomalous_cues:
-        return False
-    return None
-
-
-_NO_STATEMENT: Any = object()  # sentinel: the answer states no verdict word of its own
-
-
-def _stated_verdict(text: str) -> bool | Any | None:
-    """The verdict the answer states (leading word, conclusion), None if hedged or contradictory.
-
-    Returns `_NO_STATEMENT` when there is none, so the phrase cues get their turn.
-    """
-    leading, offset = leading_verdict(text)
-    if leading is not None and _HEDGES.search(_sentence_at(text, offset)):
-        return None  # "Normal, probably, but I'm not certain" is not a verdict
-    concluded = _conclusion(text)
-    if leading is not None and concluded is not None and leading != concluded:
-        return None
-    if leading is not None:
-        return leading
-    if concluded is not None:
-        return concluded
-    return _NO_STATEMENT
-
-
-_VERDICT_WORD = r"(not anomalous|non-anomalous|not defective|not normal|anomalous|abnormal|defective|normal)\b"
-_SUBJECT = r"(?:it is|it's|this is|the \w+ is|the \w+ \w+ is)\s+"
-_CONCLUSIONS = re.compile(
-    # labelled: "Verdict: anomalous", "Final answer - Normal", "| Verdict | Normal |", "I conclude: normal"
-    r"\b(?:verdict|answer|conclusion|classification|result|assessment|i conclude|in conclusion)"
-    r"[\s:*|\-–—,_]*(?:" + _SUBJECT + r")?" + _VERDICT_WORD
-    # connectors: "Therefore the sample is normal", "so it is normal", "So: anomalous"
-    + r"|\b(?:therefore|thus|hence|so|overall)[,:]?\s+" + _SUBJECT + _VERDICT_WORD
-    + r"|\b(?:therefore|thus|hence|so|overall)\s*:\s*" + _VERDICT_WORD,
-    re.IGNORECASE,
-)
-_LAST_SENTENCE_VERDICT = re.compile(r"(?:^|[.!?\n])[\s*#_`\"']*" + _VERDICT_WORD + r"[\s*_`\"'.!]*$", re.IGNORECASE)
-_FALSE_VERDICT_WORDS = ("normal", "not anomalous", "non-anomalous", "not defective")
-
-
-def _conclusion(text: str) -> bool | None:
-    """The last stated conclusion ("Verdict: normal", "... so it is normal", a final "Anomalous.")."""
-    matches = [m for m in _CONCLUSIONS.finditer(text) if not _NOT_A_VERDICT_NEXT.match(text, m.end())]
-    last = _LAST_SENTENCE_VERDICT.search(text)
-    if last and not (matches and matches[-1].end() > last.start()):
-        matches.append(last)
-    if not matches:
-        return None
-    match = matches[-1]
-    if _HEDGES.search(_sentence_at(text, match.start(match.lastindex or 0))):
-        return None
-    word = next(g for g in match.groups() if g).lower()
-    return word not in _FALSE_VERDICT_WORDS
-
-
-def _sentence_at(text: str, offset: int) -> str:
-    """The sentence (or line) around `offset`, where a hedge would qualify a verdict word."""
-    start = max(text.rfind(c, 0, offset) for c in ".!?\n") + 1
-    ends = [i for c in ".!?\n" if (i := text.find(c, offset)) != -1]
-    return text[start: min(ends) if ends else len(text)]
-
-
-def _english_cues(text: str) -> tuple[int, int]:
-    """Counts of un-negated anomaly and normal phrases, sentence by sentence."""
-    anomalous_cues = normal_cues = 0
-    for sentence in _SENTENCE_BREAK.split(text.lower()):
-        for pattern in _ANOMALOUS_PHRASES:
-            for match in pattern.finditer(sentence):
-                if not _negated(sentence, match, inside=True):
-                    anomalous_cues += 1
-        for pattern in _NORMAL_PHRASES:
-            for match in pattern.finditer(sentence):
-                prefix = _clause_prefix(sentence, match.start())
-                if not _NEGATION.search(prefix) and not _PARTIAL.search(prefix):
-                    normal_cues += 1
-    return anomalous_cues, normal_cues
-
-
-def _clause_prefix(sentence: str, start: int) -> str:
-    prefix = sentence[:start]
-    breaks = list(_CLAUSE_BREAK.finditer(prefix))
-    return prefix[breaks[-1].end():] if breaks else prefix
-
-
-def _negated(sentence: str, match: re.Match[str], inside: bool) -> bool:
-    """A cue is void when its clause negates it before or (for anomaly cues) within the match."""
-    text = _clause_prefix(sentence, match.start()) + (match.group(0) if inside else "")
-    return bool(_NEGATION.search(text))
+    """The verdict word the answer starts with and its offset (see `lexicon.leading_verdict`)."""
+    return lexicon.leading_verdict(text)
 
 
 # ---------------------------------------------------------------------------------------------

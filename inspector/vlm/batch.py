@@ -102,16 +102,43 @@ class RetryingClient:
         self._limits = limits
         self._on_request = on_request
         self.attempts = 0
-        self.answer: VlmAnswer | None = None
+        self.answers: list[VlmAnswer] = []  # every answer of the case: the verdict, an extraction turn
+
+    @property
+    def answer(self) -> VlmAnswer | None:
+        """The first answer (the verdict's), or None before it arrived."""
+        return self.answers[0] if self.answers else None
+
+    @property
+    def structured_output_enabled(self) -> bool:
+        return self._client.structured_output_enabled
+
+    def usage(self) -> tuple[int | None, int | None]:
+        """Prompt and completion tokens of all the case's answers (None when a server reported none)."""
+        prompt = [a.prompt_tokens for a in self.answers]
+        completion = [a.completion_tokens for a in self.answers]
+        return (None if None in prompt or not prompt else sum(p for p in prompt if p is not None),
+                None if None in completion or not completion else sum(c for c in completion if c is not None))
 
     async def ask(self, prompt: ComposedPrompt, history: list[dict[str, Any]] | None = None) -> VlmAnswer:
         estimate = estimate_tokens(prompt, self._client.endpoint.max_tokens)
+        return await self._send(estimate, lambda: self._client.ask(prompt, history))
+
+    async def extract(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> VlmAnswer:
+        """The extraction turn, within the same limits and retries (the images are sent again)."""
+        text = sum(len(str(m.get("content", ""))) for m in messages if isinstance(m.get("content"), str))
+        images = sum(1 for m in messages if isinstance(m.get("content"), list)
+                     for part in m["content"] if isinstance(part, dict) and part.get("type") == "image_url")
+        estimate = text // 4 + TOKENS_PER_IMAGE * images + self._client.endpoint.max_tokens
+        return await self._send(estimate, lambda: self._client.extract(messages, schema))
+
+    async def _send(self, estimate: int, request: Callable[[], Any]) -> VlmAnswer:
         while True:
             self.attempts += 1
             try:
                 async with self._limiter.slot(estimate):
                     self._on_request()
-                    answer = await self._client.ask(prompt, history)
+                    answer = await request()
             except VlmError as exc:
                 self._limiter.settle(estimate, 0)  # a refused request used no tokens
                 delay = None if is_fatal(exc) else retry_delay(exc, self.attempts, self._limits)
@@ -127,7 +154,7 @@ class RetryingClient:
             await asyncio.sleep(0)
             used = None if answer.prompt_tokens is None else answer.prompt_tokens + (answer.completion_tokens or 0)
             self._limiter.settle(estimate, used)
-            self.answer = answer
+            self.answers.append(answer)
             return answer
 
 
@@ -175,7 +202,8 @@ class BatchRunner:
             p.cached += 1
         if state == FAILED:
             p.failed += 1
-        if state == DONE:
+        # a cached case costs nothing, unless its extraction turn had to be asked now
+        if state == DONE or (state == CACHED and item.get("prompt_tokens") is not None):
             p.tokens_in += item.get("prompt_tokens") or 0
             p.tokens_out += item.get("completion_tokens") or 0
             cost = self.prices.cost(item.get("model") or self.endpoint.model, item.get("prompt_tokens"),
@@ -265,14 +293,19 @@ class BatchRunner:
             return
         key = cache_key(self.endpoint, prompt)
         row = self.store.cached_answer(key)
+        asker = RetryingClient(client, limiter, self.limits, self._count_request)
         if row is not None:
-            verdict = await self.service.inspect_with_vlm(case, prompt, self.endpoint,
-                                                          client=CachedClient(answer_from_row(row)))
+            # an extraction turn stored with the cached answer is reused too; one missing is asked
+            turn = self.store.extraction_of(row["id"])
+            cached = CachedClient(answer_from_row(row), answer_from_row(turn) if turn else None, fallback=asker)
+            verdict = await self.service.inspect_with_vlm(case, prompt, self.endpoint, client=cached)
             assert verdict.answer_id is not None
             self.store.set_answer_status(verdict.answer_id, "cached")
-            self._finish_item(position, state=CACHED, verdict_id=verdict.id, model=row["model"], attempts=0)
+            prompt_tokens, completion_tokens = asker.usage() if asker.answers else (None, None)
+            self._finish_item(position, state=CACHED, verdict_id=verdict.id, model=row["model"],
+                              attempts=asker.attempts, prompt_tokens=prompt_tokens,
+                              completion_tokens=completion_tokens)
             return
-        asker = RetryingClient(client, limiter, self.limits, self._count_request)
         try:
             verdict = await self.service.inspect_with_vlm(case, prompt, self.endpoint, client=asker)
         except InspectionError as exc:
@@ -285,10 +318,10 @@ class BatchRunner:
             return
         assert verdict.answer_id is not None and asker.answer is not None
         answer = asker.answer
+        prompt_tokens, completion_tokens = asker.usage()  # an extraction turn's tokens count too
         self._finish_item(position, key, verdict.answer_id, state=DONE, verdict_id=verdict.id,
-                          model=answer.model or self.endpoint.model, prompt_tokens=answer.prompt_tokens,
-                          completion_tokens=answer.completion_tokens,
-                          attempts=asker.attempts)
+                          model=answer.model or self.endpoint.model, prompt_tokens=prompt_tokens,
+                          completion_tokens=completion_tokens, attempts=asker.attempts)
 
 
 def create_batch(service: InspectionService, case_ids: list[int], endpoint: EndpointSettings,

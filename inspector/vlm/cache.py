@@ -15,7 +15,7 @@ from typing import Any
 
 from inspector.prompt import ComposedPrompt
 from inspector.settings import EndpointSettings
-from inspector.vlm.client import VlmAnswer
+from inspector.vlm.client import VlmAnswer, VlmError
 
 
 def request_params(endpoint: EndpointSettings) -> dict[str, Any]:
@@ -49,10 +49,28 @@ def answer_from_row(row: dict[str, Any]) -> VlmAnswer:
 
 
 class CachedClient:
-    """Stands in for `VlmClient` when the answer is cached: `ask` returns it without a request."""
+    """Stands in for `VlmClient` when the answer is cached: `ask` returns it without a request.
 
-    def __init__(self, answer: VlmAnswer) -> None:
+    `extraction` is the extraction turn stored with the cached answer, if there was one; without
+    it the turn goes to `fallback` (a real client), or fails when there is none.
+    """
+
+    def __init__(self, answer: VlmAnswer, extraction: VlmAnswer | None = None, fallback: Any = None) -> None:
         self.answer = answer
+        self.extraction = extraction
+        self.fallback = fallback
+
+    @property
+    def structured_output_enabled(self) -> bool:
+        return bool(getattr(self.fallback, "structured_output_enabled", True))
 
     async def ask(self, prompt: ComposedPrompt, history: list[dict[str, Any]] | None = None) -> VlmAnswer:
         return self.answer
+
+    async def extract(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> VlmAnswer:
+        if self.extraction is not None:
+            return self.extraction
+        if self.fallback is None:
+            raise VlmError("bad_request", "The extraction turn of this cached answer is not stored, and no "
+                                          "endpoint is available to ask it.")
+        return await self.fallback.extract(messages, schema)

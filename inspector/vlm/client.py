@@ -130,6 +130,20 @@ def image_data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def user_message(prompt: ComposedPrompt) -> dict[str, Any]:
+    """The user turn of a prompt: the text, then each image after its caption."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": prompt.text}]
+    for image in prompt.images:
+        content.append({"type": "text", "text": image.caption or image.label})
+        content.append({"type": "image_url", "image_url": {"url": image_data_url(image.png)}})
+    return {"role": "user", "content": content}
+
+
+def prompt_messages(prompt: ComposedPrompt) -> list[dict[str, Any]]:
+    """A prompt as the first messages of a conversation: the system text, then the user turn."""
+    return [{"role": "system", "content": prompt.system}, user_message(prompt)]
+
+
 class VlmClient:
     """Sends composed prompts to one endpoint. Create and use it inside one event loop."""
 
@@ -162,15 +176,11 @@ class VlmClient:
 
     def build_messages(self, prompt: ComposedPrompt) -> list[dict[str, Any]]:
         """System message, then one user message: the text, then each image after its caption."""
-        return [{"role": "system", "content": prompt.system}, self.user_message(prompt)]
+        return prompt_messages(prompt)
 
     @staticmethod
     def user_message(prompt: ComposedPrompt) -> dict[str, Any]:
-        content: list[dict[str, Any]] = [{"type": "text", "text": prompt.text}]
-        for image in prompt.images:
-            content.append({"type": "text", "text": image.caption or image.label})
-            content.append({"type": "image_url", "image_url": {"url": image_data_url(image.png)}})
-        return {"role": "user", "content": content}
+        return user_message(prompt)
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -192,13 +202,24 @@ class VlmClient:
         """Send a whole conversation (a follow-up question after the stored prompt and answers)."""
         return await self._complete(messages)
 
-    async def _complete(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None = None) -> VlmAnswer:
+    @property
+    def structured_output_enabled(self) -> bool:
+        """Whether requests go out with a JSON schema (False when off, or once the server refused it)."""
+        return self._use_schema
+
+    async def extract(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> VlmAnswer:
+        """The verdict-extraction turn (`inspector.vlm.extraction`): the conversation so far and a
+        question asked through `schema` where the server takes one."""
+        return await self._complete(messages, schema, schema_name="anomaly_verdict_restated")
+
+    async def _complete(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None = None,
+                        schema_name: str = "anomaly_verdict") -> VlmAnswer:
         # A 400 may be a server refusing an optional parameter (logprobs, max_tokens, temperature):
         # adapt once per parameter and remember it; any other 400 is reported. Dropping logprobs
         # on an unspecific 400 is remembered only if the request then goes through.
         logprobs_dropped_on_guess = False
         while True:
-            kwargs = self._request_kwargs(messages, schema)
+            kwargs = self._request_kwargs(messages, schema, schema_name)
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(self.endpoint.timeout_s):
@@ -221,11 +242,12 @@ class VlmClient:
                 answer.sent_params["response_format"] = kwargs["response_format"]["type"]
             return answer
 
-    def _request_kwargs(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _request_kwargs(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None = None,
+                        schema_name: str = "anomaly_verdict") -> dict[str, Any]:
         kwargs: dict[str, Any] = {"model": self.endpoint.model, "messages": messages}
         if schema is not None and self._use_schema:
             kwargs["response_format"] = {"type": "json_schema",
-                                         "json_schema": {"name": "anomaly_verdict", "schema": schema}}
+                                         "json_schema": {"name": schema_name, "schema": schema}}
         if self._send_temperature:
             kwargs["temperature"] = self.endpoint.temperature
         if self._use_max_completion_tokens:

@@ -1,0 +1,551 @@
+"""English cue phrases for reading verdicts out of prose (`inspector.vlm.prose` uses them).
+
+Kept apart from the reading rules so that a phrase can be added without touching the logic, and
+the logic read without wading through regular expressions. Every pattern works on lower-cased
+text that `clean` has stripped of markdown and curly quotes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# ------------------------------------------------------------------------------------ cleaning
+
+_MARKDOWN = re.compile(r"\*\*|__|`+|^#{1,6}\s*|^>\s*", re.MULTILINE)
+_QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "–": "-", "—": "-", "\u00a0": " "})
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}.*$", re.MULTILINE)
+
+
+_ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)|\\boxed\{([^{}]*)\}", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"</?[a-z_]{2,20}>|<\|[a-z_]+\|>|</s>", re.IGNORECASE)
+
+
+def tagged_answer(text: str) -> str | None:
+    """The content of the last ``<answer>...</answer>`` or ``\\boxed{...}``, if the answer has one."""
+    found = None
+    for match in _ANSWER_TAG.finditer(text or ""):
+        found = (match.group(1) if match.group(1) is not None else match.group(2)).strip()
+    return found or None
+
+
+def clean(text: str) -> str:
+    """Plain text: markdown emphasis, headings, table rules and curly quotes removed."""
+    text = (text or "").translate(_QUOTES)
+    text = _TAG.sub("\n", text)
+    text = _TABLE_RULE.sub("", text)
+    text = _MARKDOWN.sub("", text)
+    text = text.replace("|", " | ")
+    return re.sub(r"[ \t]+", " ", text)
+
+
+# ---------------------------------------------------------------------------------- statements
+
+_LIST_MARKER = re.compile(r"^\s*(?:[-*•+]|\(?\d{1,2}[.)]|\(?[a-h][.)])\s+")
+_ABBREVIATIONS = r"(?<!\be\.g)(?<!\bi\.e)(?<!\bvs)(?<!\betc)(?<!\bapprox)(?<!\bfig)(?<!\bno)(?<!\bdr)(?<!\bca)"
+_SENTENCE_END = re.compile(_ABBREVIATIONS + r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|(?<=[.!?])\s+(?=\d{1,2}[.)]\s)")
+_LABEL_ONLY = re.compile(r"^\W*(?:final\s+)?(?:answer|verdict|result|conclusion|assessment|decision|summary|"
+                         r"classification|impression|findings?|output|response|evaluation)\s*[:\-]?\W*$",
+                         re.IGNORECASE)
+
+
+def statements(text: str) -> list[str]:
+    """Lines, list items and sentences, in order; a lone label line ("Conclusion:") joins the next."""
+    out: list[str] = []
+    pending_label = ""
+    for line in text.split("\n"):
+        line = _LIST_MARKER.sub("", line).strip()
+        if not line:
+            continue
+        if _LABEL_ONLY.match(line):
+            pending_label = (pending_label + " " + line).strip()
+            continue
+        for sentence in _SENTENCE_END.split(line):
+            sentence = sentence.strip()
+            if sentence:
+                out.append((pending_label + " " + sentence).strip() if pending_label else sentence)
+                pending_label = ""
+    if pending_label:
+        out.append(pending_label)
+    return out
+
+
+# ----------------------------------------------------------------------------------- refusals
+
+# Declining the task. Declining a detail inside a substantive answer is handled by the reader:
+# a refusal counts only when nothing else in the answer is a verdict.
+_REFUSAL = re.compile(
+    r"\b(?:i|we)(?: am|'m)?\s*(?:cannot|can't|can not|won't|will not|am unable to|'m unable to|unable to|"
+    r"am not able to|'m not able to|not able to|do not have|don't have)\s+(?:help|assist|provide (?:a |any )?"
+    r"(?:diagnos\w*|medical|analysis|assessment|interpretation|opinion)|analy[sz]e (?:this|the|medical|these|images?)|"
+    r"comply|diagnose|view (?:the |this )?images?|process (?:the |this )?images?|access|see (?:the |this )?images?|"
+    r"open|interpret (?:this|the|medical)|offer (?:a )?(?:diagnos\w*|medical)|the ability|make (?:a )?"
+    r"(?:diagnos\w*|medical)|give (?:a )?(?:diagnos\w*|medical))"
+    r"|\bas an ai\b|^\s*(?:i'm|i am) sorry\b|^\s*sorry\b"
+    r"|\b(?:no|not an?) images? (?:was|were|is|are|has been|have been)? ?(?:provided|attached|included|shared|"
+    r"uploaded)\b|\bimages? (?:is|are|was|were) (?:not|n't) (?:provided|attached|visible|loaded)"
+    r"|\b(?:consult|seek (?:the )?(?:advice|opinion) of) (?:a|an|your) (?:qualified |medical |healthcare )?"
+    r"(?:professional|radiologist|doctor|physician|specialist)\b",
+    re.IGNORECASE,
+)
+
+
+def is_refusal(text: str) -> bool:
+    return _REFUSAL.search(text) is not None
+
+
+# ------------------------------------------------------------------------------------- hedges
+
+# Statements that decline to decide: they are neither verdict, and they outweigh speculation.
+UNDECIDED = re.compile(
+    r"\b(?:not (?:sure|certain)|uncertain|unsure|inconclusive|ambiguous|borderline|"
+    r"hard to (?:say|tell|determine|judge|assess|be certain)|difficult to (?:say|tell|determine|judge|assess|"
+    r"be certain|definitively)|"
+    r"(?:cannot|can't|can not|unable to|impossible to|not possible to|no way to) (?:be )?(?:definitively |"
+    r"conclusively |reliably |accurately |confidently )?(?:determine[d]?|tell|say|judge|decide|conclude|"
+    r"confirm|be sure|be certain)\b(?! that)|"
+    r"it (?:is|remains) unclear (?:whether|if)|could (?:also |just |simply )?be (?:a |an |the )?(?:reflection|"
+    r"shadow|lighting|glare|texture|artifact|noise|normal variation|part of)|"
+    r"(?:further|additional|more) (?:inspection|investigation|examination|analysis|information|context|images?) "
+    r"(?:is|are|would be|may be|might be) (?:needed|required|necessary) to (?:determine|confirm|tell|decide))",
+    re.IGNORECASE,
+)
+_SPECULATIVE = re.compile(
+    r"\b(?:might|may|could|possibl[ey]|perhaps|maybe|potential(?:ly)?|suspect(?:ed)?|suspicious of|"
+    r"cannot rule out|can't rule out|if (?:it|this|that) is|would need|can (?:show|have|cause|present|"
+    r"include|lead|result|appear|occur|indicate|suggest))\b", re.IGNORECASE)
+_MILD = re.compile(
+    r"\b(?:appears?|appearing|seems?|seemingly|looks? (?:like|to be)|likely|probabl[ey]|suggest(?:s|ing|ive)?|"
+    r"apparent(?:ly)?|presumabl[ey]|mostly|largely|relatively|somewhat|fairly)\b", re.IGNORECASE)
+
+
+def hedge_weight(text: str) -> float:
+    """1.0 for a plain statement, 0.7 mildly hedged ("appears", "likely"), 0.35 speculative ("might")."""
+    if _SPECULATIVE.search(text):
+        return 0.35
+    if _MILD.search(text):
+        return 0.7
+    return 1.0
+
+
+# -------------------------------------------------------------------------------- set aside
+
+# A statement whose subject is a reference / normal example, not the item under inspection.
+_REFERENCE_SUBJECT = re.compile(
+    r"^(?:in |on |for )?(?:the |both |all |each |these |those )?(?:first |two |three |other |provided )?"
+    r"(?:normal|reference|template|good|defect-free|non-defective|example|sample normal|ok)"
+    r"(?: (?:reference|sample|example|normal))? (?:images?|samples?|pictures?|photos?|examples?|items?|ones?|"
+    r"objects?|parts?|references?|tiles?|cases?)\b(?!.*\b(?:whereas|while|but|however|unlike|compared|than)\b)"
+    r"|^(?:like|as in) the (?:normal|reference)", re.IGNORECASE)
+# A statement about the picture itself (blur, noise, lighting), not about what it shows.
+_QUALITY = re.compile(
+    r"\b(?:blur(?:ry|riness)?|noise|noisy|compression|jpeg|pixelat\w*|resolution|exposure|over-?exposed|"
+    r"under-?exposed|out of focus|in focus|focus|image quality|picture quality|photo quality|quality of the "
+    r"(?:image|picture|photo)|lighting|illumination|glare|grain(?:y|iness)?|sharp(?:ness)?|contrast|"
+    r"artifacts? (?:in|of) the (?:image|picture|photo)|(?:image|imaging|compression|digital) artifacts?)\b",
+    re.IGNORECASE)
+_OBJECT_FINDING = re.compile(
+    r"\b(?:defect\w*|anomal\w*|abnormal\w*|crack\w*|scratch\w*|dent\w*|lesion\w*|tumou?r\w*|mass(?:es)?|"
+    r"fracture\w*|damage\w*|broken|contamina\w*|missing|hole\w*|stain\w*|nodule\w*|hemorrhage|haemorrhage)\b",
+    re.IGNORECASE)
+# The question or the task restated: "To determine whether the part is anomalous, I will ..."
+_QUESTION = re.compile(
+    r"^(?:to (?:determine|decide|assess|check|evaluate|identify|answer)|in order to|let'?s|let me|i will|i'll|"
+    r"we (?:need|will|must)|first,? (?:i|we|let)|the (?:task|question) is|you (?:asked|want))\b"
+    r"|\?\s*$", re.IGNORECASE)
+
+
+def set_aside_reason(text: str) -> str:
+    """Why a statement says nothing about the item under inspection ("" when it may)."""
+    if _QUESTION.search(text) and not _CONCLUSION.search(text):
+        return "question"
+    if _REFERENCE_SUBJECT.search(text):
+        return "reference"
+    if _QUALITY.search(text) and not _OBJECT_FINDING.search(_QUALITY.sub(" ", text)):
+        return "image quality"
+    return ""
+
+
+# -------------------------------------------------------------------------------- conclusions
+
+_CONCLUSION = re.compile(
+    r"^(?:in conclusion|in summary|to summari[sz]e|to conclude|overall|all in all|in short|therefore|thus|hence|"
+    r"consequently|so\b|final(?:ly)?|based on (?:this|these|the|my|that|what)|given (?:this|these|the)|"
+    r"from (?:this|these|the) (?:analysis|observations?|comparison|image)|after (?:careful |close )?"
+    r"(?:analy\w+|examin\w+|inspect\w+|review\w*|compar\w+)|upon (?:careful |close )?(?:analy\w+|examin\w+|"
+    r"inspect\w+|review\w*)|this (?:means|indicates|suggests)|as a result|conclusion|verdict|answer|result|"
+    r"assessment|classification|decision|impression|summary|evaluation)\b"
+    r"|\b(?:i (?:would )?(?:conclude|classify|consider|determine|judge|rate|label|categori[sz]e|deem|mark)|"
+    r"(?:is|are|be|should be|can be|would be) (?:classified|considered|deemed|labell?ed|categori[sz]ed|judged|"
+    r"determined|identified|marked|rated|regarded) (?:to be |as )|my (?:verdict|answer|conclusion|assessment)|"
+    r"the (?:final )?(?:verdict|answer|conclusion) is)\b",
+    re.IGNORECASE)
+
+
+def is_conclusion(text: str) -> bool:
+    """A statement that concludes ("Overall, ...", "Therefore ...", "I would classify it as ...")."""
+    return _CONCLUSION.search(text) is not None
+
+
+_VERDICT_WORDS = re.compile(
+    r"\b(?:(?P<neg>not anomalous|non-anomalous|not defective|non-defective|normal|acceptable|a pass|passes|"
+    r"good|ok|okay|fine|defect-free|anomaly-free|flawless|intact|unremarkable|negative)|"
+    r"(?P<pos>not normal|abnormal|anomalous|an anomaly|defective|faulty|a fail|fails|rejected?|not acceptable|"
+    r"unacceptable|positive|damaged))\b",
+    re.IGNORECASE)
+
+
+def stated_verdict_word(text: str) -> int | None:
+    """In a conclusion without phrase cues, the last verdict word: +1 anomalous, -1 normal."""
+    last = None
+    for match in _VERDICT_WORDS.finditer(text):
+        last = 1 if match.group("pos") else -1
+    return last
+
+
+# ------------------------------------------------------------------------------ leading word
+
+_LABEL_PREFIX = re.compile(
+    r"(?:[\s*#>_`\"'\-]+|(?:final\s+)?(?:answer|verdict|result|classification|assessment|decision|"
+    r"conclusion|status|output|résultat|resultat|ergebnis|urteil|befund|risultato|resultado|veredicto|verdetto|"
+    r"结论|结果|判定|結果)\s*[:：\-–—]\s*)",
+    re.IGNORECASE,
+)
+_LEADING = re.compile(
+    r"(not anomalous|non-anomalous|not defective|not normal|anomalous|abnormal|defective|normal|yes|no)\b",
+    re.IGNORECASE,
+)
+_NOT_A_VERDICT_NEXT = re.compile(
+    r"\s*(?:or|and|vs|versus|standards?|references?|samples?|images?|examples?|range|variation|wear|"
+    r"operation|conditions?|parts?|items?|products?|units?|ones?|cases?|pieces?|would|should|must|can|may|will|"
+    r"anomal\w*|defects?|findings?|abnormalit\w*|signs?|evidence|issues?|problems?|visible|obvious|significant|"
+    r"apparent|clear|other|such|further|major|noticeable|discernible|detectable|damage|cracks?|scratch\w*|"
+    r"sign|indication|lesions?|mass(?:es)?|abnormal|unusual|irregularit\w*|deviations?|concerns?|idea|"
+    r"regions?|areas?|marks?|frames?|points?|objects?|people|persons?|one|activity|events?|pattern|spikes?|"
+    r"indication)\b|\s*[/?]",
+    re.IGNORECASE,
+)
+
+
+def leading_verdict(text: str, yes_means_anomalous: bool = True) -> tuple[bool | None, int]:
+    """The verdict word the answer starts with (after labels/markdown) and its offset; (None, -1) if none.
+
+    "Yes"/"No" only count when followed by punctuation ("No visible defects" goes to the phrases,
+    "No idea" nowhere); they mean anomalous / normal for the product's question ("is it anomalous?");
+    a verdict word followed by "or", "standards", "anomalies" etc. is not one.
+    """
+    position = 0
+    while match := _LABEL_PREFIX.match(text, position):
+        if match.end() == position:
+            break
+        position = match.end()
+    match = _LEADING.match(text, position)
+    if not match:
+        return None, -1
+    word = match.group(1).lower()
+    rest = text[match.end():]
+    if word in ("yes", "no"):
+        if rest and not re.match(r"\s*(?:[.,;:!\-)]|$)", rest):
+            return None, -1
+        return (word == "yes") == yes_means_anomalous, match.start()
+    if _NOT_A_VERDICT_NEXT.match(rest):
+        return None, -1
+    if word in ("anomalous", "abnormal", "defective"):
+        # "Anomalous: no" is a key-value line, not the word "Anomalous" as a verdict.
+        value = re.match(r"\s*[:=\-]\s*(yes|no|true|false)\b", rest, re.IGNORECASE)
+        if value:
+            return value.group(1).lower() in ("yes", "true"), match.start()
+    return word not in ("normal", "not anomalous", "non-anomalous", "not defective"), match.start()
+
+
+# -------------------------------------------------------------------------------- phrase cues
+
+# What an anomaly is called: defects of parts, findings of scans, events of a scene, excursions of
+# a signal. Words that also name normal features ("hole", "gap", "mark") count only in phrases
+# that make them a defect ("a hole in the foil").
+_MEDICAL_NOUN = (
+    r"opacit(?:y|ies)|opacification|densit(?:y|ies)|consolidations?|infiltrat(?:es?|ion)|effusions?|"
+    r"pneumothorax|atelectasis|cardiomegaly|\w+megaly|edema|oedema|calcifications?|granulomas?|nodules?|"
+    r"lesions?|mass(?:es)?|tumou?rs?|\w{3,}omas?|metastas[ie]s|cancer|carcinoma|malignanc(?:y|ies)|"
+    r"\w{4,}itis|(?!diagn|progn|hypn)\w{4,}osis|fractures?|ha?emorrhages?|hematomas?|haematomas?|bleed(?:ing)?|"
+    r"infarcts?|infarction|isch(?:a)?emia|stenosis|aneurysms?|cysts?|polyps?|ulcers?|hernia|swelling|"
+    r"inflammation|infection|pneumonia|fibrosis|emphysema|hyperexpansion|hyperinflation|enlargement|"
+    r"thickening|blunting|curvature|deviation|displacement|dislocation|herniation|collapse|scarring|"
+    r"(?:radiopaque|radio-opaque|foreign) (?:object|body|bodies|fragments?|densit(?:y|ies)|material)|"
+    r"metallic (?:fragments?|densit(?:y|ies)|foreign \w+)"
+)
+_EVENT_NOUN = (
+    r"fight(?:s|ing)?|brawl\w*|assaults?|attacks?|robber(?:y|ies)|theft|stealing|shoplifting|burglar(?:y|ies)|"
+    r"vandalism|arson|explosions?|shootings?|gunfire|abuse|arrests?|accidents?|crash(?:es)?|collisions?|"
+    r"fires?|smoke|abductions?|kidnapping|violence|intrusions?|trespass\w*|riots?|stampede|"
+    r"jaywalking|congestion|traffic jams?|falls?"
+)
+_SIGNAL_NOUN = (
+    r"spikes?|outliers?|peaks?|surges?|level shifts?|change ?points?|"
+    r"(?:sudden|abrupt|sharp|significant|unusual|dramatic|unexpected|anomalous) (?:drops?|dips?|jumps?|changes?|"
+    r"increases?|decreases?|shifts?|peaks?|rises?|falls?|fluctuations?|variations?|spikes?|values?)"
+)
+DEFECT_NOUN = (
+    r"(?:cracks?|scratch(?:es)?|dents?|defects?|anomal(?:y|ies)|abnormalit(?:y|ies)|stains?|staining|smudges?|"
+    r"spots?|marks? of|contamination|contaminants?|deformations?|deformit(?:y|ies)|corrosion|rust|"
+    r"discolou?rations?|foreign (?:object|material|body|bodies|particles?|matter)|debris|dirt|dust|hairs?|"
+    r"fibers?|fibres?|lint|residue|particles?|damage|flaws?|misalignments?|irregularit(?:y|ies)|breaks?|"
+    r"breakage|notch(?:es)?|burrs?|chips?|chipping|bubbles?|blowholes?|pores?|porosity|fray(?:ing)?|"
+    r"abrasions?|gouges?|gouging|bumps?|protrusions?|indentations?|pits?|pitting|punctures?|"
+    r"(?:tears?|cuts?|holes?|gaps?|openings?) in|"
+    + _MEDICAL_NOUN + "|" + _EVENT_NOUN + "|" + _SIGNAL_NOUN + "|"
+    r"(?:damaged|broken|cracked|scratched|dented|bent|torn|chipped|missing|deformed|contaminated|frayed|"
+    r"misplaced|misaligned|loose|extra|unusual|abnormal|anomalous|suspicious|enlarged|swollen|dilated|"
+    r"widened|thickened|increased|elevated|patchy|hazy|irregular)\s+\w+)\b"
+)
+_QUANT = (r"(?:an?|one|two|three|four|several|some|multiple|many|visible|clear|clearly|obvious|noticeable|small|"
+          r"large|significant|minor|major|distinct|deep|long|slight|tiny|little|few|numerous|evident|apparent|"
+          r"possible|potential|\d+)")
+# the rest of the sentence before the noun; a "." only inside a number ("a 1.5 cm lesion")
+_WITHIN = r"\b(?:[^.;]|\.(?=\d))*?\b"
+_STATE_ADJ = (r"(?:defective|anomalous|abnormal|damaged|broken|cracked|scratched|dented|contaminated|deformed|"
+              r"bent|torn|chipped|misaligned|faulty|frayed|missing|misplaced|loose|dirty|stained|corroded|"
+              r"rusted|rusty|worn|punctured|unusual|irregular|incomplete|fractured|enlarged|swollen|flawed|"
+              r"dilated|widened|thickened|displaced|collapsed|herniated|suspicious)")
+_SEEN = (r"(?:visible|present|detected|found|observed|seen|identified|noted|noticed|evident|apparent|spotted|"
+         r"visuali[sz]ed|demonstrated|appreciated|shown|depicted|located|situated|there)")
+ANOMALOUS_PHRASES = [
+    re.compile(r"\bthere (?:is|are|was|were|appears? to be|seems? to be|might be|may be|could be|is also|"
+               r"are also|exists?)\s+(?:[\w-]+,?\s+){0,5}?" + DEFECT_NOUN),
+    re.compile(r"\b(?:is|are|appears?|looks?|seems?|was|were|being|been|became|becomes?)\s+(?:to be\s+)?"
+               r"(?:clearly\s+|visibly\s+|severely\s+|slightly\s+|partially\s+|partly\s+|somewhat\s+|"
+               r"significantly\s+|very\s+|markedly\s+|mildly\s+|moderately\s+|also\s+)?" + _STATE_ADJ + r"\b"),
+    re.compile(r"\b(?:shows?|showing|shown|contains?|containing|has|have|had|having|exhibits?|exhibiting|reveals?|"
+               r"revealing|displays?|displaying|presents?|demonstrates?|demonstrating|features?|depicts?|"
+               r"depicting|mentions?|describes?|notes?|with)\s+" + _QUANT + _WITHIN + DEFECT_NOUN),
+    re.compile(DEFECT_NOUN[:-3] + r")\s+(?:[\w-]+\s+){0,3}?(?:is|are|was|were|has been|have been|can be|could be)"
+               r"\s+(?:clearly\s+|also\s+|still\s+)?" + _SEEN + r"\b"),
+    re.compile(r"\b(?:is|are)\s+missing\b"),
+    re.compile(r"\b(?:consistent with|compatible with|findings of|suggestive of|indicative of|evidence of|"
+               r"signs? of|indicat(?:es?|ing)|suggest(?:s|ing)?|represent(?:s|ing)?|concerning for|"
+               r"worrisome for)\s+(?:an?\s+)?(?:[\w-]+\s+){0,3}?" + DEFECT_NOUN),
+    re.compile(r"\b(?:impression|findings?)\s*:\s*(?!no\b|normal|unremarkable|negative)(?:[\w-]+\s+){0,3}?"
+               + DEFECT_NOUN),
+    re.compile(r"\b(?:anomal(?:y|ies)|defects?|damage|cracks?|abnormalit(?:y|ies))\s+(?:detected|found|present|"
+               r"identified|observed|noted)\b"),
+    # the anomaly described as a fact: "the anomaly is a scratch", "the defect appears to be a dent"
+    re.compile(r"^(?:the |this |an? )?(?:main |primary |only )?(?:anomal(?:y|ies)|defects?|abnormalit(?:y|ies)|"
+               r"anomalous (?:region|area|part|object|event|behaviou?r|activity))\s+(?:is|are|appears?|seems?|"
+               r"can be|was|were|would be|lies|lie|located|here|in this|detected|observed|found)\b"),
+    re.compile(r"\b(?:the |an? )?(?:anomalous|abnormal|defective|damaged) (?:region|area|part|spot|portion|"
+               r"section|object|event|behaviou?r|activity|segment|frames?|points?)\s+(?:is|are|was|were|"
+               r"appears?|seems?|can be|located|occurs?|lies)\b"),
+    re.compile(r"\bunusual (?:activity|event|behaviou?r|object|movement|motion|pattern|action)\b"),
+    re.compile(r"\b(?:an? |the )?anomal(?:y|ies) (?:at|in|on|near|around|between|from|during|within|occurs?|"
+               r"occurred)\b"),
+    # "this stands out as an anomaly", "index 11 is an outlier"
+    re.compile(r"\b(?:is|are|as|be|represents?|constitutes?)\s+(?:an?\s+|the\s+)?(?:clear\s+|likely\s+|"
+               r"potential\s+|possible\s+|obvious\s+|real\s+|true\s+)?(?:anomal(?:y|ies)|outliers?|defects?|"
+               r"abnormalit(?:y|ies))\b"),
+    re.compile(r"\bdeviat(?:es?|ing|ion)\s+(?:\w+\s+){0,2}?from\s+(?:the\s+)?(?:normal|general|expected|usual|"
+               r"overall|typical|regular|established|reference|standard)\b"),
+    # a statement that opens with the finding itself (report style): "Patchy opacities in both lungs."
+    re.compile(r"^(?:(?:a|an|the|some|small|large|mild|moderate|severe|bilateral|patchy|diffuse|focal|"
+               r"multiple|several|visible|new|subtle|marked|minimal|slight|possible|probable|likely|"
+               r"right|left|upper|lower|\w+-sided|[\w-]+ly)\s+|[\w-]+,?\s+){0,4}?" + DEFECT_NOUN
+               + r"(?!\s+(?:is|are|was|were)\s+(?:not|absent|unlikely))"),
+    # people doing what a surveillance preset calls an anomaly
+    re.compile(r"\b(?:fighting|crashing|crashed|colliding|collided|attacking|stealing|shooting|assaulting|"
+               r"robbing|vandali[sz]ing|brawling|punching|kicking|looting|trespassing|falling down|fell down)\b"),
+]
+_NORMAL_NOUN = (r"(?:defects?|anomal(?:y|ies|ous \w+)|abnormalit(?:y|ies)|damage|flaws?|issues?|problems?|"
+                r"irregularit(?:y|ies)|deviations?|findings?|cracks?|scratch(?:es)?|contamination|lesions?|"
+                r"spikes?|outliers?|drops?|dips?|concerns?|faults?|imperfections?|blemish(?:es)?|errors?|"
+                r"(?:unusual|abnormal|suspicious|anomalous)(?: \w+)?|pathology|pathologies|holes?|gaps?|"
+                r"(?:signs?|evidence|indications?|traces?) of (?:\w+ )?" + DEFECT_NOUN + "|" + DEFECT_NOUN + ")")
+NORMAL_PHRASES = [
+    re.compile(r"\bno\s+(?:\w+[\s-]+){0,3}?" + _NORMAL_NOUN + r"\b"),
+    re.compile(r"\b(?:appears?|looks?|seems?|is|are|was|were|remains?|being)\s+(?:to be\s+)?(?:completely\s+|"
+               r"entirely\s+|perfectly\s+|fully\s+|totally\s+|generally\s+|overall\s+|essentially\s+|quite\s+|"
+               r"relatively\s+|in\s+)?(?:normal|intact|defect[- ]free|flawless|undamaged|anomaly[- ]free|"
+               r"unremarkable|in good (?:condition|shape|order)|within normal limits|without (?:any )?(?:defects|"
+               r"anomalies|damage)|free of (?:any )?(?:defects|anomalies|damage)|acceptable|fine|ok|okay|"
+               r"consistent with (?:the )?(?:normal|reference|expected)|as expected|regular|uniform|consistent|"
+               r"clean|perfect|good|healthy|typical|standard|complete|correct|properly \w+|well[- ]\w+)\b"),
+    re.compile(r"\bfree (?:of|from)\s+(?:any\s+)?(?:visible\s+|obvious\s+|apparent\s+)?(?:defects?|anomal\w*|damage|"
+               r"flaws?|abnormalit\w*|issues?|cracks?|scratch\w*|contamination)"),
+    re.compile(r"\b(?:within normal limits|unremarkable|nothing (?:abnormal|anomalous|unusual|suspicious|"
+               r"out of the ordinary|wrong|of note|irregular)|normal (?:appearance|findings|study|pattern|behaviou?r|"
+               r"activity|operation|condition)|(?:no|nothing)\s+(?:\w+\s+)?(?:stands out|is wrong|is amiss))\b"),
+    re.compile(r"(?:can't|cannot|can not|do not|don't|did not|didn't|does not|doesn't|could not|couldn't|"
+               r"fail to|failed to)\s+(?:see|find|detect|identify|observe|spot|notice|show|contain|have|exhibit|"
+               r"reveal|display|indicate|present|seem to (?:have|contain|show|exhibit)|appear to (?:have|contain|"
+               r"show|exhibit)|suggest)\s+(?:any\s+)?(?:\w+\s+){0,3}?" + _NORMAL_NOUN),
+    re.compile(r"(?:does not|doesn't|do not|don't|did not|didn't)\s+(?:appear|seem|look)\s+(?:to be\s+)?"
+               r"(?:\w+\s+)?(?:defective|anomalous|abnormal|damaged|broken|faulty|unusual|out of place)"),
+    re.compile(r"\b(?:is|are)\s+not\s+(?:\w+\s+)?(?:anomalous|defective|abnormal|damaged|faulty)\b"),
+    re.compile(r"\bnot (?:anomalous|defective|abnormal|damaged)\b"),
+    re.compile(r"\bwithout\s+(?:any\s+)?(?:\w+\s+){0,2}?" + _NORMAL_NOUN + r"\b"),
+    re.compile(r"\b(?:there (?:is|are)|i see|i found|i can see|we see)\s+nothing\b(?! but)"),
+    re.compile(r"\b(?:matches|match|matching|consistent with|similar to|identical to|in line with|conforms? to|"
+               r"meets?)\s+(?:the\s+|all\s+)?(?:normal|reference|expected|standard|specifications?|criteria|"
+               r"requirements|good|defect-free)\b"),
+    re.compile(r"\bno(?:thing)?\s+(?:\w+\s+)?(?:out of the ordinary|to suggest|to indicate|amiss)\b"),
+]
+_NEGATION = re.compile(r"\b(?:no|not|never|without|neither|nor|cannot|hardly|free of|absence of|rule[sd]? out|"
+                       r"lack of|lacks?|none)\b|n't\b")
+_PARTIAL = re.compile(
+    r"\b(?:rest|otherwise|remaining|other|apart from|except|besides|aside from|elsewhere|surrounding|"
+    r"majority|most of|in general|generally)\b")
+CLAUSE_BREAK = re.compile(r"[,;:()]|\b(?:but|however|although|though|while|whereas|yet|except|apart from|"
+                          r"which|who)\b")
+_CONTRAST = re.compile(r"\b(?:but|however|yet|although|though|even though|while|whereas|despite|except)\b")
+# "whether it is anomalous": a clause that names the verdict without stating it
+_WHETHER = re.compile(r"\b(?:whether|if)\b[^,;.]*")
+JSON_FRAGMENT = re.compile(r"\{\s*[\"']\w+[\"']\s*:")
+
+
+def _clause_prefix(text: str, start: int) -> str:
+    prefix = text[:start]
+    breaks = list(CLAUSE_BREAK.finditer(prefix))
+    return prefix[breaks[-1].end():] if breaks else prefix
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One verdict phrase in a statement: +1 an anomaly is there, -1 nothing is; how hedged; and
+    for "nothing is" whether it covers the whole item ("no defects", "the image looks normal") or
+    one part of it ("the heart size is normal", "the cable is intact")."""
+
+    polarity: int
+    start: int
+    end: int
+    weight: float
+    whole: bool = True
+
+
+def cue_spans(text: str) -> list[Cue]:
+    """Every un-negated anomaly and normal phrase of a statement, in order."""
+    text = _WHETHER.sub(lambda m: " " * len(m.group(0)), text)
+    found: list[Cue] = []
+    taken: list[tuple[int, int]] = []
+    for pattern in NORMAL_PHRASES:  # first: "no defects" must not also count as "defects"
+        for match in pattern.finditer(text):
+            prefix = _clause_prefix(text, match.start())
+            negated = _NEGATION.search(prefix) and not match.group(0).startswith(("no", "not", "free", "with"))
+            if negated or _PARTIAL.search(prefix) or _PARTIAL.search(match.group(0)):
+                continue
+            if any(a <= match.start() < b for a, b in taken):
+                continue
+            found.append(Cue(-1, match.start(), match.end(), _clause_hedge(text, match),
+                             _covers_whole(text, match)))
+            taken.append(match.span())
+    for pattern in ANOMALOUS_PHRASES:
+        for match in pattern.finditer(text):
+            if any(a <= match.start() < b or match.start() <= a < match.end() for a, b in taken):
+                continue
+            if _NEGATION.search(_clause_prefix(text, match.start()) + match.group(0)):
+                continue
+            found.append(Cue(1, match.start(), match.end(), _clause_hedge(text, match)))
+            taken.append(match.span())
+    return sorted(found, key=lambda cue: cue.start)
+
+
+def _clause_hedge(text: str, match: re.Match[str]) -> float:
+    """The hedge that governs a phrase: words of its own clause up to the phrase's end.
+
+    "There is a hazy opacity, which could represent atelectasis" states the opacity plainly;
+    the hedge belongs to the interpretation after the comma.
+    """
+    return hedge_weight(_hedge_clause(text, match.start()) + match.group(0))
+
+
+def _hedge_clause(text: str, start: int) -> str:
+    prefix = text[:start]
+    breaks = list(_HEDGE_BREAK.finditer(prefix))
+    return prefix[breaks[-1].end():] if breaks else prefix
+
+
+def _covers_whole(text: str, match: re.Match[str]) -> bool:
+    """Whether a normal phrase speaks of the whole item rather than one part of it."""
+    phrase = match.group(0)
+    if _GENERIC_ANOMALY_NOUN.search(phrase):
+        return True
+    subject = _clause_prefix(text, match.start())
+    return _WHOLE_SUBJECT.search(subject) is not None
+
+
+def cues(text: str) -> tuple[int, int]:
+    """Counts of anomaly and normal phrases in a statement."""
+    spans = cue_spans(text)
+    return sum(1 for c in spans if c.polarity > 0), sum(1 for c in spans if c.polarity < 0)
+
+
+_HEDGE_BREAK = re.compile(r"[,;:()]|\b(?:but|however|although|though|whereas|which|who|and)\b")
+# nouns that name any anomaly at all: "no anomalies" covers the whole item, "no fracture" one kind
+_GENERIC_ANOMALY_NOUN = re.compile(
+    r"\b(?:defects?|anomal\w*|abnormalit\w*|issues?|problems?|irregularit\w*|deviations?|flaws?|faults?|"
+    r"imperfections?|concerns?|damage|unusual|abnormal|suspicious|anything|nothing|acute|patholog\w*|"
+    r"out of the ordinary|findings?|signs? of (?:damage|defects?|anomal\w*|wear)|defect[- ]free|anomaly[- ]free|"
+    r"flawless|undamaged|matches|match|matching|conforms?|meets?|specifications?|expected)\b")
+_WHOLE_SUBJECT = re.compile(
+    r"^\s*(?:overall,?\s*)?(?:it|this|everything|all|(?:the|this) (?:whole |entire |overall )?(?:image|picture|"
+    r"photo|item|object|product|part|sample|piece|unit|scene|video|clip|footage|frames?|series|signal|data|"
+    r"time series|study|scan|x-ray|radiograph|exam|case|specimen|surface|tile|material|board|device|"
+    r"inspected \w+|\w+ (?:under inspection|being inspected))|(?:the|this) \w+ (?:in|of) (?:the|this) "
+    r"(?:image|picture|photo))\b(?:\s+(?:itself|overall|as a whole|in general))?\s*(?:also\s+)?$")
+
+
+def contrast_side(text: str) -> int | None:
+    """A statement with cues both ways: the side of its main clause after a contrast, if clear.
+
+    "The surface is clean, but there is a dent" → +1; "Although there is a faint mark, the part is
+    normal" → -1 (the main clause follows the subordinate one).
+    """
+    spans = cue_spans(text)
+    contrast = None
+    for match in _CONTRAST.finditer(text):
+        contrast = match
+    if contrast is None:
+        return None
+    word = contrast.group(0)
+    if word in ("although", "though", "even though", "while", "whereas", "despite") and contrast.start() < 3:
+        comma = text.find(",", contrast.end())
+        cut = comma if comma != -1 else contrast.end()
+    else:
+        cut = contrast.end()
+    after = {c.polarity for c in spans if c.start >= cut}
+    if len(after) == 1:
+        return after.pop()
+    return None
+
+
+# -------------------------------------------------------------------------------- keyed verdicts
+
+# "Label: Normal", "Labels: Fighting, Assault", "Anomaly detected: yes", "Presence of anomaly points: No"
+_KEYED_CLASS = re.compile(r"\b(?:labels?|class(?:ification)?|category|prediction|predicted (?:class|label)|"
+                          r"result|status|verdict|answer|decision|outcome)\s*[:=]\s*(?P<value>[^;\n]{1,60})")
+_KEYED_FLAG = re.compile(r"\b(?:(?:presence of |is there (?:an? |any )?)?(?:anomal\w*|defects?|abnormal\w*|"
+                         r"anomaly detected|defect detected)(?: \w+){0,2})\s*[:=]\s*(?P<value>yes|no|true|false|"
+                         r"present|absent|none|detected|not detected)\b")
+_NORMAL_CLASS = re.compile(r"^\W*(?:normal|none|no anomal\w*|no defects?|ok|good|pass(?:ed)?|negative|"
+                           r"non-anomalous|not anomalous|defect-free|nothing)\W*$")
+_ANOMALY_CLASS = re.compile(r"^\W*(?:(?:anomal\w*|abnormal|defective|bad|fail(?:ed)?|reject(?:ed)?|positive|"
+                            + _EVENT_NOUN + r"|" + r"road \w+|armed \w+|[\w ]*(?:fight|assault|robber|accident|"
+                            r"abuse|arrest|shoot|theft|burglar|vandal|explosion|arson|steal)\w*)[\W\w]*)$")
+
+
+def key_value_verdict(text: str) -> int | None:
+    """A verdict given as a key and value: +1 anomalous, -1 normal, None when there is none."""
+    flag = _KEYED_FLAG.search(text)
+    if flag:
+        return 1 if flag.group("value") in ("yes", "true", "present", "detected") else -1
+    for match in _KEYED_CLASS.finditer(text):
+        # "Labels: Fighting, Assault" is one verdict; "Labels: Normal. Road Accidents" states both
+        classes = [c.strip() for c in re.split(r"[.,/;]|\band\b|\s-\s", match.group("value").lower()) if c.strip()]
+        if not classes:
+            continue
+        kinds = set()
+        for value in classes[:4]:
+            if _NORMAL_CLASS.match(value):
+                kinds.add(-1)
+            elif _ANOMALY_CLASS.match(value) and not re.match(r"^\W*(?:no|not|non)\b", value):
+                kinds.add(1)
+        if _NORMAL_CLASS.match(classes[0]) or _ANOMALY_CLASS.match(classes[0]):
+            return kinds.pop() if len(kinds) == 1 else 0
+    return None
