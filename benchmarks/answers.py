@@ -10,7 +10,8 @@ sources, labelled by what each answer states. Figures per split:
   verdict answers (an answer that states no verdict agrees when it stays unparsed);
 * guesses: a verdict where the answer states none, or the opposite verdict (must be 0);
 * unparsed: answers that state a verdict but were left unparsed, as a share of those;
-* marks read: Set-of-Mark answers whose selected mark numbers equal the labelled ones.
+* marks read: Set-of-Mark answers whose selected mark numbers equal the labelled ones;
+* ranges read: answers with labelled frame/sample ranges whose ranges are all read, as written.
 
 The reader is tuned on "dev" only; "heldout" is the honest figure. Misses are listed for dev only,
 so that reading the list while tuning cannot leak the held-out answers into the rules.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -87,6 +89,27 @@ def mark_figures(entries: list[dict]) -> dict:
     return {"n": len(rows), "read": read / len(rows) if rows else float("nan"), "misses": misses}
 
 
+def _range_key(value) -> str:
+    """A range end compared as its digits: "1.1 seconds" and 1.1 are the same end."""
+    text = str(value)
+    return re.sub(r"[^\d.:\-]", "", text) if re.search(r"\d", text) else text.strip().lower()
+
+
+def range_figures(entries: list[dict]) -> dict:
+    """Answers with labelled ranges whose ranges are all read (as written, in any order)."""
+    rows = [e for e in entries if e.get("ranges")]
+    read = 0
+    misses = []
+    for e in rows:
+        got = {tuple(_range_key(v) for v in r["range"]) for r in parse_answer(e["text"]).regions if "range" in r}
+        want = {tuple(_range_key(v) for v in r) for r in e["ranges"]}
+        if got == want:
+            read += 1
+        else:
+            misses.append((e, sorted(got)))
+    return {"n": len(rows), "read": read / len(rows) if rows else float("nan"), "misses": misses}
+
+
 def own_corpus_agreement() -> float:
     items = json.loads(OWN_CORPUS.read_text(encoding="utf-8"))
     return sum(parse_answer(i["text"]).anomalous is i["expected"] for i in items) / len(items)
@@ -103,12 +126,14 @@ def report(corpus: dict, list_misses: bool, splits: tuple[str, ...] = ("dev", "h
         by_split[a["split"]].append(a)
     print(f"corpus: {len(answers)} real answers from {len(corpus['sources'])} source files "
           f"({', '.join(f'{k} {len(v)}' for k, v in sorted(by_split.items()))})")
-    print(f"{'split':8s} {'verdicts':>8s} {'agree':>8s} {'guesses':>8s} {'unparsed':>9s} {'marks':>6s} {'read':>8s}")
+    print(f"{'split':8s} {'verdicts':>8s} {'agree':>8s} {'guesses':>8s} {'unparsed':>9s} {'marks':>6s} {'read':>8s}"
+          f" {'ranges':>7s} {'read':>8s}")
     for split in splits:
         v = verdict_figures(by_split[split])
         m = mark_figures(by_split[split])
+        r = range_figures(by_split[split])
         print(f"{split:8s} {v['n']:8d} {_pct(v['agreement']):>8s} {v['guesses']:8d} "
-              f"{_pct(v['unparsed']):>9s} {m['n']:6d} {_pct(m['read']):>8s}")
+              f"{_pct(v['unparsed']):>9s} {m['n']:6d} {_pct(m['read']):>8s} {r['n']:7d} {_pct(r['read']):>8s}")
     for split in splits:
         per_domain = defaultdict(list)
         for a in by_split[split]:
@@ -134,6 +159,9 @@ def report(corpus: dict, list_misses: bool, splits: tuple[str, ...] = ("dev", "h
             reading = read_prose(e["text"])
             print(f"- label {e['states']}, read {got} ({reading.basis}: {reading.evidence[:120]!r})\n  "
                   + e["text"][:700].replace("\n", " / "))
+        print("\ndev range misses:")
+        for e, got in range_figures(by_split["dev"])["misses"]:
+            print(f"- label {e['ranges']}, read {got}\n  " + e["text"][:500].replace("\n", " / "))
         print("\ndev mark misses:")
         for e, got in mark_figures(by_split["dev"])["misses"]:
             print(f"- label {e['marks']}, read {got}\n  " + e["text"][:500].replace("\n", " / "))

@@ -524,6 +524,7 @@ class InspectionService:
             "mark": int(m["mark"]), "source": m.get("source", ""), "proposal_score": m.get("score"),
             "offline_peak": m.get("offline_peak"),
             "selected": int(m["mark"]) in answer.selected, "rejected": int(m["mark"]) in answer.rejected,
+            "mentioned": int(m["mark"]) in answer.mentioned,
             "reason": answer.reasons.get(int(m["mark"]), ""),
         } for m in prompt.marks]
         return answer, outcome

@@ -74,7 +74,8 @@ ANSWERS: list[tuple[str, bool | None]] = [
     ("Normal or anomalous: it depends on the tolerance.", None),
     ("Normal standards say the rim must be round. The image shows a round rim.", None),
     ("The cable looks fine overall. There is a cut in the insulation.", True),
-    ("The capsule appears intact, but there is a dent on the cap.", None),
+    # the clause after "but" is the finding (issue 10: real answers state verdicts this way)
+    ("The capsule appears intact, but there is a dent on the cap.", True),
     ("", None),
     ("   ", None),
     ("The lighting in this image is quite dark.", None),

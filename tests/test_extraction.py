@@ -165,12 +165,22 @@ def test_batches_count_the_extraction_turns_tokens_and_cost(project):
     service, profile, cases, _ = project
     ids = [c.id for c in cases]
     prices = PriceTable({"loopback-vlm": Price(input_per_1k=0.5, output_per_1k=2.0)})
-    with LoopbackVLM(responder=_scripted(UNREADABLE, '{"verdict": "anomalous", "confidence": 0.7}')) as server:
+    server = LoopbackVLM(responder=_scripted(UNREADABLE, '{"verdict": "anomalous", "confidence": 0.7}')).start()
+    try:
         progress = asyncio.run(run_batch(service, ids, lambda case: profile, _endpoint(server),
                                          BatchLimits(backoff_base_s=0.05, backoff_cap_s=0.2), api_key="k",
                                          prices=prices))
         assert len(server.chat_requests) == 2 * len(ids)
-    rows = [row for i in ids for row in service.store.answers(i)]
+        # the same batch again is answered from the cache, extraction turns included: no request at all
+        server.responder = _scripted(UNREADABLE, '{"verdict": "normal"}')
+        again = asyncio.run(run_batch(service, ids, lambda case: profile, _endpoint(server),
+                                      BatchLimits(), api_key="k", prices=prices))
+        assert len(server.chat_requests) == 2 * len(ids)
+    finally:
+        server.stop()
+    assert again.cached == len(ids) and again.tokens_in == 0
+    assert all(service.store.latest_verdict(i).anomalous is True for i in ids)
+    rows = [row for i in ids for row in service.store.answers(i)[:2]]  # the first run: two turns per case
     assert sorted(r["status"] for r in rows) == sorted(["ok", EXTRACTION] * len(ids))
     tokens_in = sum(r["prompt_tokens"] for r in rows)
     tokens_out = sum(r["completion_tokens"] for r in rows)
@@ -179,11 +189,3 @@ def test_batches_count_the_extraction_turns_tokens_and_cost(project):
     assert progress.cost == pytest.approx(tokens_in / 1000 * 0.5 + tokens_out / 1000 * 2.0)
     verdicts = [service.store.latest_verdict(i) for i in ids]
     assert all(v.anomalous is True and v.details["extraction"]["used"] for v in verdicts)
-
-    # the same batch again is answered from the cache, extraction turns included: no request at all
-    with LoopbackVLM(responder=_scripted(UNREADABLE, '{"verdict": "normal"}')) as server:
-        again = asyncio.run(run_batch(service, ids, lambda case: profile, _endpoint(server),
-                                      BatchLimits(), api_key="k", prices=prices))
-        assert server.chat_requests == []
-    assert again.cached == len(ids) and again.tokens_in == 0
-    assert all(service.store.latest_verdict(i).anomalous is True for i in ids)

@@ -112,7 +112,7 @@ def test_items_for_locate_carry_the_reason():
     ("Mark 2 - 3 px wide crack.", [2]),
     ("Mark 2 shows a crack 5 mm long.", [2]),
     ("Area 12 px is affected, see mark 3.", [3]),
-    ("Areas 1 and 2 of the image look odd; mark 6 has a dent.", [6]),
+    ("Areas 1 and 2 of the image look odd; mark 6 has a dent.", [1, 2, 6]),  # "area 2" names a mark too
     ("Mark 5 (confidence 0.9) has a dent.", [5]),
 ])
 def test_measures_and_other_numbers_are_not_marks(text, selected):

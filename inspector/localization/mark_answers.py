@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inspector.vlm.answers import json_objects
+from inspector.vlm.prose import read_prose
 
 #: JSON keys that list the anomalous marks, and keys that list marks the model judged normal.
 SELECTED_KEYS = ("marks", "anomalous_marks", "selected_marks", "defect_marks", "mark_ids", "anomalous_regions")
@@ -24,18 +25,29 @@ REJECTED_KEYS = ("normal_marks", "rejected_marks")
 _ITEM_NUMBER_KEYS = ("mark", "id", "number", "index", "label")
 _MAX_RANGE = 64  # "marks 2-5" is expanded; "marks 1-1000" is not a plausible answer
 
-_UNIT = r"(?!\s*(?:px|pixels?|mm|cm|µm|um|%|°|degrees?|o'clock|x\b))"
+_UNIT = r"(?!\s*(?:px|pixels?|mm|cm|µm|um|%|°|degrees?|o'clock|x\b|stars?|minutes?|seconds?|s\b|days?))"
 _NUM = r"(?<![\d.,])\d{1,3}(?![\d]|[.,]\d)" + _UNIT  # an integer, not part of a decimal or a measure
+# What models call a numbered mark: "mark 2", "region #3", "area 2", "label '2'", "tag number 8",
+# "element 7", "section 4", "patch 5", "the region marked as "1"", "labeled [16]", "[5]".
+_MARK_NOUN = (r"(?:marks?|regions?|masks?|areas?|labels?|tags?|elements?|sections?|segments?|patch(?:es)?|"
+              r"cells?|box(?:es)?|objects?|items?|keypoints?|spots?|zones?|numbers?|blobs?|candidates?|"
+              r"proposals?|parts?)")
+_NAMING = (r"(?:\s+(?:which\s+is\s+|that\s+is\s+)?(?:marked|labell?ed|numbered|tagged|indicated|denoted|identified|"
+           r"highlighted|shown)(?:\s+(?:as|with|by))?(?:\s+(?:the\s+)?(?:number|label|mark|tag|digit))?)?")
+_OPEN = r"[\"'“‘\[(]?\s*"
+_CLOSE = r"\s*[\"'”’\])]?"
 _REFERENCE = re.compile(
-    r"(?:\b(?:marks?|regions?|masks?)\s*[:=]?\s*(?:#|no\.?\s*|number\s*)?|\bno\.\s*|#)"
-    r"(?P<first>" + _NUM + r")"
-    r"(?P<rest>(?:\s*(?:,|and|&|or|/|-|–|—|to|through|thru|as well as|plus)\s*(?:(?:marks?|regions?|#)\s*)?#?\s*"
-    + _NUM + r")*)",
+    r"(?:\b" + _MARK_NOUN + _NAMING + r"\s*[:=]?\s*(?:#|no\.?\s*|number\s*)?"
+    r"|\b(?:marked|labell?ed|numbered|tagged)(?:\s+(?:as|with|by))?\s+(?:the\s+)?(?:number\s+|label\s+|mark\s+|"
+    r"tag\s+)?|\bno\.\s*|#|(?<![\w\]])\[(?=\s*\d{1,3}\s*\]))"
+    + _OPEN + r"(?P<first>" + _NUM + r")" + _CLOSE +
+    r"(?P<rest>(?:\s*(?:,|and|&|or|/|-|–|—|to|through|thru|as well as|plus)\s*(?:(?:" + _MARK_NOUN
+    + r")\s*)?#?\s*" + _OPEN + _NUM + _CLOSE + r")*)",
     re.IGNORECASE,
 )
 _NUMBER = re.compile(_NUM)
 _BARE_LIST = re.compile(r"^\s*#?\d{1,3}(?:\s*(?:,|;|/|&|and|-|–|to)\s*#?\d{1,3})*\s*$", re.IGNORECASE)
-_RANGE_JOIN = re.compile(r"(\d{1,3})\s*(?:-|–|—|to|through|thru)\s*#?\s*(\d{1,3})")
+_RANGE_JOIN = re.compile(r"(\d{1,3})[\"'”’\])]?\s*(?:-|–|—|to|through|thru)\s*#?\s*[\"'“‘\[(]?(\d{1,3})")
 _CLAUSE_SPLIT = re.compile(r"(?<!\b[Nn]o\.)(?<=[.!?;])\s+|\n+|\s*;\s*|"
                            r",?\s+\b(?:but|whereas|while|however|although)\b\s*", re.IGNORECASE)
 _NONE = re.compile(
@@ -54,7 +66,13 @@ _DEFECT = re.compile(
     r"\b(?:anomal(?:y|ies|ous)|abnormal\w*|defect(?:s|ive)?|crack\w*|chip\w*|scratch\w*|dent\w*|holes?|"
     r"blowholes?|break\w*|broken|fray\w*|tear\w*|torn|stain\w*|damage\w*|missing|burr\w*|contamina\w*|"
     r"corro\w*|rust\w*|deform\w*|uneven|bubbles?|pores?|porosity|spots?|lesions?|tumou?rs?|mass(?:es)?|"
-    r"fractur\w*|bleed\w*|spikes?|drops?|outliers?|intruders?|foreign)\b", re.IGNORECASE)
+    r"fractur\w*|bleed\w*|spikes?|drops?|outliers?|intruders?|foreign|affected|faulty|flaw\w*|"
+    r"odd|strange|unusual|irregular\w*|out of place|stands? out|suspicious|opacit\w*|nodules?|"
+    r"discolou?r\w*|smudge\w*|debris|dirt|contaminant\w*|bent|misalign\w*|fight\w*|fall\w*)\b", re.IGNORECASE)
+# Picking a mark as the answer of a task that is not about defects: "Click [10]", "select mark 3".
+_SELECTION = re.compile(
+    r"\b(?:click\w*|select\w*|choos\w*|chose|pick\w*|tap|type|press\w*|the answer is|answer\s*:|"
+    r"target|the correct (?:one|answer|option|mark|region)|is the one|odd one)\b", re.IGNORECASE)
 _NEGATED_DEFECT = re.compile(
     r"\b(?:no|not|nothing|without|free of|nor|never|isn't|aren't|doesn't|don't)\s+(?:\w+\s+){0,2}?"
     + _DEFECT.pattern[2:], re.IGNORECASE)
@@ -76,6 +94,7 @@ class MarkAnswer:
     selected: list[int] = field(default_factory=list)  # in the order the answer named them
     reasons: dict[int, str] = field(default_factory=dict)
     rejected: list[int] = field(default_factory=list)  # marks the answer called normal
+    mentioned: list[int] = field(default_factory=list)  # marks named without a judgement
     unknown: list[int] = field(default_factory=list)  # numbers named that are not on the image
     said_none: bool = False  # the answer said explicitly that no mark is anomalous
     found: bool = False  # the answer said anything about marks at all
@@ -196,7 +215,13 @@ def _select(answer: MarkAnswer, number: int, reason: str, valid: set[int]) -> No
 
 
 def _from_text(text: str, valid: set[int]) -> MarkAnswer:
-    """Clause by clause; each mark judged on its own words, the last statement about a mark wins."""
+    """Clause by clause; each mark judged on its own words, the last statement about a mark wins.
+
+    A mark is selected when its words (or, when they judge nothing, the words of its clause before
+    it: "the crack is in region 3") name an anomaly or pick it ("Click [10]"); rejected when they
+    call it normal; otherwise only mentioned. Mentioned marks are selected only when the answer
+    selected none and its verdict is anomalous: the prompt asked for the anomalous marks.
+    """
     answer = MarkAnswer(method="text")
     text = _COMPARISON.sub("reference", text)
     for clause in (c.strip() for c in _CLAUSE_SPLIT.split(text)):
@@ -216,24 +241,48 @@ def _from_text(text: str, valid: set[int]) -> MarkAnswer:
             if k + 1 < len(matches) and not _DEFECT.search(own) and not _NEGATIVE.search(own[match.end() -
                                                                                           match.start():]):
                 own = clause[match.start():]  # "Mark 1 and mark 2 are normal": they share the predicate
-            negative = _judged_normal(own)
+            before = clause[matches[k - 1].end() if k else 0: match.start()]
+            verdict = _judgement(own[match.end() - match.start():]) or _judgement(before)
             numbers = _numbers_in(match.group("first") + (match.group("rest") or ""))
             reason = _reason(clause, match)
             for number in numbers:
                 if number not in valid:
                     if number not in answer.unknown:
                         answer.unknown.append(number)
-                elif negative:
+                elif verdict == "normal":
                     if number in answer.selected:
                         answer.selected.remove(number)
                         answer.reasons.pop(number, None)
                     if number not in answer.rejected:
                         answer.rejected.append(number)
-                else:
+                elif verdict == "selected":
                     _select(answer, number, reason, valid)
+                elif number not in answer.mentioned:
+                    answer.mentioned.append(number)
+    answer.mentioned = [n for n in answer.mentioned if n not in answer.selected and n not in answer.rejected]
+    if not answer.selected and not answer.said_none and answer.mentioned and read_prose(text).anomalous:
+        for number in answer.mentioned:
+            _select(answer, number, "", valid)
+        answer.mentioned = []
+        answer.method = "text-mentioned"
     if answer.selected:
         answer.said_none = False
     return answer
+
+
+def _judgement(words: str) -> str:
+    """ "selected", "normal" or "" for words that say nothing about the mark."""
+    if not words.strip():
+        return ""
+    if _judged_normal(words):
+        return "normal"
+    others_removed = _OTHERS.sub("", words)
+    negated = [m.span() for m in _NEGATED_DEFECT.finditer(others_removed)]
+    if any(not any(a <= d.start() < b for a, b in negated) for d in _DEFECT.finditer(others_removed)):
+        return "selected"
+    if _SELECTION.search(words):
+        return "selected"
+    return ""
 
 
 def _judged_normal(words: str) -> bool:

@@ -31,6 +31,7 @@ from typing import Any
 from inspector.model import ParseStatus, ScoreSource
 from inspector.vlm import lexicon
 from inspector.vlm.prose import read_prose
+from inspector.vlm.prose_regions import prose_ranges
 
 VERDICT_KEYS = ("anomalous", "is_anomalous", "verdict", "anomaly", "is_anomaly", "anomaly_detected",
                 "defective", "is_defective", "abnormal", "is_abnormal")
@@ -73,7 +74,8 @@ def parse_answer(raw_text: str, logprobs: list[Any] | dict[str, Any] | None = No
     if reading.anomalous is None:
         return _unparsed(text, refused=reading.refused)
     score, source = _score(text, "text", reading.anomalous, None, logprobs)
-    return ParsedAnswer(ParseStatus.PARSED, reading.anomalous, None, score, source, text.strip(), [], "text")
+    regions = prose_ranges(text) if reading.anomalous else []
+    return ParsedAnswer(ParseStatus.PARSED, reading.anomalous, None, score, source, text.strip(), regions, "text")
 
 
 def _unparsed(explanation: str, refused: bool = False) -> ParsedAnswer:

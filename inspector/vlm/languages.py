@@ -61,9 +61,12 @@ _FOREIGN_TABLES: dict[str, tuple[list[tuple[str, bool]], list[tuple[str, bool]]]
         (r"不正常|不是正常", True),
         (r"(?:没有|無|无|未见|未發現|未发现|未检测到|不存在|并无|不是)(?:任何)?(?:明显)?(?:的)?"
          r"(?:异常|異常|缺陷|瑕疵|划痕|裂纹|损伤|破损)", False),
-    ], [  # plain words
-        (r"正常", False),
+        (r"(?:没有|无|未见|未发生|未造成|未出现|并未)(?:明显|严重)?(?:的)?\S{0,6}?(?:事故|碰撞|追尾|火灾|打架|斗殴)",
+         False),
+    ], [  # plain words ("正常行驶": traffic moving normally is said of some vehicles, not the scene)
+        (r"正常(?!行驶|通行|行走|运行)", False),
         (r"异常|(?:有|存在)(?:明显)?(?:的)?(?:缺陷|瑕疵|划痕|裂纹|损伤|破损)", True),
+        (r"事故|碰撞|追尾|拥堵|火灾|打架|斗殴|抢劫|盗窃|爆炸", True),  # events of a surveillance scene
     ]),
     "ja": ([  # negated forms
         (r"正常(?:で|では|じゃ)(?:は)?(?:ない|ありません)", True),

@@ -43,7 +43,8 @@ def clean(text: str) -> str:
 
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•+]|\(?\d{1,2}[.)]|\(?[a-h][.)])\s+")
 _ABBREVIATIONS = r"(?<!\be\.g)(?<!\bi\.e)(?<!\bvs)(?<!\betc)(?<!\bapprox)(?<!\bfig)(?<!\bno)(?<!\bdr)(?<!\bca)"
-_SENTENCE_END = re.compile(_ABBREVIATIONS + r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|(?<=[.!?])\s+(?=\d{1,2}[.)]\s)")
+_SENTENCE_END = re.compile(_ABBREVIATIONS + r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|(?<=[.!?])\s+(?=\d{1,2}[.)]\s)"
+                           r"|(?<=[。！？])|(?<=[a-z]\.\.)(?=[A-Z][a-z])")
 _LABEL_ONLY = re.compile(r"^\W*(?:final\s+)?(?:answer|verdict|result|conclusion|assessment|decision|summary|"
                          r"classification|impression|findings?|output|response|evaluation)\s*[:\-]?\W*$",
                          re.IGNORECASE)
@@ -104,7 +105,10 @@ UNDECIDED = re.compile(
     r"(?:cannot|can't|can not|unable to|impossible to|not possible to|no way to) (?:be )?(?:definitively |"
     r"conclusively |reliably |accurately |confidently )?(?:determine[d]?|tell|say|judge|decide|conclude|"
     r"confirm|be sure|be certain)\b(?! that)|"
-    r"it (?:is|remains) unclear (?:whether|if)|could (?:also |just |simply )?be (?:a |an |the )?(?:reflection|"
+    r"it (?:is|remains) unclear (?:whether|if)|"
+    # the item to judge is not in the picture: "there is no chair in the image", "no chair to inspect"
+    r"(?:there is no|does not (?:show|contain|depict)|doesn't (?:show|contain|depict)|no) (?:an? )?(?!visible\b)"
+    r"\w+(?: \w+)? (?:in the (?:image|picture|photo)\b(?! (?:is|are|appears?|seems?))|to (?:inspect|evaluate|assess))|could (?:also |just |simply )?be (?:a |an |the )?(?:reflection|"
     r"shadow|lighting|glare|texture|artifact|noise|normal variation|part of)|"
     r"(?:further|additional|more) (?:inspection|investigation|examination|analysis|information|context|images?) "
     r"(?:is|are|would be|may be|might be) (?:needed|required|necessary) to (?:determine|confirm|tell|decide))",
@@ -136,7 +140,10 @@ _REFERENCE_SUBJECT = re.compile(
     r"(?:normal|reference|template|good|defect-free|non-defective|example|sample normal|ok)"
     r"(?: (?:reference|sample|example|normal))? (?:images?|samples?|pictures?|photos?|examples?|items?|ones?|"
     r"objects?|parts?|references?|tiles?|cases?)\b(?!.*\b(?:whereas|while|but|however|unlike|compared|than)\b)"
-    r"|^(?:like|as in) the (?:normal|reference)", re.IGNORECASE)
+    r"|^(?:like|as in) the (?:normal|reference)"
+    # what samples of a kind look like, not this one: "Anomalous samples have burrs."
+    r"|^(?:anomalous|defective|abnormal|normal|good|bad|faulty) (?:samples|items|parts|ones|products|units|"
+    r"pieces|examples)\b", re.IGNORECASE)
 # A statement about the picture itself (blur, noise, lighting), not about what it shows.
 _QUALITY = re.compile(
     r"\b(?:blur(?:ry|riness)?|noise|noisy|compression|jpeg|pixelat\w*|resolution|exposure|over-?exposed|"
@@ -182,9 +189,30 @@ _CONCLUSION = re.compile(
     re.IGNORECASE)
 
 
+_CONCLUDING_CLAUSE = re.compile(r"[,;]\s*(?:and\s+)?(?:so|therefore|thus|hence|which means)\b")
+
+
 def is_conclusion(text: str) -> bool:
     """A statement that concludes ("Overall, ...", "Therefore ...", "I would classify it as ...")."""
-    return _CONCLUSION.search(text) is not None
+    return _CONCLUSION.search(text) is not None or _CONCLUDING_CLAUSE.search(text) is not None
+
+
+def has_contrast(text: str) -> bool:
+    return _CONTRAST.search(text) is not None
+
+
+_BARE_VERDICT = re.compile(r"^\W*(?:(?:final\s+)?(?:answer|verdict|result|classification|assessment|decision|"
+                           r"conclusion)\s*[:\-]\s*)?(?:not anomalous|non-anomalous|not defective|not normal|"
+                           r"anomalous|abnormal|defective|normal|yes|no)\W*$|^\W*(?:yes|no)\s*[,.;:!-]")
+
+
+def opens_with_yes_no(text: str) -> bool:
+    return re.match(r"^\W*(?:yes|no)\b", text, re.IGNORECASE) is not None
+
+
+def is_bare_verdict(text: str) -> bool:
+    """A statement that is a verdict word ("Anomalous.", "Verdict: normal") or opens with Yes/No."""
+    return _BARE_VERDICT.search(text) is not None
 
 
 _VERDICT_WORDS = re.compile(
@@ -366,8 +394,9 @@ NORMAL_PHRASES = [
                r"unremarkable|in good (?:condition|shape|order)|within normal limits|without (?:any )?(?:defects|"
                r"anomalies|damage)|free of (?:any )?(?:defects|anomalies|damage)|acceptable|fine|ok|okay|"
                r"consistent with (?:the )?(?:normal|reference|expected)|as expected|regular|uniform|consistent|"
-               r"clean|perfect|good|healthy|typical|standard|complete|correct|properly \w+|well[- ]\w+)\b"),
-    re.compile(r"\bfree (?:of|from)\s+(?:any\s+)?(?:visible\s+|obvious\s+|apparent\s+)?(?:defects?|anomal\w*|damage|"
+               r"clean|perfect|good|healthy|typical|standard|complete|correct|properly \w+|well[- ]\w+)\b"
+               r"(?<!that is correct)(?<!this is correct)(?<!that is right)"),
+    re.compile(r"\b(?:free|clear) (?:of|from)\s+(?:any\s+)?(?:significant\s+|obvious\s+)?(?:visible\s+|obvious\s+|apparent\s+)?(?:defects?|anomal\w*|damage|"
                r"flaws?|abnormalit\w*|issues?|cracks?|scratch\w*|contamination)"),
     re.compile(r"\b(?:within normal limits|unremarkable|nothing (?:abnormal|anomalous|unusual|suspicious|"
                r"out of the ordinary|wrong|of note|irregular)|normal (?:appearance|findings|study|pattern|behaviou?r|"
@@ -385,7 +414,8 @@ NORMAL_PHRASES = [
     re.compile(r"\b(?:matches|match|matching|consistent with|similar to|identical to|in line with|conforms? to|"
                r"meets?)\s+(?:the\s+|all\s+)?(?:normal|reference|expected|standard|specifications?|criteria|"
                r"requirements|good|defect-free)\b"),
-    re.compile(r"\bno(?:thing)?\s+(?:\w+\s+)?(?:out of the ordinary|to suggest|to indicate|amiss)\b"),
+    re.compile(r"\bno(?:thing)?\s+(?:\w+\s+)?(?:out of the ordinary|amiss)\b"),
+    re.compile(r"\b(?:no|nothing)\b[^.;]{0,60}?\bto (?:suggest|indicate)\b"),
 ]
 _NEGATION = re.compile(r"\b(?:no|not|never|without|neither|nor|cannot|hardly|free of|absence of|rule[sd]? out|"
                        r"lack of|lacks?|none)\b|n't\b")
@@ -519,12 +549,12 @@ def contrast_side(text: str) -> int | None:
 
 # "Label: Normal", "Labels: Fighting, Assault", "Anomaly detected: yes", "Presence of anomaly points: No"
 _KEYED_CLASS = re.compile(r"\b(?:labels?|class(?:ification)?|category|prediction|predicted (?:class|label)|"
-                          r"result|status|verdict|answer|decision|outcome)\s*[:=]\s*(?P<value>[^;\n]{1,60})")
+                          r"result|status|verdict|answer|decision|outcome)\s*[:=|]\s*(?P<value>[^;|\n]{1,60})")
 _KEYED_FLAG = re.compile(r"\b(?:(?:presence of |is there (?:an? |any )?)?(?:anomal\w*|defects?|abnormal\w*|"
                          r"anomaly detected|defect detected)(?: \w+){0,2})\s*[:=]\s*(?P<value>yes|no|true|false|"
                          r"present|absent|none|detected|not detected)\b")
 _NORMAL_CLASS = re.compile(r"^\W*(?:normal|none|no anomal\w*|no defects?|ok|good|pass(?:ed)?|negative|"
-                           r"non-anomalous|not anomalous|defect-free|nothing)\W*$")
+                           r"non-anomalous|not anomalous|defect-free|nothing)\b(?!\s*(?:and|or|but|with)\b)")
 _ANOMALY_CLASS = re.compile(r"^\W*(?:(?:anomal\w*|abnormal|defective|bad|fail(?:ed)?|reject(?:ed)?|positive|"
                             + _EVENT_NOUN + r"|" + r"road \w+|armed \w+|[\w ]*(?:fight|assault|robber|accident|"
                             r"abuse|arrest|shoot|theft|burglar|vandal|explosion|arson|steal)\w*)[\W\w]*)$")

@@ -76,6 +76,10 @@ def read_prose(text: str, yes_means_anomalous: bool = True) -> ProseVerdict:
     if lx.JSON_FRAGMENT.search(cleaned):  # JSON started and broken off: its prose is not a verdict
         return ProseVerdict(None, "no statement")
     statements = [_read_statement(s, i) for i, s in enumerate(lx.statements(cleaned))]
+    for previous, statement in zip(statements, statements[1:], strict=False):
+        # "Is that right? Yes, that is correct.": a yes/no after a question of the answer's own
+        if previous.text.rstrip().endswith("?") and lx.opens_with_yes_no(statement.text):
+            statement.polarity, statement.conclusive, statement.set_aside = None, False, "question"
     refusals = [s for s in statements if s.set_aside == "refusal"]
     leading = _leading(cleaned, statements, yes_means_anomalous)
     conclusions = [s for s in statements if s.conclusive and s.polarity in (ANOMALOUS, NORMAL)]
@@ -144,9 +148,11 @@ def _leading(text: str, statements: list[Statement], yes_means_anomalous: bool) 
     if verdict is None or not statements:
         return None
     first = statements[0]
+    if first.set_aside == "refusal":
+        return None  # "No, I can't help with that."
     hedge = lx.hedge_weight(first.text)
-    if lx.UNDECIDED.search(first.text):
-        hedge = 0.0
+    if lx.UNDECIDED.search(first.text) or (hedge < PLAIN and lx.has_contrast(first.text)):
+        hedge = 0.0  # "Normal, probably, but the edge is unclear."
     return Statement(first.text, first.index, ANOMALOUS if verdict else NORMAL, hedge, True)
 
 
@@ -165,6 +171,11 @@ def _read_statement(text: str, index: int) -> Statement:
         statement.set_aside = reason
         return statement
     statement.conclusive = lx.is_conclusion(lowered)
+    word, _ = lx.leading_verdict(lowered)  # a statement that is a verdict word: "Anomalous.", "No, ..."
+    if word is not None and lx.is_bare_verdict(lowered):
+        statement.polarity = ANOMALOUS if word else NORMAL
+        statement.weight, statement.conclusive = lx.hedge_weight(lowered), True
+        return statement
     found = lx.cue_spans(lowered)
     foreign_anomalous, foreign_normal = foreign_cues(lowered)
     weight = SPECULATIVE if foreign_hedged(lowered) else lx.hedge_weight(lowered)
