@@ -390,7 +390,8 @@ class InspectionService:
             )
             parsed = parse_answer(answer.raw_text, answer.logprobs)
             extraction = None
-            if endpoint.extraction_turn and needs_extraction(parsed, prompt, self._marks_found(prompt, answer.raw_text)):
+            marks_found = self._marks_found(prompt, answer.raw_text)
+            if endpoint.extraction_turn and needs_extraction(parsed, prompt, marks_found):
                 extraction = await self._extraction_turn(case, prompt, prompt_id, endpoint, params, client,
                                                          answer.raw_text, answer_id)
         finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 
-
 _FOREIGN_TABLES: dict[str, tuple[list[tuple[str, bool]], list[tuple[str, bool]]]] = {
     "de": ([  # negated forms
         (r"\bnicht\s+(?:in ordnung|normal|einwandfrei|fehlerfrei)\b", True),

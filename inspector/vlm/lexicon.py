@@ -108,7 +108,8 @@ UNDECIDED = re.compile(
     r"it (?:is|remains) unclear (?:whether|if)|"
     # the item to judge is not in the picture: "there is no chair in the image", "no chair to inspect"
     r"(?:there is no|does not (?:show|contain|depict)|doesn't (?:show|contain|depict)|no) (?:an? )?(?!visible\b)"
-    r"\w+(?: \w+)? (?:in the (?:image|picture|photo)\b(?! (?:is|are|appears?|seems?))|to (?:inspect|evaluate|assess))|could (?:also |just |simply )?be (?:a |an |the )?(?:reflection|"
+    r"\w+(?: \w+)? (?:in the (?:image|picture|photo)\b(?! (?:is|are|appears?|seems?))|to (?:inspect|evaluate|assess))|"
+    r"could (?:also |just |simply )?be (?:a |an |the )?(?:reflection|"
     r"shadow|lighting|glare|texture|artifact|noise|normal variation|part of)|"
     r"(?:further|additional|more) (?:inspection|investigation|examination|analysis|information|context|images?) "
     r"(?:is|are|would be|may be|might be) (?:needed|required|necessary) to (?:determine|confirm|tell|decide))",
@@ -396,7 +397,8 @@ NORMAL_PHRASES = [
                r"consistent with (?:the )?(?:normal|reference|expected)|as expected|regular|uniform|consistent|"
                r"clean|perfect|good|healthy|typical|standard|complete|correct|properly \w+|well[- ]\w+)\b"
                r"(?<!that is correct)(?<!this is correct)(?<!that is right)"),
-    re.compile(r"\b(?:free|clear) (?:of|from)\s+(?:any\s+)?(?:significant\s+|obvious\s+)?(?:visible\s+|obvious\s+|apparent\s+)?(?:defects?|anomal\w*|damage|"
+    re.compile(r"\b(?:free|clear) (?:of|from)\s+(?:any\s+)?(?:significant\s+|obvious\s+)?"
+               r"(?:visible\s+|obvious\s+|apparent\s+)?(?:defects?|anomal\w*|damage|"
                r"flaws?|abnormalit\w*|issues?|cracks?|scratch\w*|contamination)"),
     re.compile(r"\b(?:within normal limits|unremarkable|nothing (?:abnormal|anomalous|unusual|suspicious|"
                r"out of the ordinary|wrong|of note|irregular)|normal (?:appearance|findings|study|pattern|behaviou?r|"

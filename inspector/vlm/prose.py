@@ -24,6 +24,7 @@ Cue phrases live in `inspector.vlm.lexicon` (English) and `inspector.vlm.languag
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 from inspector.vlm import lexicon as lx
@@ -76,7 +77,7 @@ def read_prose(text: str, yes_means_anomalous: bool = True) -> ProseVerdict:
     if lx.JSON_FRAGMENT.search(cleaned):  # JSON started and broken off: its prose is not a verdict
         return ProseVerdict(None, "no statement")
     statements = [_read_statement(s, i) for i, s in enumerate(lx.statements(cleaned))]
-    for previous, statement in zip(statements, statements[1:], strict=False):
+    for previous, statement in itertools.pairwise(statements):
         # "Is that right? Yes, that is correct.": a yes/no after a question of the answer's own
         if previous.text.rstrip().endswith("?") and lx.opens_with_yes_no(statement.text):
             statement.polarity, statement.conclusive, statement.set_aside = None, False, "question"
