@@ -145,7 +145,7 @@ def _from_findings(statements: list[Statement]) -> ProseVerdict:
 
 def _leading(text: str, statements: list[Statement], yes_means_anomalous: bool) -> Statement | None:
     """The verdict word the answer opens with ("Anomalous.", "No, ...", "Verdict: normal")."""
-    verdict, offset = lx.leading_verdict(text, yes_means_anomalous)
+    verdict, _ = lx.leading_verdict(text, yes_means_anomalous)
     if verdict is None or not statements:
         return None
     first = statements[0]
