@@ -189,3 +189,43 @@ def test_batches_count_the_extraction_turns_tokens_and_cost(project):
     assert progress.cost == pytest.approx(tokens_in / 1000 * 0.5 + tokens_out / 1000 * 2.0)
     verdicts = [service.store.latest_verdict(i) for i in ids]
     assert all(v.anomalous is True and v.details["extraction"]["used"] for v in verdicts)
+
+
+def _marked_case(service, profile, tmp_path):
+    """A plate with a dark blot, large enough to carry Set-of-Mark marks, and its marked prompt."""
+    from inspector.prompt import PromptSwitches
+
+    image = textured_image(7, (300, 400))
+    image[100:150, 240:300] = 25
+    path = tmp_path / "plate.png"
+    Image.fromarray(image).save(path)
+    case = service.import_file(path, profile.id)[0]
+    prompt = service.compose_prompt(case, profile, PromptSwitches(set_of_mark=True, references=False))
+    assert prompt.marks
+    return case, prompt
+
+
+def test_a_set_of_mark_answer_without_marks_gets_them_from_the_extraction_turn(project, tmp_path):
+    service, profile, _, _ = project
+    case, prompt = _marked_case(service, profile, tmp_path)
+    first = "Anomalous. The tile has a dark blot near its right edge."
+    restated = '{"verdict": "anomalous", "confidence": 0.9, "marks": [1]}'
+    with LoopbackVLM(responder=_scripted(first, restated)) as server:
+        verdict = asyncio.run(service.inspect_with_vlm(case, prompt, _endpoint(server)))
+        question = server.chat_requests[-1].body["messages"][-1]["content"]
+    assert '"marks"' in question
+    assert verdict.anomalous is True and verdict.details["extraction"]["outcome"] == "agrees"
+    assert [r.detail["mark"] for r in verdict.regions] == [1]
+    # the first answer stays the verdict's basis (its leading word's log-probability is the score);
+    # only the marks came from the second turn
+    assert verdict.score_source == ScoreSource.LOGPROB
+
+
+def test_a_restated_verdict_that_contradicts_the_first_reading_is_not_taken(project, tmp_path):
+    service, profile, _, _ = project
+    case, prompt = _marked_case(service, profile, tmp_path)
+    first = "Anomalous. The tile has a dark blot near its right edge."
+    with LoopbackVLM(responder=_scripted(first, '{"verdict": "normal", "marks": []}')) as server:
+        verdict = asyncio.run(service.inspect_with_vlm(case, prompt, _endpoint(server)))
+    assert verdict.parse_status == ParseStatus.UNPARSED and verdict.anomalous is None
+    assert verdict.details["extraction"]["outcome"] == "contradicts"

@@ -132,3 +132,43 @@ def test_json_strings_and_boxes_without_numbers():
     boxes = parse_mark_answer('{"anomalous": true, "anomalous_regions": [{"box": [1, 2, 30, 40], '
                               '"label": "crack"}]}', VALID)
     assert boxes.selected == [] and not boxes.said_none
+
+
+# The wordings real answers use for marks (issue 10): quoted numbers, "area", "label", "tag", "number".
+WIDE = range(1, 21)
+
+
+@pytest.mark.parametrize(("text", "selected"), [
+    ('The region marked as "1" shows a small crack on the rim.', [1]),
+    ("The area labeled \u201c2\u201d has a dark stain.", [2]),
+    ("The anomaly is located at number 16.", [16]),
+    ("The scratch is within label '2'.", [2]),
+    ("Area 2 contains a dent.", [2]),
+    ("Regions 1 and 2 show contamination.", [1, 2]),
+    ("The crack lies in the region labelled [5].", [5]),
+    ("Tag number 4 covers a hole in the foil.", [4]),
+    ("Segment 7 is where the insulation is torn.", [7]),
+    ("The defect can be seen in patch 3 and patch 9.", [3, 9]),
+    ("I found a burr on the part marked with the number 12.", [12]),
+])
+def test_mark_wordings_of_real_answers(text, selected):
+    answer = parse_mark_answer(text, WIDE)
+    assert answer.selected == selected, answer
+
+
+def test_each_mark_is_selected_rejected_or_only_mentioned():
+    answer = parse_mark_answer("Mark 1 is normal. Mark 3 covers the edge of the part. Mark 5 has a crack.", VALID)
+    assert (answer.selected, answer.rejected, answer.mentioned) == ([5], [1], [3])
+
+
+def test_marks_named_without_judgement_count_only_in_an_anomalous_answer():
+    anomalous = parse_mark_answer("Anomalous. See marks 4 and 6.", VALID)
+    assert anomalous.selected == [4, 6] and anomalous.method == "text-mentioned"
+    normal = parse_mark_answer("Normal. Mark 3 sits on the edge of the part.", VALID)
+    assert normal.selected == [] and normal.mentioned == [3]
+
+
+@pytest.mark.parametrize("text", ["The crack is 3 mm long and the affected area 2 cm wide.",
+                                  "Anomalous with 90% confidence; 12 px wide, 3 stars."])
+def test_measures_are_not_marks_in_the_new_wordings(text):
+    assert parse_mark_answer(text, WIDE).selected == []

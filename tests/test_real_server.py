@@ -263,7 +263,8 @@ def test_a_json_schema_makes_even_a_random_model_answer_valid_json(real_server: 
     text = choice.message.content or ""
     data = json.loads(text)
     _check_schema(data, VERDICT_SCHEMA)
-    logprobs = [t.model_dump() for t in choice.logprobs.content] if choice.logprobs and choice.logprobs.content else None
+    content = choice.logprobs.content if choice.logprobs else None
+    logprobs = [t.model_dump() for t in content] if content else None
     assert logprobs and "".join(t["token"] for t in logprobs) == text
     parsed = parse_answer(text, logprobs)
     assert parsed.status == ParseStatus.PARSED and parsed.method == "json"
@@ -280,7 +281,8 @@ def test_the_server_refuses_openais_json_schema_format_with_http_500(real_server
     with pytest.raises(openai.InternalServerError) as info:
         _sdk(real_server).chat.completions.create(
             model=TEXT_MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=5,
-            response_format={"type": "json_schema", "json_schema": {"name": "anomaly_verdict", "schema": VERDICT_SCHEMA}},
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "anomaly_verdict", "schema": VERDICT_SCHEMA}},
         )
     assert info.value.status_code == 500
     assert "response_format" in str(info.value.body)

@@ -351,3 +351,69 @@ def test_small_views_carry_fewer_marks(tmp_path, service):
     case, _ = service.import_file(_save(tmp_path / "small.png", image))
     prompt = service.compose_prompt(case, profile, PromptSwitches(set_of_mark=True, references=False))
     assert 1 <= len(prompt.marks) <= 8
+
+
+# One wording per modality: free-text answers name marks in many ways (issue 10).
+_WORDINGS = {
+    "image": 'The region marked as "1" shows a dark blot.',
+    "dicom": "Area 1 contains a hyperdense lesion.",
+    "video": "Anomalous: the person in the tile labeled '1' is falling.",
+    "point_cloud": "Label 1 covers a dent in the surface.",
+    "time_series": "Anomalous. Number 1 marks a sudden spike.",
+}
+
+
+def test_free_text_mark_wordings_map_back_in_every_modality(tmp_path, registry):
+    from inspector.demo import build_demo_project
+    from inspector.model import CaseStatus
+    from inspector.vlm.answers import parse_answer
+
+    store = build_demo_project(tmp_path / "demo.anomalens", registry)
+    service = InspectionService(store, registry)
+    try:
+        seen = set()
+        for case in store.cases():
+            if case.modality in seen or case.status == CaseStatus.ERROR:
+                continue
+            seen.add(case.modality)
+            profile = store.profile(case.profile_id)
+            prompt = service.compose_prompt(case, profile, PromptSwitches(set_of_mark=True, references=False))
+            reply = _WORDINGS[case.modality]
+            parsed = parse_answer(reply)
+            assert parsed.anomalous is True, (case.modality, reply)
+            verdict = service.verdict_from_answer(case, prompt, parsed, reply)
+            assert [r.detail["mark"] for r in verdict.regions] == [1], (case.modality, reply)
+            assert verdict.details["mark_answer"]["method"].startswith("text")
+        assert seen == set(_WORDINGS)
+    finally:
+        service.close()
+        store.close()
+
+
+def test_free_text_ranges_map_to_frames_and_samples(tmp_path, registry):
+    """Ranges in prose ("frames 3 to 5", "between index 10 and 20") become the modality's regions."""
+    from inspector.demo import build_demo_project
+    from inspector.model import CaseStatus
+    from inspector.vlm.answers import parse_answer
+
+    store = build_demo_project(tmp_path / "demo.anomalens", registry)
+    service = InspectionService(store, registry)
+    replies = {"video": ("Anomalous. A cyclist crosses the walkway in frames 3 to 5.", "frames", [3, 5]),
+               "time_series": ("There is a sudden spike between index 10 and 20, an anomaly.", "samples", [10, 20])}
+    try:
+        seen = set()
+        for case in store.cases():
+            if case.modality not in replies or case.modality in seen or case.status == CaseStatus.ERROR:
+                continue
+            seen.add(case.modality)
+            profile = store.profile(case.profile_id)
+            prompt = service.compose_prompt(case, profile, PromptSwitches(references=False))
+            text, key, expected = replies[case.modality]
+            parsed = parse_answer(text)
+            verdict = service.verdict_from_answer(case, prompt, parsed, text)
+            assert verdict.anomalous is True and len(verdict.regions) == 1, case.modality
+            assert verdict.regions[0].detail[key] == expected, (case.modality, verdict.regions[0].detail)
+        assert seen == set(replies)
+    finally:
+        service.close()
+        store.close()

@@ -316,6 +316,7 @@ _SIGNAL_NOUN = (
 )
 DEFECT_NOUN = (
     r"(?:cracks?|scratch(?:es)?|dents?|defects?|anomal(?:y|ies)|abnormalit(?:y|ies)|stains?|staining|smudges?|"
+    r"blots?|blemish(?:es)?|smears?|streaks?|specks?|patch(?:es)? of|"
     r"spots?|marks? of|contamination|contaminants?|deformations?|deformit(?:y|ies)|corrosion|rust|"
     r"discolou?rations?|foreign (?:object|material|body|bodies|particles?|matter)|debris|dirt|dust|hairs?|"
     r"fibers?|fibres?|lint|residue|particles?|damage|flaws?|misalignments?|irregularit(?:y|ies)|breaks?|"
