@@ -297,3 +297,21 @@ def test_stated_verdicts_and_conclusions(answer: str, expected: bool | None) -> 
 
 if __name__ == "__main__":  # python -m tests.test_answers: accuracy per phrasing family
     print(corpus_report())
+
+
+def test_logprob_score_from_the_verdict_word_of_a_conclusion() -> None:
+    """A description first, the verdict last: the score comes from the concluding verdict token."""
+    raw = "The tile shows a long dark line from the left edge.\n\nVerdict: anomalous"
+    parsed = parse_answer(raw, _logprobs(raw, 0.8, 5))
+    assert parsed.anomalous is True
+    assert parsed.score_source == ScoreSource.LOGPROB and parsed.score == pytest.approx(0.8)
+    tagged = "<think>a scratch on the flange</think><answer>Yes</answer>"
+    tokens = [_token("<think>a scratch on the flange</think><answer>", -0.01, []),
+              _token("Yes", math.log(0.7), [("Yes", math.log(0.7)), ("No", math.log(0.3))]),
+              _token("</answer>", -0.01, [])]
+    parsed = parse_answer(tagged, tokens)
+    assert parsed.anomalous is True and parsed.score == pytest.approx(0.7)
+    # a finding without a verdict word has no verdict token: no logprob score is made up
+    finding = "There is a long scratch across the flange."
+    parsed = parse_answer(finding, _logprobs(finding, 0.8, 5))
+    assert parsed.anomalous is True and parsed.score is None and parsed.score_source == ScoreSource.NONE

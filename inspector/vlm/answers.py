@@ -73,7 +73,8 @@ def parse_answer(raw_text: str, logprobs: list[Any] | dict[str, Any] | None = No
     reading = read_prose(text)
     if reading.anomalous is None:
         return _unparsed(text, refused=reading.refused)
-    score, source = _score(text, "text", reading.anomalous, None, logprobs)
+    offset = _stated_word_offset(text, reading.evidence) if reading.basis == "conclusion" else None
+    score, source = _score(text, "text", reading.anomalous, None, logprobs, offset=offset)
     regions = prose_ranges(text) if reading.anomalous else []
     return ParsedAnswer(ParseStatus.PARSED, reading.anomalous, None, score, source, text.strip(), regions, "text")
 
@@ -305,9 +306,25 @@ _POSITIVE_TOKENS = ("true", "yes", "anomalous", "abnormal", "defective", "anomal
 _NEGATIVE_TOKENS = ("false", "no", "normal", "not", "non")
 
 
+_STATED_WORD = re.compile(r"\b(not anomalous|non-anomalous|anomalous|abnormal|defective|normal|yes|no)\b", re.IGNORECASE)
+
+
+def _stated_word_offset(text: str, evidence: str) -> int | None:
+    """Where the verdict word of a concluding statement ("... Verdict: anomalous") is in the raw text.
+
+    The last occurrence of that word: a conclusion closes the answer. The token found there must
+    still have the verdict's polarity (`logprob_p_anomalous` checks), else there is no logprob score.
+    """
+    words = _STATED_WORD.findall(evidence)
+    if not words:
+        return None
+    found = [m.start() for m in re.finditer(r"\b" + re.escape(words[-1]) + r"\b", text, re.IGNORECASE)]
+    return found[-1] if found else None
+
+
 def _score(text: str, method: str, anomalous: bool, confidence: float | None, logprobs: Any,
-           key: str = "") -> tuple[float | None, ScoreSource]:
-    p = logprob_p_anomalous(logprobs, method, anomalous, key) if logprobs else None
+           key: str = "", offset: int | None = None) -> tuple[float | None, ScoreSource]:
+    p = logprob_p_anomalous(logprobs, method, anomalous, key, offset) if logprobs else None
     if p is not None:
         return p, ScoreSource.LOGPROB
     if confidence is not None:
@@ -335,13 +352,21 @@ def _polarity(token: str) -> bool | None:
     return positive
 
 
-def logprob_p_anomalous(logprobs: Any, method: str, anomalous: bool, key: str = "") -> float | None:
-    """P(anomalous) from the verdict token's top log-probabilities, or None when it cannot be found."""
+def logprob_p_anomalous(logprobs: Any, method: str, anomalous: bool, key: str = "",
+                        offset: int | None = None) -> float | None:
+    """P(anomalous) from the verdict token's top log-probabilities, or None when it cannot be found.
+
+    The verdict token is the value of the JSON key, the answer's leading word, or the word at
+    `offset` (a concluding statement's verdict word).
+    """
     tokens = _token_list(logprobs)
     if not tokens:
         return None
     joined = "".join(t["token"] for t in tokens)
-    if method == "json":
+    if offset is not None:
+        if offset >= len(joined):
+            return None
+    elif method == "json":
         pattern = r"[\"']" + re.escape(key) + r"[\"']\s*:\s*[\"']?"
         match = re.search(pattern, joined)
         if not match:
