@@ -38,6 +38,17 @@ def test_key_typed_in_settings_goes_to_the_keyring_only(qtbot, tmp_path, memory_
     assert load_settings(path).endpoint.base_url == "http://vllm.plant.local:8000/v1"
 
 
+def test_the_extraction_turn_setting_round_trips(qtbot, tmp_path):
+    dialog = SettingsDialog(EndpointSettings(base_url="http://127.0.0.1:8080/v1", model="m", extraction_turn=False))
+    qtbot.addWidget(dialog)
+    assert not dialog.extraction.isChecked()
+    qtbot.mouseClick(dialog.extraction, Qt.MouseButton.LeftButton)
+    assert dialog.endpoint().extraction_turn is True
+    path = tmp_path / "settings.json"
+    save_settings(AppSettings(endpoint=dialog.endpoint()), path)
+    assert load_settings(path).endpoint.extraction_turn is True
+
+
 def test_warns_before_an_openai_key_goes_to_another_host(qtbot, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-live-abc")
     dialog = SettingsDialog(EndpointSettings(base_url="http://10.0.0.5:1234/v1", model="llava"))

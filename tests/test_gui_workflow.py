@@ -104,7 +104,11 @@ def _setup_project(qtbot, window: MainWindow, tmp_path: Path, case_files: dict[s
 
 def test_full_workflow_against_loopback_vlm(qtbot, tmp_path, case_files):
     verdicts = {"next": Reply(ANOMALOUS_JSON, p_anomalous=0.97)}
-    with LoopbackVLM(responder=lambda request: verdicts["next"]) as server:
+    def respond(request):
+        reply = verdicts["next"]
+        return reply(request) if callable(reply) else reply
+
+    with LoopbackVLM(responder=respond) as server:
         window = _make_window(qtbot, tmp_path)
         project = _setup_project(qtbot, window, tmp_path, case_files)
         store = window.store
@@ -176,6 +180,21 @@ def test_full_workflow_against_loopback_vlm(qtbot, tmp_path, case_files):
         assert window.verdict_panel.badge.text() == "UNREADABLE ANSWER"
         assert store.latest_verdict(second.id).parse_status == ParseStatus.UNPARSED
         assert window.case_browser.status_text(second.id) == "unreadable answer"
+        assert [a["status"] for a in store.answers(second.id)] == ["ok", "extraction"]  # asked once more, no luck
+
+        # An answer that states no verdict gets one extraction turn; the panel says the verdict came from it.
+        def restating(request):
+            schema = (request.get("response_format") or {}).get("json_schema") or {}
+            if schema.get("name") == "anomaly_verdict_restated":
+                return Reply('{"verdict": "anomalous", "confidence": 0.75}', p_anomalous=0.8)
+            return "The surface shows a darker band; whether it matters depends on the line's tolerance."
+
+        verdicts["next"] = restating
+        _inspect_and_wait(qtbot, window)
+        assert window.verdict_panel.badge.text() == "ANOMALOUS"
+        assert "extraction turn" in window.verdict_panel.source.text()
+        assert "second turn" in window.verdict_panel.score_source.text()
+        assert [a["status"] for a in store.answers(second.id)][-2:] == ["ok", "extraction"]
 
         # The operator decides with one key press; the decision is ground truth.
         qtbot.keyClick(window, Qt.Key.Key_A)
