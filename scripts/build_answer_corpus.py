@@ -51,6 +51,10 @@ def main(folder: Path) -> None:
                 raise SystemExit(f"{file.name}:{number}: label {row['states']!r}")
             if text.strip() in seen:
                 continue
+            marks = [row.get(k) or [] for k in ("marks", "marks_normal", "marks_mentioned")]
+            if any(not isinstance(m, int) or isinstance(m, bool) for group in marks for m in group):
+                print(f"{file.name}:{number}: skipped (marks that are not numbers: {marks[0]})")
+                continue
             seen.add(text.strip())
             key = source_key(source)
             sources.setdefault(key, {k: source[k] for k in ("repo", "path", "commit", "url", "title") if source.get(k)})

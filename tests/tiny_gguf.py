@@ -16,15 +16,25 @@ residual channel, and the output matrix's column for that channel gives each tok
 logit offset (`_logit_offsets`). That keeps a greedy (temperature 0) decode of random weights
 from running on forever inside a JSON string: the closing quote and brace are preferred,
 and bytes that would make invalid UTF-8, control characters and the special tokens are
-suppressed. The offsets alone do not make JSON (free text comes out as a run of quotes and
-random characters); the grammar does.
+suppressed. The offsets alone do not make JSON: free text is a string of quoted words such as
+`" the" normal" tile`, chosen among by the random weights; the grammar makes the JSON.
 
 `build_tiny_mmproj` writes a matching vision projector (a CLIP-style ViT with an MLP projector,
 as for LLaVA-1.5) that llama.cpp's multimodal library (libmtmd) loads, so image parts go
 through a real image encoder into the language model.
 
 The GGUF container (v3) is written here directly (`write_gguf`), so the `gguf` package is not
-needed.
+needed (its reader, gguf 0.19.0, reads these files back).
+
+The server (tests/test_real_server.py) needs llama-cpp-python, which compiles llama.cpp on
+install (tested: 0.3.36, about 9 minutes on 2 cores; gcc/g++ and cmake >= 3.21 needed):
+
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+        -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF" \
+        pip install "llama-cpp-python[server]==0.3.36"
+
+GGML_NATIVE=OFF builds for a portable x86-64 baseline (AVX2/FMA/F16C) instead of the build
+machine's CPU, so a cached wheel also runs elsewhere.
 """
 
 from __future__ import annotations

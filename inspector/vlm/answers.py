@@ -93,6 +93,7 @@ def _unparsed(explanation: str, refused: bool = False) -> ParsedAnswer:
 class _JsonVerdict:
     data: dict[str, Any] | None  # None: JSON was there, but no readable verdict (→ UNPARSED)
     key: str = ""
+    synthetic: bool = False  # the verdict was inferred from findings / a defect class, not a verdict key
 
 
 def _find_json_verdict(text: str) -> _JsonVerdict | None:
@@ -102,12 +103,38 @@ def _find_json_verdict(text: str) -> _JsonVerdict | None:
         return None
     with_verdict = [(obj, key) for obj in objects if (key := _verdict_key(obj))]
     if not with_verdict:
-        return _JsonVerdict(None)
+        return _findings_verdict(objects)
     values = {_as_bool(obj[key]) for obj, key in with_verdict}
     if len(values) != 1 or None in values:
         return _JsonVerdict(None)  # several objects disagree, or the value is not a clear yes/no
     obj, key = with_verdict[0]
     return _JsonVerdict(obj, key)
+
+
+_FINDINGS_KEYS = ("findings", "defects", "anomalies", "abnormalities", "detected_defects", "defect_list")
+_CLASS_KEYS = ("defect_class", "defect_type", "anomaly_type", "anomaly_class", "abnormality")
+_NONE_VALUES = {"", "none", "normal", "no", "n/a", "null", "no defect", "no anomaly", "good", "ok"}
+
+
+def _findings_verdict(objects: list[dict[str, Any]]) -> _JsonVerdict:
+    """JSON without a verdict key that still states one: ``"findings": []`` (nothing found), or a
+    defect class named (``"defect_class": "Edge_Ring"``). A non-empty findings list is not read as a
+    verdict: models list low-confidence observations there and conclude otherwise."""
+    verdicts = set()
+    for obj in objects:
+        lowered = {str(k).lower(): v for k, v in obj.items()}
+        for key in _FINDINGS_KEYS:
+            if lowered.get(key) == []:
+                verdicts.add(False)
+        for key in _CLASS_KEYS:
+            value = lowered.get(key)
+            if isinstance(value, str):
+                verdicts.add(value.strip().lower().replace("_", " ") not in _NONE_VALUES)
+    if len(verdicts) != 1:
+        return _JsonVerdict(None)
+    anomalous = verdicts.pop()
+    return _JsonVerdict({"anomalous": anomalous, **{k: v for o in objects for k, v in o.items()}}, "anomalous",
+                        synthetic=True)
 
 
 def json_objects(text: str) -> list[dict[str, Any]]:

@@ -29,10 +29,20 @@ def tagged_answer(text: str) -> str | None:
     return found or None
 
 
+_CONTRACTIONS = [(re.compile(pattern, re.IGNORECASE), repl) for pattern, repl in (
+    (r"\b(there|it|that|what|here|this)'s\b", r"\1 is"), (r"\bcan't\b", "cannot"), (r"\bwon't\b", "will not"),
+    (r"\b(is|are|was|were|does|do|did|has|have|had|could|would|should)n't\b", r"\1 not"), (r"\bi'm\b", "i am"),
+    (r"\b(they|we|you)'re\b", r"\1 are"), (r"\b(i|you|we|they)'ve\b", r"\1 have"))]
+
+
 def clean(text: str) -> str:
-    """Plain text: markdown emphasis, headings, table rules and curly quotes removed."""
+    """Plain text: markdown, tags, table rules, curly quotes and contractions ("there's") undone;
+    class names written with underscores ("People_falling") as words."""
     text = (text or "").translate(_QUOTES)
     text = _TAG.sub("\n", text)
+    for pattern, repl in _CONTRACTIONS:
+        text = pattern.sub(repl, text)
+    text = re.sub(r"(?<=[A-Za-z])_(?=[A-Za-z])", " ", text)
     text = _TABLE_RULE.sub("", text)
     text = _MARKDOWN.sub("", text)
     text = text.replace("|", " | ")
@@ -293,7 +303,9 @@ def leading_verdict(text: str, yes_means_anomalous: bool = True) -> tuple[bool |
 # a signal. Words that also name normal features ("hole", "gap", "mark") count only in phrases
 # that make them a defect ("a hole in the foil").
 _MEDICAL_NOUN = (
-    r"opacit(?:y|ies)|opacification|densit(?:y|ies)|consolidations?|infiltrat(?:es?|ion)|effusions?|"
+    r"opacit(?:y|ies)|opacification|consolidations?|crowding|elevation of|tortuos\w+|"
+    r"(?:low|lower|decreased|reduced) lung volumes?|(?:degenerative|interstitial|chronic|postoperative|"
+    r"post-surgical|fibrotic|emphysematous|inflammatory|cystic|ischemic|atrophic) changes|infiltrat(?:es?|ion)|effusions?|"
     r"pneumothorax|atelectasis|cardiomegaly|\w+megaly|edema|oedema|calcifications?|granulomas?|nodules?|"
     r"lesions?|mass(?:es)?|tumou?rs?|\w{3,}omas?|metastas[ie]s|cancer|carcinoma|malignanc(?:y|ies)|"
     r"\w{4,}itis|(?!diagn|progn|hypn)\w{4,}osis|fractures?|ha?emorrhages?|hematomas?|haematomas?|bleed(?:ing)?|"
@@ -315,7 +327,7 @@ _SIGNAL_NOUN = (
     r"increases?|decreases?|shifts?|peaks?|rises?|falls?|fluctuations?|variations?|spikes?|values?)"
 )
 DEFECT_NOUN = (
-    r"(?:cracks?|scratch(?:es)?|dents?|defects?|anomal(?:y|ies)|abnormalit(?:y|ies)|stains?|staining|smudges?|"
+    r"(?:cracks?|scratch(?:es)?|dents?|defects?|anomal(?:y|ies)|abnormalit(?:y|ies)|stains?|smudges?|"
     r"blots?|blemish(?:es)?|smears?|streaks?|specks?|patch(?:es)? of|"
     r"spots?|marks? of|contamination|contaminants?|deformations?|deformit(?:y|ies)|corrosion|rust|"
     r"discolou?rations?|foreign (?:object|material|body|bodies|particles?|matter)|debris|dirt|dust|hairs?|"
@@ -326,7 +338,8 @@ DEFECT_NOUN = (
     + _MEDICAL_NOUN + "|" + _EVENT_NOUN + "|" + _SIGNAL_NOUN + "|"
     r"(?:damaged|broken|cracked|scratched|dented|bent|torn|chipped|missing|deformed|contaminated|frayed|"
     r"misplaced|misaligned|loose|extra|unusual|abnormal|anomalous|suspicious|enlarged|swollen|dilated|"
-    r"widened|thickened|increased|elevated|patchy|hazy|irregular)\s+\w+)\b"
+    r"widened|thickened|increased|elevated|patchy|hazy|irregular|edematous|erythematous|inflamed|hemorrhagic|"
+    r"necrotic|ulcerated|infected|calcified|atrophic|sclerotic)\s+\w+)\b"
 )
 _QUANT = (r"(?:an?|one|two|three|four|several|some|multiple|many|visible|clear|clearly|obvious|noticeable|small|"
           r"large|significant|minor|major|distinct|deep|long|slight|tiny|little|few|numerous|evident|apparent|"
@@ -336,9 +349,11 @@ _WITHIN = r"\b(?:[^.;]|\.(?=\d))*?\b"
 _STATE_ADJ = (r"(?:defective|anomalous|abnormal|damaged|broken|cracked|scratched|dented|contaminated|deformed|"
               r"bent|torn|chipped|misaligned|faulty|frayed|missing|misplaced|loose|dirty|stained|corroded|"
               r"rusted|rusty|worn|punctured|unusual|irregular|incomplete|fractured|enlarged|swollen|flawed|"
-              r"dilated|widened|thickened|displaced|collapsed|herniated|suspicious)")
+              r"dilated|widened|thickened|displaced|collapsed|herniated|suspicious|hyperinflated|hyperexpanded|"
+              r"elevated|tortuous|calcified|edematous|erythematous|inflamed|infected|blocked|obstructed)")
 _SEEN = (r"(?:visible|present|detected|found|observed|seen|identified|noted|noticed|evident|apparent|spotted|"
-         r"visuali[sz]ed|demonstrated|appreciated|shown|depicted|located|situated|there)")
+         r"visuali[sz]ed|demonstrated|appreciated|shown|depicted|located|situated|there|stable|unchanged|"
+         r"persistent|redemonstrated|again (?:seen|noted))")
 ANOMALOUS_PHRASES = [
     re.compile(r"\bthere (?:is|are|was|were|appears? to be|seems? to be|might be|may be|could be|is also|"
                r"are also|exists?)\s+(?:[\w-]+,?\s+){0,5}?" + DEFECT_NOUN),
@@ -347,7 +362,7 @@ ANOMALOUS_PHRASES = [
                r"significantly\s+|very\s+|markedly\s+|mildly\s+|moderately\s+|also\s+)?" + _STATE_ADJ + r"\b"),
     re.compile(r"\b(?:shows?|showing|shown|contains?|containing|has|have|had|having|exhibits?|exhibiting|reveals?|"
                r"revealing|displays?|displaying|presents?|demonstrates?|demonstrating|features?|depicts?|"
-               r"depicting|mentions?|describes?|notes?|with)\s+" + _QUANT + _WITHIN + DEFECT_NOUN),
+               r"depicting|mentions?|describes?|notes?|with)\s+(?:" + _QUANT + r"\b)?" + _WITHIN + DEFECT_NOUN),
     re.compile(DEFECT_NOUN[:-3] + r")\s+(?:[\w-]+\s+){0,3}?(?:is|are|was|were|has been|have been|can be|could be)"
                r"\s+(?:clearly\s+|also\s+|still\s+)?" + _SEEN + r"\b"),
     re.compile(r"\b(?:is|are)\s+missing\b"),
@@ -358,6 +373,8 @@ ANOMALOUS_PHRASES = [
                + DEFECT_NOUN),
     re.compile(r"\b(?:anomal(?:y|ies)|defects?|damage|cracks?|abnormalit(?:y|ies))\s+(?:detected|found|present|"
                r"identified|observed|noted)\b"),
+    re.compile(r"\b(?:anomal(?:y|ies)|defects?|abnormalit(?:y|ies))\s+(?:that\s+)?(?:i|we)\s+(?:have\s+)?"
+               r"(?:detected|found|identified|observed|noticed|spotted|see)\b"),
     # the anomaly described as a fact: "the anomaly is a scratch", "the defect appears to be a dent"
     re.compile(r"^(?:the |this |an? )?(?:main |primary |only )?(?:anomal(?:y|ies)|defects?|abnormalit(?:y|ies)|"
                r"anomalous (?:region|area|part|object|event|behaviou?r|activity))\s+(?:is|are|appears?|seems?|"
@@ -375,21 +392,28 @@ ANOMALOUS_PHRASES = [
     re.compile(r"\bdeviat(?:es?|ing|ion)\s+(?:\w+\s+){0,2}?from\s+(?:the\s+)?(?:normal|general|expected|usual|"
                r"overall|typical|regular|established|reference|standard)\b"),
     # a statement that opens with the finding itself (report style): "Patchy opacities in both lungs."
-    re.compile(r"^(?:(?:a|an|the|some|small|large|mild|moderate|severe|bilateral|patchy|diffuse|focal|"
+    # Only in statements without a finite verb (`_NOMINAL`): "The tissue texture appears ..." is not one.
+    re.compile(r"^(?!.*\b(?:is|are|was|were|appears?|seems?|looks?|shows?|has|have|had|contains?|remains?|"
+               r"demonstrates?|reveals?)\b)(?:(?:a|an|the|some|small|large|mild|moderate|severe|bilateral|patchy|diffuse|focal|"
                r"multiple|several|visible|new|subtle|marked|minimal|slight|possible|probable|likely|"
                r"right|left|upper|lower|\w+-sided|[\w-]+ly)\s+|[\w-]+,?\s+){0,4}?" + DEFECT_NOUN
                + r"(?!\s+(?:is|are|was|were)\s+(?:not|absent|unlikely))"),
     # people doing what a surveillance preset calls an anomaly
     re.compile(r"\b(?:fighting|crashing|crashed|colliding|collided|attacking|stealing|shooting|assaulting|"
                r"robbing|vandali[sz]ing|brawling|punching|kicking|looting|trespassing|falling down|fell down)\b"),
+    re.compile(r"\b(?:people|person|man|woman|child|someone|somebody|object|pedestrian|worker|vehicle|car)s? "
+               r"(?:is |are |was |were )?(?:falling|fall(?:s)? (?:to|on|onto) the (?:ground|floor)|"
+               r"(?:struck|hit|run over|knocked down) by)\b"),
+    re.compile(r"\b(?:is|was|are|were|gets?|got) (?:struck|hit|run over|knocked down) by (?:a|an|the) "
+               r"(?:vehicle|car|truck|bus|train|bike)\b"),
 ]
 _NORMAL_NOUN = (r"(?:defects?|anomal(?:y|ies|ous \w+)|abnormalit(?:y|ies)|damage|flaws?|issues?|problems?|"
                 r"irregularit(?:y|ies)|deviations?|findings?|cracks?|scratch(?:es)?|contamination|lesions?|"
                 r"spikes?|outliers?|drops?|dips?|concerns?|faults?|imperfections?|blemish(?:es)?|errors?|"
-                r"(?:unusual|abnormal|suspicious|anomalous)(?: \w+)?|pathology|pathologies|holes?|gaps?|"
+                r"(?:unusual|abnormal|suspicious|anomalous)(?: \w+)?|pathology|pathologies|pathological \w+|holes?|gaps?|"
                 r"(?:signs?|evidence|indications?|traces?) of (?:\w+ )?" + DEFECT_NOUN + "|" + DEFECT_NOUN + ")")
 NORMAL_PHRASES = [
-    re.compile(r"\bno\s+(?:\w+[\s-]+){0,3}?" + _NORMAL_NOUN + r"\b"),
+    re.compile(r"\bno\s+(?:\w+[\s-]+){0,5}?" + _NORMAL_NOUN + r"\b"),
     re.compile(r"\b(?:appears?|looks?|seems?|is|are|was|were|remains?|being)\s+(?:to be\s+)?(?:completely\s+|"
                r"entirely\s+|perfectly\s+|fully\s+|totally\s+|generally\s+|overall\s+|essentially\s+|quite\s+|"
                r"relatively\s+|in\s+)?(?:normal|intact|defect[- ]free|flawless|undamaged|anomaly[- ]free|"
@@ -401,13 +425,19 @@ NORMAL_PHRASES = [
     re.compile(r"\b(?:free|clear) (?:of|from)\s+(?:any\s+)?(?:significant\s+|obvious\s+)?"
                r"(?:visible\s+|obvious\s+|apparent\s+)?(?:defects?|anomal\w*|damage|"
                r"flaws?|abnormalit\w*|issues?|cracks?|scratch\w*|contamination)"),
+    re.compile(r"\bnothing\s+(?:\w+\s+){0,3}?(?:abnormal|anomalous|unusual|suspicious|out of the ordinary|wrong|"
+               r"of note|irregular|out of place|amiss|concerning|strange|odd)\b"),
+    re.compile(r"\babsence of (?:any )?(?:\w+ )?(?:anomal\w*|defects?|abnormal\w*|damage)\b"),
+    re.compile(r"\b(?:is|are|appears? to be|seems? to be) (?:playing|running|working|operating|functioning|moving|"
+               r"behaving|proceeding|flowing) (?:normally|as expected|smoothly)\b"),
     re.compile(r"\b(?:within normal limits|unremarkable|nothing (?:abnormal|anomalous|unusual|suspicious|"
-               r"out of the ordinary|wrong|of note|irregular)|normal (?:appearance|findings|study|pattern|behaviou?r|"
-               r"activity|operation|condition)|(?:no|nothing)\s+(?:\w+\s+)?(?:stands out|is wrong|is amiss))\b"),
+               r"out of the ordinary|wrong|of note|irregular)|normal (?:appearance|findings|study|pattern|behaviou?rs?|"
+               r"activit(?:y|ies)|operation|conditions?|actions?|events?|scenes?|structures?)|"
+               r"(?:contains?|shows?|depicts?|has) only (?:normal|routine|everyday|ordinary|typical)|(?:no|nothing)\s+(?:\w+\s+)?(?:stands out|is wrong|is amiss))\b"),
     re.compile(r"(?:can't|cannot|can not|do not|don't|did not|didn't|does not|doesn't|could not|couldn't|"
                r"fail to|failed to)\s+(?:see|find|detect|identify|observe|spot|notice|show|contain|have|exhibit|"
-               r"reveal|display|indicate|present|seem to (?:have|contain|show|exhibit)|appear to (?:have|contain|"
-               r"show|exhibit)|suggest)\s+(?:any\s+)?(?:\w+\s+){0,3}?" + _NORMAL_NOUN),
+               r"reveal|display|indicate|present|seem to (?:have|contain|show|exhibit|be)|appear to (?:have|contain|"
+               r"show|exhibit|be)|suggest|observe|notice)\s+(?:any\s+|an?\s+)?(?:\w+\s+){0,3}?" + _NORMAL_NOUN),
     re.compile(r"(?:does not|doesn't|do not|don't|did not|didn't)\s+(?:appear|seem|look)\s+(?:to be\s+)?"
                r"(?:\w+\s+)?(?:defective|anomalous|abnormal|damaged|broken|faulty|unusual|out of place)"),
     re.compile(r"\b(?:is|are)\s+not\s+(?:\w+\s+)?(?:anomalous|defective|abnormal|damaged|faulty)\b"),
@@ -421,7 +451,7 @@ NORMAL_PHRASES = [
     re.compile(r"\b(?:no|nothing)\b[^.;]{0,60}?\bto (?:suggest|indicate)\b"),
 ]
 _NEGATION = re.compile(r"\b(?:no|not|never|without|neither|nor|cannot|hardly|free of|absence of|rule[sd]? out|"
-                       r"lack of|lacks?|none)\b|n't\b")
+                       r"lack of|lacks?|none|nothing|nobody|no one)\b|n't\b")
 _PARTIAL = re.compile(
     r"\b(?:rest|otherwise|remaining|other|apart from|except|besides|aside from|elsewhere|surrounding|"
     r"majority|most of|in general|generally)\b")
@@ -495,8 +525,14 @@ def _hedge_clause(text: str, start: int) -> str:
 
 
 def _covers_whole(text: str, match: re.Match[str]) -> bool:
-    """Whether a normal phrase speaks of the whole item rather than one part of it."""
+    """Whether a normal phrase speaks of the whole item rather than one part of it.
+
+    "No acute cardiopulmonary abnormality" and "no osseous abnormality" are restricted to a kind
+    or a part: a report that says so and names a chronic finding is not a normal report.
+    """
     phrase = match.group(0)
+    if _RESTRICTED.search(phrase):
+        return False
     if _GENERIC_ANOMALY_NOUN.search(phrase):
         return True
     subject = _clause_prefix(text, match.start())
@@ -511,6 +547,9 @@ def cues(text: str) -> tuple[int, int]:
 
 _HEDGE_BREAK = re.compile(r"[,;:()]|\b(?:but|however|although|though|whereas|which|who|and)\b")
 # nouns that name any anomaly at all: "no anomalies" covers the whole item, "no fracture" one kind
+_RESTRICTED = re.compile(
+    r"\b(?:acute|new|focal|osseous|bony|skeletal|cardiopulmonary|pulmonary|cardiac|intracranial|gross|"
+    r"additional|further|other|structural|surface|visible structural)\b")
 _GENERIC_ANOMALY_NOUN = re.compile(
     r"\b(?:defects?|anomal\w*|abnormalit\w*|issues?|problems?|irregularit\w*|deviations?|flaws?|faults?|"
     r"imperfections?|concerns?|damage|unusual|abnormal|suspicious|anything|nothing|acute|patholog\w*|"
@@ -563,8 +602,18 @@ _ANOMALY_CLASS = re.compile(r"^\W*(?:(?:anomal\w*|abnormal|defective|bad|fail(?:
                             r"abuse|arrest|shoot|theft|burglar|vandal|explosion|arson|steal)\w*)[\W\w]*)$")
 
 
+_BRACKET_CLASS = re.compile(r"^\W*\[(?P<value>[^\]\d][^\]]{1,40})\]\s*(?::|-|$)")
+
+
 def key_value_verdict(text: str) -> int | None:
     """A verdict given as a key and value: +1 anomalous, -1 normal, None when there is none."""
+    bracket = _BRACKET_CLASS.match(text)  # "[Assault]: physical attack ...", "[Normal]: routine activity"
+    if bracket:
+        value = bracket.group("value").strip().lower()
+        if _NORMAL_CLASS.match(value):
+            return -1
+        if _ANOMALY_CLASS.match(value):
+            return 1
     flag = _KEYED_FLAG.search(text)
     if flag:
         return 1 if flag.group("value") in ("yes", "true", "present", "detected") else -1

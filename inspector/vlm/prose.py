@@ -129,7 +129,9 @@ def _from_findings(statements: list[Statement]) -> ProseVerdict:
             return ProseVerdict(None, "undecided", evidence=undecided[-1].text)  # "appears dented, but unsure"
         return ProseVerdict(True, "findings", evidence=strong_findings[-1].text)
     if strong_normal and not strong_findings:
-        if undecided and undecided[-1].index > strong_normal[-1].index:
+        plain_whole = [s for s in whole_normal if s.weight >= PLAIN]
+        if undecided and (undecided[-1].index > strong_normal[-1].index or not plain_whole):
+            # "difficult to rule out pneumonia ... no clear opacities": doubt left standing
             return ProseVerdict(None, "undecided", evidence=undecided[-1].text)
         return ProseVerdict(False, "findings", evidence=strong_normal[-1].text)
     if strong_findings and whole_normal:
@@ -154,7 +156,9 @@ def _leading(text: str, statements: list[Statement], yes_means_anomalous: bool) 
     hedge = lx.hedge_weight(first.text)
     if lx.UNDECIDED.search(first.text) or (hedge < PLAIN and lx.has_contrast(first.text)):
         hedge = 0.0  # "Normal, probably, but the edge is unclear."
-    return Statement(first.text, first.index, ANOMALOUS if verdict else NORMAL, hedge, True)
+    polarity = first.polarity if first.conclusive and first.polarity in (ANOMALOUS, NORMAL) else (
+        ANOMALOUS if verdict else NORMAL)
+    return Statement(first.text, first.index, polarity, hedge, True)
 
 
 def _read_statement(text: str, index: int) -> Statement:
@@ -173,11 +177,16 @@ def _read_statement(text: str, index: int) -> Statement:
         return statement
     statement.conclusive = lx.is_conclusion(lowered)
     word, _ = lx.leading_verdict(lowered)  # a statement that is a verdict word: "Anomalous.", "No, ..."
+    found = lx.cue_spans(lowered)
     if word is not None and lx.is_bare_verdict(lowered):
         statement.polarity = ANOMALOUS if word else NORMAL
+        content = {c.polarity for c in found if c.weight >= FINDINGS_MIN_WEIGHT}
+        if lx.opens_with_yes_no(lowered) and len(content) == 1:
+            # "Yes, the video contains only normal activities": the words say what the "yes" means
+            # (the question may have asked "is it normal?")
+            statement.polarity = content.pop()
         statement.weight, statement.conclusive = lx.hedge_weight(lowered), True
         return statement
-    found = lx.cue_spans(lowered)
     foreign_anomalous, foreign_normal = foreign_cues(lowered)
     weight = SPECULATIVE if foreign_hedged(lowered) else lx.hedge_weight(lowered)
     found += [lx.Cue(1, len(lowered), len(lowered), weight)] * foreign_anomalous
