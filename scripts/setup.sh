@@ -12,13 +12,13 @@ dev=0
 
 if [ "$dev" = 1 ] && command -v apt-get >/dev/null 2>&1; then
   missing=0
-  for tool in xvfb-run xauth; do command -v "$tool" >/dev/null 2>&1 || missing=1; done
+  for tool in xvfb-run xauth cmake g++; do command -v "$tool" >/dev/null 2>&1 || missing=1; done
   [ -e /usr/lib/x86_64-linux-gnu/libxcb-cursor.so.0 ] || [ -e /usr/lib/aarch64-linux-gnu/libxcb-cursor.so.0 ] || missing=1
   if [ "$missing" = 1 ]; then
     sudo_cmd=""
     [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq xvfb xauth libgl1-mesa-dri libglx-mesa0 \
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq cmake g++ xvfb xauth libgl1-mesa-dri libglx-mesa0 \
       libegl1 libegl-mesa0 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 \
       libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libdbus-1-3 libfontconfig1 libglib2.0-0 \
       libxrender1 libxi6 libsm6 >/dev/null
@@ -39,6 +39,10 @@ fi
 python -c "import torch" 2>/dev/null || python -m pip install -q $TORCH_SPEC
 
 if [ "$dev" = 1 ]; then
+  # llama-cpp-python (the real-server conformance test) builds llama.cpp from source: CPU only, no
+  # machine-specific instructions (the wheel stays portable in pip's cache), no tools or examples
+  export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF}"
+  export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
   python -m pip install -q -r requirements-dev.txt
 else
   python -m pip install -q -r requirements.txt

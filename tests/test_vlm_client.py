@@ -384,9 +384,25 @@ def test_a_server_without_json_schema_output_gets_free_text_requests() -> None:
         first, second = asyncio.run(twice())
         bodies = [r.body for r in server.chat_requests]
     assert first.raw_text and second.raw_text
-    assert "response_format" in bodies[0] and all("response_format" not in b for b in bodies[1:])
-    assert len(bodies) == 3  # refused once, then remembered
+    # OpenAI's form, then llama.cpp's json_object form, both refused; then free text, remembered
+    assert [b.get("response_format", {}).get("type") for b in bodies] == ["json_schema", "json_object", None, None]
     assert "response_format" not in second.sent_params
+
+
+def test_a_500_that_names_response_format_is_answered_with_the_json_object_form(loopback_vlm: LoopbackVLM) -> None:
+    """llama-cpp-python's server refuses OpenAI's json_schema form with HTTP 500 (tests/test_real_server.py
+    shows it on the real server); a retry would never help, the other form does."""
+    loopback_vlm.enqueue(status=500, error_message="1 validation error for CreateChatCompletionRequest "
+                                                    "response_format: Input should be 'text' or 'json_object'")
+    answer = _ask(loopback_vlm)
+    bodies = [r.body for r in loopback_vlm.chat_requests]
+    assert [b["response_format"]["type"] for b in bodies] == ["json_schema", "json_object"]
+    assert bodies[1]["response_format"]["schema"]["required"] == ["anomalous", "confidence", "reason"]
+    assert answer.sent_params["response_format"] == "json_object"
+    # a 500 about something else stays a (retryable) server error
+    loopback_vlm.enqueue(status=500, error_message="The server had an error while processing your request.")
+    error = _error(loopback_vlm)
+    assert error.kind == "server_error" and error.retryable
 
 
 def test_no_json_schema_when_switched_off_or_the_prompt_asks_for_free_text(loopback_vlm: LoopbackVLM) -> None:

@@ -36,6 +36,7 @@ from inspector.settings import EndpointSettings, redact
 PLACEHOLDER_KEY = "not-needed"  # local servers ignore the key, but the SDK insists on one
 TOP_LOGPROBS = 5
 RETRYABLE_KINDS = frozenset({"timeout", "rate_limited", "server_error", "connection"})
+SCHEMA_FORMS = ("json_schema", "json_object")  # OpenAI / vLLM / LM Studio, then llama.cpp's server
 
 
 @dataclass
@@ -155,7 +156,9 @@ class VlmClient:
         self._use_logprobs = endpoint.request_logprobs
         self._use_max_completion_tokens = False
         self._send_temperature = True
-        self._use_schema = endpoint.structured_output
+        # how the JSON schema is sent: OpenAI's "json_schema" form, llama.cpp's "json_object" with a
+        # schema, or not at all; a server that refuses one form gets the next, remembered per client
+        self._schema_forms = list(SCHEMA_FORMS) if endpoint.structured_output else []
         self._client = openai.AsyncOpenAI(
             api_key=api_key or PLACEHOLDER_KEY,
             base_url=endpoint.base_url.strip(),
@@ -205,7 +208,7 @@ class VlmClient:
     @property
     def structured_output_enabled(self) -> bool:
         """Whether requests go out with a JSON schema (False when off, or once the server refused it)."""
-        return self._use_schema
+        return bool(self._schema_forms)
 
     async def extract(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> VlmAnswer:
         """The verdict-extraction turn (`inspector.vlm.extraction`): the conversation so far and a
@@ -233,6 +236,13 @@ class VlmClient:
                 if logprobs_dropped_on_guess:
                     self._use_logprobs = True  # the 400 was about something else
                 raise self._error_from(exc) from None
+            except openai.APIStatusError as exc:
+                # llama.cpp's server (llama-cpp-python) answers OpenAI's json_schema form with a 500 or
+                # 422 that names response_format: a request error in disguise, which no retry fixes
+                if exc.status_code in (422, 500) and "response_format" in kwargs and self._names_format(exc):
+                    self._schema_forms.pop(0)
+                    continue
+                raise self._error_from(exc) from None
             except (TimeoutError, openai.APIError) as exc:
                 raise self._error_from(exc) from None
             latency = time.perf_counter() - started
@@ -245,9 +255,12 @@ class VlmClient:
     def _request_kwargs(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None = None,
                         schema_name: str = "anomaly_verdict") -> dict[str, Any]:
         kwargs: dict[str, Any] = {"model": self.endpoint.model, "messages": messages}
-        if schema is not None and self._use_schema:
-            kwargs["response_format"] = {"type": "json_schema",
-                                         "json_schema": {"name": schema_name, "schema": schema}}
+        if schema is not None and self._schema_forms:
+            if self._schema_forms[0] == "json_schema":
+                kwargs["response_format"] = {"type": "json_schema",
+                                             "json_schema": {"name": schema_name, "schema": schema}}
+            else:
+                kwargs["response_format"] = {"type": "json_object", "schema": schema}
         if self._send_temperature:
             kwargs["temperature"] = self.endpoint.temperature
         if self._use_max_completion_tokens:
@@ -263,7 +276,7 @@ class VlmClient:
         """Drop or rename the parameter a 400 complains about; "" when there is nothing to adapt."""
         text = f"{exc.param or ''} {_server_message(exc)}".lower()
         if "response_format" in kwargs and ("response_format" in text or "json_schema" in text):
-            self._use_schema = False  # free text then; the parser reads it
+            self._schema_forms.pop(0)  # the next form, or free text; the parser reads it
             return "response_format"
         if "max_tokens" in kwargs and "max_completion_tokens" in text:
             self._use_max_completion_tokens = True
@@ -276,6 +289,11 @@ class VlmClient:
             self._use_logprobs = False
             return "logprobs" if "logprob" in text else "logprobs-guess"
         return ""
+
+    @staticmethod
+    def _names_format(exc: openai.APIStatusError) -> bool:
+        text = f"{getattr(exc, 'param', None) or ''} {_server_message(exc)} {exc.body!r}".lower()
+        return "response_format" in text or "json_schema" in text
 
     def _answer_from(self, body: bytes, latency: float) -> VlmAnswer:
         try:
