@@ -54,7 +54,7 @@ from inspector.model import ParseStatus, Profile, ScoreSource, View, ViewMap  # 
 from inspector.prompt import ComposedPrompt, PromptSwitches, compose  # noqa: E402
 from inspector.settings import EndpointSettings  # noqa: E402
 from inspector.vlm.answers import json_objects, parse_answer  # noqa: E402
-from inspector.vlm.client import TOP_LOGPROBS, VERDICT_SCHEMA, VlmAnswer, VlmClient, VlmError  # noqa: E402
+from inspector.vlm.client import TOP_LOGPROBS, VERDICT_SCHEMA, VlmAnswer, VlmClient  # noqa: E402
 from tests.tiny_gguf import CHATML_TEMPLATE, IMAGE_TOKENS, build_tiny_llama, build_tiny_mmproj  # noqa: E402
 
 TEXT_MODEL = "tiny-text"

@@ -333,7 +333,8 @@ _POSITIVE_TOKENS = ("true", "yes", "anomalous", "abnormal", "defective", "anomal
 _NEGATIVE_TOKENS = ("false", "no", "normal", "not", "non")
 
 
-_STATED_WORD = re.compile(r"\b(not anomalous|non-anomalous|anomalous|abnormal|defective|normal|yes|no)\b", re.IGNORECASE)
+_STATED_WORD = re.compile(r"\b(not anomalous|non-anomalous|anomalous|abnormal|defective|normal|yes|no)\b",
+                          re.IGNORECASE)
 
 
 def _stated_word_offset(text: str, evidence: str) -> int | None:

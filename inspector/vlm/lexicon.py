@@ -305,7 +305,8 @@ def leading_verdict(text: str, yes_means_anomalous: bool = True) -> tuple[bool |
 _MEDICAL_NOUN = (
     r"opacit(?:y|ies)|opacification|consolidations?|crowding|elevation of|tortuos\w+|"
     r"(?:low|lower|decreased|reduced) lung volumes?|(?:degenerative|interstitial|chronic|postoperative|"
-    r"post-surgical|fibrotic|emphysematous|inflammatory|cystic|ischemic|atrophic) changes|infiltrat(?:es?|ion)|effusions?|"
+    r"post-surgical|fibrotic|emphysematous|inflammatory|cystic|ischemic|atrophic) changes|"
+    r"infiltrat(?:es?|ion)|effusions?|"
     r"pneumothorax|atelectasis|cardiomegaly|\w+megaly|edema|oedema|calcifications?|granulomas?|nodules?|"
     r"lesions?|mass(?:es)?|tumou?rs?|\w{3,}omas?|metastas[ie]s|cancer|carcinoma|malignanc(?:y|ies)|"
     r"\w{4,}itis|(?!diagn|progn|hypn)\w{4,}osis|fractures?|ha?emorrhages?|hematomas?|haematomas?|bleed(?:ing)?|"
@@ -410,7 +411,8 @@ ANOMALOUS_PHRASES = [
 _NORMAL_NOUN = (r"(?:defects?|anomal(?:y|ies|ous \w+)|abnormalit(?:y|ies)|damage|flaws?|issues?|problems?|"
                 r"irregularit(?:y|ies)|deviations?|findings?|cracks?|scratch(?:es)?|contamination|lesions?|"
                 r"spikes?|outliers?|drops?|dips?|concerns?|faults?|imperfections?|blemish(?:es)?|errors?|"
-                r"(?:unusual|abnormal|suspicious|anomalous)(?: \w+)?|pathology|pathologies|pathological \w+|holes?|gaps?|"
+                r"(?:unusual|abnormal|suspicious|anomalous)(?: \w+)?|pathology|pathologies|pathological \w+|"
+                r"holes?|gaps?|"
                 r"(?:signs?|evidence|indications?|traces?) of (?:\w+ )?" + DEFECT_NOUN + "|" + DEFECT_NOUN + ")")
 NORMAL_PHRASES = [
     re.compile(r"\bno\s+(?:\w+[\s-]+){0,5}?" + _NORMAL_NOUN + r"\b"),
@@ -433,7 +435,8 @@ NORMAL_PHRASES = [
     re.compile(r"\b(?:within normal limits|unremarkable|nothing (?:abnormal|anomalous|unusual|suspicious|"
                r"out of the ordinary|wrong|of note|irregular)|normal (?:appearance|findings|study|pattern|behaviou?rs?|"
                r"activit(?:y|ies)|operation|conditions?|actions?|events?|scenes?|structures?)|"
-               r"(?:contains?|shows?|depicts?|has) only (?:normal|routine|everyday|ordinary|typical)|(?:no|nothing)\s+(?:\w+\s+)?(?:stands out|is wrong|is amiss))\b"),
+               r"(?:contains?|shows?|depicts?|has) only (?:normal|routine|everyday|ordinary|typical)|"
+               r"(?:no|nothing)\s+(?:\w+\s+)?(?:stands out|is wrong|is amiss))\b"),
     re.compile(r"(?:can't|cannot|can not|do not|don't|did not|didn't|does not|doesn't|could not|couldn't|"
                r"fail to|failed to)\s+(?:see|find|detect|identify|observe|spot|notice|show|contain|have|exhibit|"
                r"reveal|display|indicate|present|seem to (?:have|contain|show|exhibit|be)|appear to (?:have|contain|"
