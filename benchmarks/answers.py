@@ -144,6 +144,15 @@ def report(corpus: dict, list_misses: bool, splits: tuple[str, ...] = ("dev", "h
             if v["n"]:
                 cells.append(f"{domain} {round(v['agreement'] * v['n'])}/{v['n']}")
         print(f"  {split} by domain: " + ", ".join(cells))
+    read_twice = [a for a in answers if a.get("second") in VERDICTS and a["states"] in VERDICTS]
+    if read_twice:
+        alike = [a for a in read_twice if a["second"] == a["states"]]
+        print(f"two readers: {len(alike)}/{len(read_twice)} answers labelled alike "
+              f"({_pct(len(alike) / len(read_twice)).strip()}); figures on those:")
+        for split in splits:
+            v = verdict_figures([a for a in alike if a["split"] == split])
+            print(f"  {split:8s} {v['n']:5d} agree {_pct(v['agreement'])} guesses {v['guesses']} "
+                  f"unparsed {_pct(v['unparsed'])}")
     labels = Counter(a["states"] for a in answers)
     print("labels: " + ", ".join(f"{k} {n}" for k, n in sorted(labels.items())))
     print(f"own corpus (tests/answer_corpus.json, written with the reader): {_pct(own_corpus_agreement())}")

@@ -1,11 +1,16 @@
 """Build tests/answers/real_answers.json from gathered answer files (JSON lines), with its fixed split.
 
-    python scripts/build_answer_corpus.py GATHERED_DIR
+    python scripts/build_answer_corpus.py GATHERED_DIR [SECOND_LABELS_DIR]
 
 Each input line is one answer a model wrote, copied from a public source: ``text``, ``states``
 (what the answer itself states: "anomalous", "normal", "none", or "n/a" for a mark answer about
 something else), ``why``, ``model``, ``domain``, ``question``, ``source`` (repo, path, commit,
 title, url), and for Set-of-Mark answers ``marks`` / ``marks_normal`` / ``marks_mentioned``.
+
+A second reader labelled the verdict answers blind (texts and questions only, neither the first
+labels nor the reader's output): SECOND_LABELS_DIR holds its ``labels_*.json`` files ({id: label},
+id = the first 12 hex digits of the SHA-256 of the stripped text); the label is kept beside the
+first as ``second``, so figures can be given on the answers both readers read alike.
 
 The split is fixed by the text alone, before any tuning: an answer is held out when the first
 hex digit of the SHA-256 of its stripped text is 0-7 (about half). Adding answers later never
@@ -33,7 +38,15 @@ def source_key(source: dict) -> str:
     return "{}:{}".format(source.get("repo") or source.get("url") or "?", source.get("path") or "")
 
 
-def main(folder: Path) -> None:
+def answer_id(text: str) -> str:
+    return hashlib.sha256(text.strip().encode("utf-8")).hexdigest()[:12]
+
+
+def main(folder: Path, second_dir: Path | None = None) -> None:
+    second: dict[str, str] = {}
+    if second_dir is not None:
+        for file in sorted(second_dir.glob("labels_*.json")):
+            second.update(json.loads(file.read_text(encoding="utf-8")))
     sources: dict[str, dict] = {}
     answers: list[dict] = []
     seen: set[str] = set()
@@ -64,6 +77,8 @@ def main(folder: Path) -> None:
             for field in ("marks", "marks_normal", "marks_mentioned", "ranges", "templated"):
                 if field in row:
                     entry[field] = row[field]
+            if answer_id(text) in second:
+                entry["second"] = second[answer_id(text)]
             answers.append(entry)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     document = {
@@ -72,6 +87,8 @@ def main(folder: Path) -> None:
                   "what the answer itself states, judged by reading it, not whether the item is truly "
                   "anomalous. Nothing here comes from Cao et al. (2023) or its case repository."),
         "split_rule": "heldout when sha256(text.strip()) starts with a hex digit 0-7, else dev; tune on dev only",
+        "second_reader": ("`second` is a blind second reading of the verdict answers (texts and questions only); "
+                          "answers without it were added after that reading"),
         "sources": dict(sorted(sources.items())),
         "answers": answers,
     }
@@ -83,4 +100,4 @@ def main(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -71,8 +71,9 @@ _DEFECT = re.compile(
     r"discolou?r\w*|smudge\w*|debris|dirt|contaminant\w*|bent|misalign\w*|fight\w*|fall\w*)\b", re.IGNORECASE)
 # Picking a mark as the answer of a task that is not about defects: "Click [10]", "select mark 3".
 _SELECTION = re.compile(
-    r"\b(?:click\w*|select\w*|choos\w*|chose|pick\w*|tap|type|press\w*|the answer is|answer\s*:|"
-    r"target|the correct (?:one|answer|option|mark|region)|is the one|odd one)\b", re.IGNORECASE)
+    r"\b(?:click\w*|select\w*|choos\w*|chose|pick\w*|tap|type|press\w*|the answer is|"
+    r"target|the correct (?:one|answer|option|mark|region)|is the one|odd one)\b|\b(?:final )?answer\s*[:：]",
+    re.IGNORECASE)
 _NEGATED_DEFECT = re.compile(
     r"\b(?:no|not|nothing|without|free of|nor|never|isn't|aren't|doesn't|don't)\s+(?:\w+\s+){0,2}?"
     + _DEFECT.pattern[2:], re.IGNORECASE)
