@@ -114,7 +114,8 @@ UNDECIDED = re.compile(
     r"be certain|definitively)|"
     r"(?:cannot|can't|can not|unable to|impossible to|not possible to|no way to) (?:be )?(?:definitively |"
     r"conclusively |reliably |accurately |confidently )?(?:determine[d]?|tell|say|judge|decide|conclude|"
-    r"confirm|be sure|be certain)\b(?! that)|"
+    r"confirm|be sure|be certain)\b(?! that)(?!\s+(?:the\s+)?(?:exact\s+|precise\s+|specific\s+|underlying\s+)?"
+    r"(?:cause|severity|nature|type|origin|extent|etiology|aetiology|reason|size|age|material|source|identity)\b)|"
     r"it (?:is|remains) unclear (?:whether|if)|"
     # the item to judge is not in the picture: "there is no chair in the image", "no chair to inspect"
     r"(?:there is no|does not (?:show|contain|depict)|doesn't (?:show|contain|depict)|no) (?:an? )?(?!visible\b)"
@@ -122,13 +123,16 @@ UNDECIDED = re.compile(
     r"could (?:also |just |simply )?be (?:a |an |the )?(?:reflection|"
     r"shadow|lighting|glare|texture|artifact|noise|normal variation|part of)|"
     r"(?:further|additional|more) (?:inspection|investigation|examination|analysis|information|context|images?) "
-    r"(?:is|are|would be|may be|might be) (?:needed|required|necessary) to (?:determine|confirm|tell|decide))",
+    r"(?:is|are|would be|may be|might be) (?:needed|required|necessary) (?:to (?:determine|confirm|tell|decide)|"
+    r"for (?:a )?(?:conclusive|definitive|final|accurate|definite) (?:diagnosis|assessment|determination|answer))|"
+    r"(?:a )?(?:definitive|conclusive) (?:\w+ ){0,2}(?:is|was) not possible)",
     re.IGNORECASE,
 )
 _SPECULATIVE = re.compile(
     r"\b(?:might|may|could|possibl[ey]|perhaps|maybe|potential(?:ly)?|suspect(?:ed)?|suspicious of|"
     r"cannot rule out|can't rule out|if (?:it|this|that) is|would need|can (?:show|have|cause|present|"
-    r"include|lead|result|appear|occur|indicate|suggest))\b", re.IGNORECASE)
+    r"include|lead|result|appear|occur|indicate|suggest)|can also (?:show|have|cause|present|appear|occur))\b",
+    re.IGNORECASE)
 _MILD = re.compile(
     r"\b(?:appears?|appearing|seems?|seemingly|looks? (?:like|to be)|likely|probabl[ey]|suggest(?:s|ing|ive)?|"
     r"apparent(?:ly)?|presumabl[ey]|mostly|largely|relatively|somewhat|fairly)\b", re.IGNORECASE)
@@ -306,7 +310,7 @@ _MEDICAL_NOUN = (
     r"opacit(?:y|ies)|opacification|consolidations?|crowding|elevation of|tortuos\w+|"
     r"(?:low|lower|decreased|reduced) lung volumes?|(?:degenerative|interstitial|chronic|postoperative|"
     r"post-surgical|fibrotic|emphysematous|inflammatory|cystic|ischemic|atrophic) changes|"
-    r"infiltrat(?:es?|ion)|effusions?|"
+    r"infiltrat(?:es?|ion)|effusions?|fluid (?:in|collection|accumulation|around|within)|"
     r"pneumothorax|atelectasis|cardiomegaly|\w+megaly|edema|oedema|calcifications?|granulomas?|nodules?|"
     r"lesions?|mass(?:es)?|tumou?rs?|\w{3,}omas?|metastas[ie]s|cancer|carcinoma|malignanc(?:y|ies)|"
     r"\w{4,}itis|(?!diagn|progn|hypn)\w{4,}osis|fractures?|ha?emorrhages?|hematomas?|haematomas?|bleed(?:ing)?|"
@@ -418,6 +422,7 @@ NORMAL_PHRASES = [
     re.compile(r"\bno\s+(?:\w+[\s-]+){0,5}?" + _NORMAL_NOUN + r"\b"),
     re.compile(r"\b(?:appears?|looks?|seems?|is|are|was|were|remains?|being)\s+(?:to be\s+)?(?:completely\s+|"
                r"entirely\s+|perfectly\s+|fully\s+|totally\s+|generally\s+|overall\s+|essentially\s+|quite\s+|"
+               r"grossly\s+|largely\s+|otherwise\s+|"
                r"relatively\s+|in\s+)?(?:normal|intact|defect[- ]free|flawless|undamaged|anomaly[- ]free|"
                r"unremarkable|in good (?:condition|shape|order)|within normal limits|without (?:any )?(?:defects|"
                r"anomalies|damage)|free of (?:any )?(?:defects|anomalies|damage)|acceptable|fine|ok|okay|"
@@ -485,9 +490,33 @@ class Cue:
     whole: bool = True
 
 
+_STAIN_TECHNIQUE = re.compile(r"\b(?:trichrome|h&e|hematoxylin|eosin|gram|giemsa|silver|masson|pas|immunohistochemical|"
+                              r"special|iron|congo red)\s+stain(?:s|ing)?\b|\bstain(?:ed|ing) with\b")
+# a list carries its negation: "no masses, discolorations, or other abnormalities are apparent"
+_LIST_CONTINUATION = re.compile(r"^\s*(?:(?:and|or|nor)\s+)?(?:any\s+|other\s+|obvious\s+|significant\s+)*$")
+
+
+def _negated_list_item(text: str, start: int) -> bool:
+    """Whether a phrase is an item of a list whose head is negated ("no A, B or C")."""
+    position = start
+    for _ in range(6):
+        breaks = list(CLAUSE_BREAK.finditer(text[:position]))
+        if not breaks:
+            return False
+        last = breaks[-1]
+        between = text[last.end():position]
+        if last.group(0) != "," or not _LIST_CONTINUATION.match(between):
+            return False
+        if _NEGATION.search(_clause_prefix(text, last.start())):
+            return True
+        position = last.start()
+    return False
+
+
 def cue_spans(text: str) -> list[Cue]:
     """Every un-negated anomaly and normal phrase of a statement, in order."""
     text = _WHETHER.sub(lambda m: " " * len(m.group(0)), text)
+    text = _STAIN_TECHNIQUE.sub(lambda m: " " * len(m.group(0)), text)
     found: list[Cue] = []
     taken: list[tuple[int, int]] = []
     for pattern in NORMAL_PHRASES:  # first: "no defects" must not also count as "defects"
@@ -506,6 +535,8 @@ def cue_spans(text: str) -> list[Cue]:
             if any(a <= match.start() < b or match.start() <= a < match.end() for a, b in taken):
                 continue
             if _NEGATION.search(_clause_prefix(text, match.start()) + match.group(0)):
+                continue
+            if _negated_list_item(text, match.start()):
                 continue
             found.append(Cue(1, match.start(), match.end(), _clause_hedge(text, match)))
             taken.append(match.span())
@@ -605,14 +636,16 @@ _ANOMALY_CLASS = re.compile(r"^\W*(?:(?:anomal\w*|abnormal|defective|bad|fail(?:
                             r"abuse|arrest|shoot|theft|burglar|vandal|explosion|arson|steal)\w*)[\W\w]*)$")
 
 
-_BRACKET_CLASS = re.compile(r"^\W*\[(?P<value>[^\]\d][^\]]{1,40})\]\s*(?::|-|$)")
+_BRACKET_CLASS = re.compile(r"^\W*\[(?P<value>[^\]\d][^\]]{1,40})\]\s*(?::|-|$)"
+                            r"|^\W*(?P<bare>[a-z][a-z ]{2,30}?)\s+-\s(?!\s*(?:very\s+|moderately\s+)?(?:low|high|"
+                            r"medium|mid|none|moderate|likely|unlikely)\b)")  # "Road Accidents - all images show it"
 
 
 def key_value_verdict(text: str) -> int | None:
     """A verdict given as a key and value: +1 anomalous, -1 normal, None when there is none."""
     bracket = _BRACKET_CLASS.match(text)  # "[Assault]: physical attack ...", "[Normal]: routine activity"
     if bracket:
-        value = bracket.group("value").strip().lower()
+        value = (bracket.group("value") or bracket.group("bare")).strip().lower()
         if _NORMAL_CLASS.match(value):
             return -1
         if _ANOMALY_CLASS.match(value):
