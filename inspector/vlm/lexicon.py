@@ -138,13 +138,17 @@ _MILD = re.compile(
     r"apparent(?:ly)?|presumabl[ey]|mostly|largely|relatively|somewhat|fairly)\b", re.IGNORECASE)
 
 
+# the weight of a statement by its hedges: plain, mildly hedged ("appears", "likely"), speculative ("might")
+PLAIN, MILD, SPECULATIVE = 1.0, 0.7, 0.35
+
+
 def hedge_weight(text: str) -> float:
-    """1.0 for a plain statement, 0.7 mildly hedged ("appears", "likely"), 0.35 speculative ("might")."""
+    """`PLAIN`, `MILD` or `SPECULATIVE`, by the strongest hedge in the text."""
     if _SPECULATIVE.search(text):
-        return 0.35
+        return SPECULATIVE
     if _MILD.search(text):
-        return 0.7
-    return 1.0
+        return MILD
+    return PLAIN
 
 
 # -------------------------------------------------------------------------------- set aside

@@ -12,10 +12,11 @@ decline one detail ("I can't measure the gap exactly, but ...") without declinin
    set aside; each remaining one gets a polarity (anomaly found / nothing found / undecided), a
    weight lowered by its hedges, and whether it is a conclusion ("Overall", "Therefore",
    "In conclusion", "Verdict:", "I would classify ...").
-2. The verdict is the last conclusion, else the verdict word the answer starts with, else the
-   weighed findings when they clearly point one way; a conclusion contradicting the leading word,
-   findings balanced both ways, or only speculation ("might be a scratch, or a reflection")
-   give no verdict.
+2. The verdict is the last firm conclusion, else the verdict word the answer starts with, else
+   the weighed findings when they clearly point one way (an anomaly stated of one part outweighs
+   "normal" said of other parts; "no defects" said of the whole item does not yield to it); a
+   conclusion contradicting the leading word, findings balanced both ways, doubt left standing
+   or only speculation ("might be a scratch, or a reflection") give no verdict.
 3. A refusal of the task (every statement declines, or a refusal with nothing judged) is reported
    as such, so that it is not asked again.
 
@@ -32,8 +33,7 @@ from inspector.vlm.languages import foreign_cues, foreign_hedged, foreign_refusa
 
 ANOMALOUS, NORMAL, UNDECIDED = 1, -1, 0
 
-# weights of a statement by how it is hedged: plain, mildly ("appears", "likely"), speculatively
-PLAIN, MILD, SPECULATIVE = 1.0, 0.7, 0.35
+PLAIN, SPECULATIVE = lx.PLAIN, lx.SPECULATIVE
 # findings decide only when one side outweighs the other this many times over
 FINDINGS_MARGIN = 2.0
 # and when the stronger side has at least this much weight (one speculative remark is not a verdict)
@@ -76,7 +76,7 @@ def read_prose(text: str, yes_means_anomalous: bool = True) -> ProseVerdict:
         return ProseVerdict(None, "no statement")
     if lx.JSON_FRAGMENT.search(cleaned):  # JSON started and broken off: its prose is not a verdict
         return ProseVerdict(None, "no statement")
-    statements = [_read_statement(s, i) for i, s in enumerate(lx.statements(cleaned))]
+    statements = [_read_statement(s, i, yes_means_anomalous) for i, s in enumerate(lx.statements(cleaned))]
     for previous, statement in itertools.pairwise(statements):
         # "Is that right? Yes, that is correct.": a yes/no after a question of the answer's own
         if previous.text.rstrip().endswith("?") and lx.opens_with_yes_no(statement.text):
@@ -161,7 +161,7 @@ def _leading(text: str, statements: list[Statement], yes_means_anomalous: bool) 
     return Statement(first.text, first.index, polarity, hedge, True)
 
 
-def _read_statement(text: str, index: int) -> Statement:
+def _read_statement(text: str, index: int, yes_means_anomalous: bool = True) -> Statement:
     statement = Statement(text, index)
     lowered = text.lower()
     if lx.is_refusal(lowered) or foreign_refusal(lowered):
@@ -176,7 +176,8 @@ def _read_statement(text: str, index: int) -> Statement:
         statement.set_aside = reason
         return statement
     statement.conclusive = lx.is_conclusion(lowered)
-    word, _ = lx.leading_verdict(lowered)  # a statement that is a verdict word: "Anomalous.", "No, ..."
+    # a statement that is a verdict word: "Anomalous.", "No, ..."
+    word, _ = lx.leading_verdict(lowered, yes_means_anomalous)
     found = lx.cue_spans(lowered)
     if word is not None and lx.is_bare_verdict(lowered):
         statement.polarity = ANOMALOUS if word else NORMAL
@@ -213,13 +214,3 @@ def _read_statement(text: str, index: int) -> Statement:
     statement.weight = max(c.weight for c in chosen)
     statement.whole = any(c.whole for c in chosen)
     return statement
-
-
-def statement_table(text: str) -> list[tuple[str, str]]:
-    """(what, statement) per statement, for the benchmark's report of what stays unparsed."""
-    names = {ANOMALOUS: "anomalous", NORMAL: "normal", UNDECIDED: "undecided", None: "-"}
-    rows = []
-    for s in read_prose(text).statements:
-        what = s.set_aside or names[s.polarity] + (" (conclusion)" if s.conclusive else "")
-        rows.append((what, s.text))
-    return rows
