@@ -69,6 +69,20 @@ def stored_prompt(store: ProjectStore, prompt_id: int) -> ComposedPrompt:
                           edited=bool(record.get("edited")), sha256=row["sha256"])
 
 
+def _verdict_turns(store: ProjectStore, verdict: Verdict) -> list[dict[str, Any]]:
+    """The model's side of the conversation so far: its answer and, where one was asked, the
+    extraction turn (question and restated verdict), as stored, not the verdict's joined record."""
+    rows = {row["id"]: row for row in store.answers(verdict.case_id)}
+    first = rows.get(verdict.answer_id) if verdict.answer_id is not None else None
+    turns: list[dict[str, Any]] = [{"role": "assistant", "content": first["raw_text"] if first else verdict.raw_answer}]
+    extraction = (verdict.details or {}).get("extraction") or {}
+    row = rows.get(extraction.get("answer_id")) if isinstance(extraction, dict) else None
+    if row is not None and row["raw_text"]:
+        question = str(json.loads(row["params_json"] or "{}").get("question", ""))
+        turns += [{"role": "user", "content": question}, {"role": "assistant", "content": row["raw_text"]}]
+    return turns
+
+
 async def ask_followup(store: ProjectStore, case: Case, verdict: Verdict, question: str,
                        endpoint: EndpointSettings, client=None) -> ChatTurn:
     """Ask one follow-up question about a VLM verdict and store the turn (also when it fails)."""
@@ -89,7 +103,7 @@ async def ask_followup(store: ProjectStore, case: Case, verdict: Verdict, questi
     own_client = client is None
     if client is None:
         client = VlmClient(endpoint, resolve_api_key(endpoint))
-    messages = [*client.build_messages(prompt), {"role": "assistant", "content": verdict.raw_answer}]
+    messages = [*client.build_messages(prompt), *_verdict_turns(store, verdict)]
     for turn in conversation(store, verdict):
         if turn.error is None:
             messages += [{"role": "user", "content": turn.question}, {"role": "assistant", "content": turn.answer}]

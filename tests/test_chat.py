@@ -72,6 +72,32 @@ def test_follow_ups_carry_the_images_the_first_answer_and_the_earlier_turns(insp
                                                                    "Could it be a crack?"]
 
 
+def test_a_follow_up_after_an_extraction_turn_carries_that_turn(tmp_path, registry):
+    """The model sees its first answer, the extraction question and its restated verdict, as they were."""
+    path = tmp_path / "part.png"
+    Image.fromarray(textured_image(5, (64, 80))).save(path)
+    store = ProjectStore(tmp_path / "x.anomalens")
+    service = InspectionService(store, registry)
+    first = "The disc shows a darker band near the rim; whether it matters depends on the tolerance."
+    replies = iter([first, '{"verdict": "anomalous", "confidence": 0.7}', "The band is about 5 mm wide."])
+    try:
+        profile = store.save_profile(Profile(name="Disc", class_name="brake disc"))
+        case, _ = service.import_file(path, profile.id)
+        with LoopbackVLM(responder=lambda request: Reply(next(replies))) as server:
+            endpoint = EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=10)
+            verdict = asyncio.run(service.inspect_with_vlm(case, service.compose_prompt(case, profile), endpoint))
+            assert verdict.details["extraction"]["used"]
+            asyncio.run(ask_followup(store, case, verdict, "How wide is the band?", endpoint))
+            texts = _texts(server.chat_requests[-1])
+        assert [role for role, _ in texts] == ["system", "user", "assistant", "user", "assistant", "user"]
+        assert texts[2] == ("assistant", first)  # the answer as given, not the verdict's joined record
+        assert "previous answer" in texts[3][1] and '"verdict": "anomalous"' in texts[4][1]
+        assert texts[5] == ("user", "How wide is the band?")
+    finally:
+        service.close()
+        store.close()
+
+
 def test_conversation_survives_reopening_the_project(inspected, tmp_path):
     store, _, case, verdict, endpoint, _ = inspected
     asyncio.run(ask_followup(store, case, verdict, "Where exactly is the scratch?", endpoint))

@@ -311,7 +311,7 @@ def leading_verdict(text: str, yes_means_anomalous: bool = True) -> tuple[bool |
 # a signal. Words that also name normal features ("hole", "gap", "mark") count only in phrases
 # that make them a defect ("a hole in the foil").
 _MEDICAL_NOUN = (
-    r"opacit(?:y|ies)|opacification|consolidations?|crowding|elevation of|tortuos\w+|"
+    r"opacit(?:y|ies)|opacification|haziness|lucenc(?:y|ies)|consolidations?|crowding|elevation of|tortuos\w+|"
     r"(?:low|lower|decreased|reduced) lung volumes?|(?:degenerative|interstitial|chronic|postoperative|"
     r"post-surgical|fibrotic|emphysematous|inflammatory|cystic|ischemic|atrophic) changes|"
     r"infiltrat(?:es?|ion)|effusions?|fluid (?:in|collection|accumulation|around|within)|"
@@ -331,7 +331,7 @@ _EVENT_NOUN = (
     r"jaywalking|congestion|traffic jams?|falls?"
 )
 _SIGNAL_NOUN = (
-    r"spikes?|outliers?|peaks?|surges?|level shifts?|change ?points?|"
+    r"spikes?|outliers?|surges?|level shifts?|change ?points?|shakes?|troughs?|"
     r"(?:sudden|abrupt|sharp|significant|unusual|dramatic|unexpected|anomalous) (?:drops?|dips?|jumps?|changes?|"
     r"increases?|decreases?|shifts?|peaks?|rises?|falls?|fluctuations?|variations?|spikes?|values?)"
 )
@@ -375,6 +375,9 @@ ANOMALOUS_PHRASES = [
     re.compile(DEFECT_NOUN[:-3] + r")\s+(?:[\w-]+\s+){0,3}?(?:is|are|was|were|has been|have been|can be|could be)"
                r"\s+(?:clearly\s+|also\s+|still\s+)?" + _SEEN + r"\b"),
     re.compile(r"\b(?:is|are)\s+missing\b"),
+    # an anomaly that happens: "a shake occurred between point 127 and point 150", "a crack appears near the rim"
+    re.compile(DEFECT_NOUN[:-3] + r")\s+(?:[\w-]+\s+){0,8}?(?:occur(?:s|red)?|happen(?:s|ed)?|emerge[sd]?|"
+               r"appear(?:s|ed)?(?! to| as| normal)|develop(?:s|ed)?)\b"),
     re.compile(r"\b(?:consistent with|compatible with|findings of|suggestive of|indicative of|evidence of|"
                r"signs? of|indicat(?:es?|ing)|suggest(?:s|ing)?|represent(?:s|ing)?|concerning for|"
                r"worrisome for)\s+(?:an?\s+)?(?:[\w-]+\s+){0,3}?" + DEFECT_NOUN),
@@ -420,6 +423,8 @@ _NORMAL_NOUN = (r"(?:defects?|anomal(?:y|ies|ous \w+)|abnormalit(?:y|ies)|damage
                 r"irregularit(?:y|ies)|deviations?|findings?|cracks?|scratch(?:es)?|contamination|lesions?|"
                 r"spikes?|outliers?|drops?|dips?|concerns?|faults?|imperfections?|blemish(?:es)?|errors?|"
                 r"(?:unusual|abnormal|suspicious|anomalous)(?: \w+)?|pathology|pathologies|pathological \w+|"
+                r"(?:local |significant |notable |abrupt |sudden |unusual )?changes?|local (?:characteristics|features|"
+                r"fluctuations)|"
                 r"holes?|gaps?|"
                 r"(?:signs?|evidence|indications?|traces?) of (?:\w+ )?" + DEFECT_NOUN + "|" + DEFECT_NOUN + ")")
 NORMAL_PHRASES = [
@@ -497,7 +502,7 @@ class Cue:
 _STAIN_TECHNIQUE = re.compile(r"\b(?:trichrome|h&e|hematoxylin|eosin|gram|giemsa|silver|masson|pas|immunohistochemical|"
                               r"special|iron|congo red)\s+stain(?:s|ing)?\b|\bstain(?:ed|ing) with\b")
 # a list carries its negation: "no masses, discolorations, or other abnormalities are apparent"
-_LIST_CONTINUATION = re.compile(r"^\s*(?:(?:and|or|nor)\s+)?(?:any\s+|other\s+|obvious\s+|significant\s+)*$")
+_LIST_CONTINUATION = re.compile(r"^\s*(?:(?:and|or|nor)\s+)?(?:[\w-]+(?:\s+|$)){0,3}$")
 
 
 def _negated_list_item(text: str, start: int) -> bool:

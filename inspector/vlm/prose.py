@@ -171,6 +171,9 @@ def _read_statement(text: str, index: int, yes_means_anomalous: bool = True) -> 
     if keyed is not None:
         statement.polarity, statement.weight, statement.conclusive = keyed, PLAIN if keyed else 0.0, bool(keyed)
         return statement
+    if lx.UNDECIDED.search(lowered):  # also when it blames the picture: "too blurry to rule out pneumonia"
+        statement.polarity = UNDECIDED
+        return statement
     reason = lx.set_aside_reason(lowered)
     if reason:
         statement.set_aside = reason
