@@ -85,7 +85,9 @@ def main(folder: Path, second_dir: Path | None = None) -> None:
         "about": ("Real answers of vision-language models about anomalies, copied from public sources "
                   "(each answer names its source; `sources` gives repository, path and commit). Labels say "
                   "what the answer itself states, judged by reading it, not whether the item is truly "
-                  "anomalous. Nothing here comes from Cao et al. (2023) or its case repository."),
+                  "anomalous. Nothing here comes from Cao et al. (2023) or its case repository. Most texts were "
+                  "extracted by script from the stored files; some were transcribed from the search tool's output "
+                  "and may differ from the source in whitespace or an escaped character."),
         "split_rule": "heldout when sha256(text.strip()) starts with a hex digit 0-7, else dev; tune on dev only",
         "second_reader": ("`second` is a blind second reading of the verdict answers (texts and questions only); "
                           "answers without it were added after that reading"),
