@@ -239,43 +239,32 @@ def test_marks_on_references_variant(tmp_path, service):
     assert "comparison only" in prompt.images[1].caption
 
 
-def test_marks_map_back_in_every_modality(tmp_path, registry):
+def test_marks_map_back_in_every_modality(demo):
     """A chosen mark on each demo modality's view becomes a region in that modality's own terms."""
-    from inspector.demo import build_demo_project
-    from inspector.model import CaseStatus
+    from inspector.vlm.answers import parse_answer
 
-    store = build_demo_project(tmp_path / "demo.anomalens", registry)
-    service = InspectionService(store, registry)
+    store, service = demo
     expected_detail = {"image": set(), "dicom": {"slice"}, "video": {"frames"},
                        "point_cloud": {"view", "points", "point_ids"}, "time_series": {"samples"}}
-    try:
-        seen = set()
-        for case in store.cases():
-            if case.modality in seen or case.status == CaseStatus.ERROR:
-                continue
-            seen.add(case.modality)
-            profile = store.profile(case.profile_id)
-            prompt = service.compose_prompt(case, profile, PromptSwitches(set_of_mark=True, references=False))
-            assert prompt.marks, case.modality
-            assert [img.role for img in prompt.images][-1] == "marked"
-            assert prompt.mark_record(1) is not None
-            reply = json.dumps({"anomalous": True, "confidence": 0.7, "reason": "odd",
-                                "marks": [{"mark": 1, "reason": "looks wrong"}]})
-            from inspector.vlm.answers import parse_answer
-
-            verdict = service.verdict_from_answer(case, prompt, parse_answer(reply), reply)
-            assert len(verdict.regions) == 1, case.modality
-            region = verdict.regions[0]
-            assert region.detail["mark"] == 1 and region.reason == "looks wrong"
-            assert expected_detail[case.modality] <= set(region.detail), (case.modality, region.detail)
-            if case.modality == "point_cloud":
-                assert region.detail["points"] > 0
-            if case.modality in ("image", "dicom", "video"):
-                assert decode_mask(region.detail["mask"]).any()  # the mask travels with the region
-        assert seen == set(expected_detail)
-    finally:
-        service.close()
-        store.close()
+    cases = _one_case_per_modality(store)
+    for case in cases:
+        profile = store.profile(case.profile_id)
+        prompt = service.compose_prompt(case, profile, PromptSwitches(set_of_mark=True, references=False))
+        assert prompt.marks, case.modality
+        assert [img.role for img in prompt.images][-1] == "marked"
+        assert prompt.mark_record(1) is not None
+        reply = json.dumps({"anomalous": True, "confidence": 0.7, "reason": "odd",
+                            "marks": [{"mark": 1, "reason": "looks wrong"}]})
+        verdict = service.verdict_from_answer(case, prompt, parse_answer(reply), reply)
+        assert len(verdict.regions) == 1, case.modality
+        region = verdict.regions[0]
+        assert region.detail["mark"] == 1 and region.reason == "looks wrong"
+        assert expected_detail[case.modality] <= set(region.detail), (case.modality, region.detail)
+        if case.modality == "point_cloud":
+            assert region.detail["points"] > 0
+        if case.modality in ("image", "dicom", "video"):
+            assert decode_mask(region.detail["mask"]).any()  # the mask travels with the region
+    assert {c.modality for c in cases} == set(expected_detail)
 
 
 def test_offline_regions_carry_their_heat_blob_masks(tmp_path, service, shared_data):
@@ -363,57 +352,60 @@ _WORDINGS = {
 }
 
 
-def test_free_text_mark_wordings_map_back_in_every_modality(tmp_path, registry):
-    from inspector.demo import build_demo_project
+def _one_case_per_modality(store, modalities=None):
+    """The first readable demo case of each modality (of `modalities`, when given)."""
     from inspector.model import CaseStatus
-    from inspector.vlm.answers import parse_answer
+
+    seen = {}
+    for case in store.cases():
+        if case.modality in seen or case.status == CaseStatus.ERROR:
+            continue
+        if modalities is None or case.modality in modalities:
+            seen[case.modality] = case
+    return list(seen.values())
+
+
+@pytest.fixture
+def demo(tmp_path, registry):
+    from inspector.demo import build_demo_project
 
     store = build_demo_project(tmp_path / "demo.anomalens", registry)
     service = InspectionService(store, registry)
-    try:
-        seen = set()
-        for case in store.cases():
-            if case.modality in seen or case.status == CaseStatus.ERROR:
-                continue
-            seen.add(case.modality)
-            profile = store.profile(case.profile_id)
-            prompt = service.compose_prompt(case, profile, PromptSwitches(set_of_mark=True, references=False))
-            reply = _WORDINGS[case.modality]
-            parsed = parse_answer(reply)
-            assert parsed.anomalous is True, (case.modality, reply)
-            verdict = service.verdict_from_answer(case, prompt, parsed, reply)
-            assert [r.detail["mark"] for r in verdict.regions] == [1], (case.modality, reply)
-            assert verdict.details["mark_answer"]["method"].startswith("text")
-        assert seen == set(_WORDINGS)
-    finally:
-        service.close()
-        store.close()
+    yield store, service
+    service.close()
+    store.close()
 
 
-def test_free_text_ranges_map_to_frames_and_samples(tmp_path, registry):
+def test_free_text_mark_wordings_map_back_in_every_modality(demo):
+    from inspector.vlm.answers import parse_answer
+
+    store, service = demo
+    cases = _one_case_per_modality(store)
+    for case in cases:
+        profile = store.profile(case.profile_id)
+        prompt = service.compose_prompt(case, profile, PromptSwitches(set_of_mark=True, references=False))
+        reply = _WORDINGS[case.modality]
+        parsed = parse_answer(reply)
+        assert parsed.anomalous is True, (case.modality, reply)
+        verdict = service.verdict_from_answer(case, prompt, parsed, reply)
+        assert [r.detail["mark"] for r in verdict.regions] == [1], (case.modality, reply)
+        assert verdict.details["mark_answer"]["method"].startswith("text")
+    assert {c.modality for c in cases} == set(_WORDINGS)
+
+
+def test_free_text_ranges_map_to_frames_and_samples(demo):
     """Ranges in prose ("frames 3 to 5", "between index 10 and 20") become the modality's regions."""
-    from inspector.demo import build_demo_project
-    from inspector.model import CaseStatus
     from inspector.vlm.answers import parse_answer
 
-    store = build_demo_project(tmp_path / "demo.anomalens", registry)
-    service = InspectionService(store, registry)
+    store, service = demo
     replies = {"video": ("Anomalous. A cyclist crosses the walkway in frames 3 to 5.", "frames", [3, 5]),
                "time_series": ("There is a sudden spike between index 10 and 20, an anomaly.", "samples", [10, 20])}
-    try:
-        seen = set()
-        for case in store.cases():
-            if case.modality not in replies or case.modality in seen or case.status == CaseStatus.ERROR:
-                continue
-            seen.add(case.modality)
-            profile = store.profile(case.profile_id)
-            prompt = service.compose_prompt(case, profile, PromptSwitches(references=False))
-            text, key, expected = replies[case.modality]
-            parsed = parse_answer(text)
-            verdict = service.verdict_from_answer(case, prompt, parsed, text)
-            assert verdict.anomalous is True and len(verdict.regions) == 1, case.modality
-            assert verdict.regions[0].detail[key] == expected, (case.modality, verdict.regions[0].detail)
-        assert seen == set(replies)
-    finally:
-        service.close()
-        store.close()
+    cases = _one_case_per_modality(store, set(replies))
+    for case in cases:
+        profile = store.profile(case.profile_id)
+        prompt = service.compose_prompt(case, profile, PromptSwitches(references=False))
+        text, key, expected = replies[case.modality]
+        verdict = service.verdict_from_answer(case, prompt, parse_answer(text), text)
+        assert verdict.anomalous is True and len(verdict.regions) == 1, case.modality
+        assert verdict.regions[0].detail[key] == expected, (case.modality, verdict.regions[0].detail)
+    assert {c.modality for c in cases} == set(replies)
