@@ -4,19 +4,19 @@ The rule of the house is "never guess": an answer we cannot read with confidence
 UNPARSED (anomalous=None), stored and counted, and the operator decides. So:
 
 * JSON is tried first: a bare object, one inside a ```json fence, or one surrounded by prose.
-  A verdict value we do not recognise, or objects that disagree, give UNPARSED.
-* The free-text fallback accepts a verdict the model states (a leading word as the prompt asks,
-  or a conclusion such as "Verdict: normal" after its reasoning), else clear phrases ("no visible
-  defects", "there is a crack ...", "findings consistent with a mass"), checking negations clause
-  by clause; German, French, Spanish, Italian, Chinese and Japanese phrases come from word tables.
-  Refusals, hedges, cut-off JSON, and answers with cues or statements both ways give UNPARSED.
-  tests/answer_corpus.json holds the phrasings this is measured against.
+  A verdict value we do not recognise, or objects that disagree, give UNPARSED; without a verdict
+  key, an empty findings list or a named defect class still state one.
+* Free text is read statement by statement (`inspector.vlm.prose`): the last firm conclusion, else
+  the leading verdict word, else weighed findings; refusals are told apart from undecided answers
+  (a refusal is not asked again by the extraction turn). Ranges named in an anomalous answer are
+  read too (`inspector.vlm.prose_regions`). tests/answers/real_answers.json holds real answers
+  this is measured against (benchmarks/answers.py), tests/answer_corpus.json our own phrasings.
 
 The score is P(anomalous), for ranking (AUROC) and thresholds. The best source is the
-log-probability of the verdict token (the value of "anomalous", or the leading word) as returned
-in an OpenAI-style ``logprobs.content`` list, renormalised over the true/false variants found in
-its ``top_logprobs``; otherwise the model's stated confidence; otherwise none. The source is
-always recorded.
+log-probability of the verdict token (the value of the verdict key, the leading word, or the
+verdict word of a concluding statement) as returned in an OpenAI-style ``logprobs.content`` list,
+renormalised over the true/false variants found in its ``top_logprobs``; otherwise the model's
+stated confidence; otherwise none. The source is always recorded.
 """
 
 from __future__ import annotations
@@ -307,22 +307,7 @@ def _from_json(text: str, found: _JsonVerdict, logprobs: Any) -> ParsedAnswer:
     explanation = next((v.strip() for k in _EXPLANATION_KEYS if isinstance(v := obj.get(k), str)), "")
     score, source = _score(text, "json", anomalous, confidence, logprobs, key=found.key)
     return ParsedAnswer(ParseStatus.PARSED, anomalous, confidence, score, source, explanation,
-                        _regions(obj) + _ranges(obj), "json")
-
-
-# ---------------------------------------------------------------------------------------------
-# Free text (the rules are in inspector/vlm/prose.py)
-# ---------------------------------------------------------------------------------------------
-
-
-def parse_free_text(text: str, yes_means_anomalous: bool = True) -> bool | None:
-    """Verdict stated in prose, or None when it states none (refusal, undecided, contradictory)."""
-    return read_prose(text, yes_means_anomalous).anomalous
-
-
-def leading_verdict(text: str) -> tuple[bool | None, int]:
-    """The verdict word the answer starts with and its offset (see `lexicon.leading_verdict`)."""
-    return lexicon.leading_verdict(text)
+                        _regions(obj) + _ranges(obj), "json-findings" if found.synthetic else "json")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,7 +386,7 @@ def logprob_p_anomalous(logprobs: Any, method: str, anomalous: bool, key: str = 
             return None
         offset = match.end()
     else:
-        _, offset = leading_verdict(joined.lstrip())
+        _, offset = lexicon.leading_verdict(joined.lstrip())
         if offset < 0:
             return None
         offset += len(joined) - len(joined.lstrip())
