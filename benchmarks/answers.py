@@ -23,6 +23,7 @@ import argparse
 import json
 import re
 import sys
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -110,6 +111,26 @@ def range_figures(entries: list[dict]) -> dict:
     return {"n": len(rows), "read": read / len(rows) if rows else float("nan"), "misses": misses}
 
 
+DEGENERATE = {  # what a model stuck in a loop, or a broken server, can send
+    "100k newlines": "\n" * 100_000, "100k spaces": " " * 100_000 + "normal", "100k letters": "a" * 100_000,
+    "20k \\boxed{": "\\boxed{" * 20_000, "20k <answer>": "<answer>" * 20_000, "60k [": "[" * 60_000,
+    "5k nested braces": "{" * 5_000 + "}" * 5_000, "a 20k-item negated list": "no " + ", ".join(["crack"] * 20_000),
+    "20k mark mentions": " ".join(f"mark {i % 50}" for i in range(20_000)),
+    "3k repeated sentences": "There is a crack on the rim. " * 3_000,
+}
+
+
+def degenerate_seconds() -> dict[str, float]:
+    """Seconds to read (verdict and marks) each degenerate answer: reading must stay bounded."""
+    out = {}
+    for name, text in DEGENERATE.items():
+        started = time.perf_counter()
+        parse_answer(text)
+        parse_mark_answer(text, range(1, 60))
+        out[name] = time.perf_counter() - started
+    return out
+
+
 def own_corpus_agreement() -> float:
     items = json.loads(OWN_CORPUS.read_text(encoding="utf-8"))
     return sum(parse_answer(i["text"]).anomalous is i["expected"] for i in items) / len(items)
@@ -156,6 +177,13 @@ def report(corpus: dict, list_misses: bool, splits: tuple[str, ...] = ("dev", "h
     labels = Counter(a["states"] for a in answers)
     print("labels: " + ", ".join(f"{k} {n}" for k, n in sorted(labels.items())))
     print(f"own corpus (tests/answer_corpus.json, written with the reader): {_pct(own_corpus_agreement())}")
+    started = time.perf_counter()
+    for a in answers:
+        parse_answer(a["text"])
+    per_answer = (time.perf_counter() - started) / len(answers)
+    slowest = max(degenerate_seconds().items(), key=lambda kv: kv[1])
+    print(f"reading time: {1000 * per_answer:.1f} ms per corpus answer; slowest degenerate answer "
+          f"({slowest[0]}): {slowest[1]:.2f} s")
     heldout = verdict_figures(by_split["heldout"]) if "heldout" in splits else {"misses": []}
     why = Counter(read_prose(e["text"]).basis for e, got in heldout["misses"] if got == "none")
     if why:

@@ -315,3 +315,19 @@ def test_logprob_score_from_the_verdict_word_of_a_conclusion() -> None:
     finding = "There is a long scratch across the flange."
     parsed = parse_answer(finding, _logprobs(finding, 0.8, 5))
     assert parsed.anomalous is True and parsed.score is None and parsed.score_source == ScoreSource.NONE
+
+
+@pytest.mark.parametrize("text", ["[" * 60_000, "{" * 5_000 + "}" * 5_000, "<answer>" * 20_000,
+                                  "\\boxed{" * 20_000, "\n" * 100_000, "{'a': {'b': " * 3_000])
+def test_degenerate_answers_are_unparsed_not_a_crash(text: str) -> None:
+    """A model stuck in a loop, or a broken server, must not take the reader down (timings: the
+    benchmark `benchmarks/answers.py` prints the slowest)."""
+    parsed = parse_answer(text)
+    assert parsed.status == ParseStatus.UNPARSED and parsed.score is None
+
+
+def test_a_runaway_answer_is_read_by_its_opening_and_its_conclusion() -> None:
+    filler = "The surface texture continues in the same way. " * 5_000  # 240 KB
+    parsed = parse_answer("Looking at the part in detail.\n" + filler + "\nVerdict: anomalous, a crack at the rim.")
+    assert parsed.anomalous is True
+    assert parsed.explanation.endswith("crack at the rim.")  # the explanation is the answer as written

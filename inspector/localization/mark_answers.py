@@ -16,7 +16,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from inspector.vlm.answers import json_objects
+from inspector.vlm.answers import bounded, json_objects
+from inspector.vlm.lexicon import pieces
 from inspector.vlm.prose import read_prose
 
 #: JSON keys that list the anomalous marks, and keys that list marks the model judged normal.
@@ -109,7 +110,8 @@ class MarkAnswer:
 def parse_mark_answer(raw_text: str, valid: Collection[int]) -> MarkAnswer:
     """Read the selected marks from a JSON or free-text answer; `valid` are the numbers drawn."""
     valid_set = {int(v) for v in valid}
-    for obj in json_objects(raw_text or ""):
+    raw_text = bounded(raw_text or "")  # as the verdict reader reads it
+    for obj in json_objects(raw_text):
         answer = _from_json(obj, valid_set)
         if answer is not None:
             return answer
@@ -225,7 +227,8 @@ def _from_text(text: str, valid: set[int]) -> MarkAnswer:
     """
     answer = MarkAnswer(method="text")
     text = _COMPARISON.sub("reference", text)
-    for clause in (c.strip() for c in _CLAUSE_SPLIT.split(text)):
+    clauses = (piece for c in _CLAUSE_SPLIT.split(text) for piece in pieces(c.strip()))
+    for clause in clauses:
         if not clause:
             continue
         matches = list(_REFERENCE.finditer(clause))

@@ -33,6 +33,10 @@ from inspector.vlm import lexicon
 from inspector.vlm.prose import read_prose
 from inspector.vlm.prose_regions import prose_ranges
 
+# Real answers are a few KB; a model stuck in a loop can write hundreds. Reading is bounded so
+# that a runaway answer cannot stall a batch: the first quarter and the last three quarters are read.
+MAX_ANSWER_CHARS = 40_000
+MAX_JSON_STARTS = 200  # "{" positions tried as the start of a JSON object (answers hold a few)
 VERDICT_KEYS = ("anomalous", "is_anomalous", "verdict", "anomaly", "is_anomaly", "anomaly_detected",
                 "defective", "is_defective", "abnormal", "is_abnormal")
 _TRUE_WORDS = {"true", "yes", "anomalous", "abnormal", "defective", "anomaly", "1"}
@@ -66,17 +70,27 @@ class ParsedAnswer:
 
 def parse_answer(raw_text: str, logprobs: list[Any] | dict[str, Any] | None = None) -> ParsedAnswer:
     """Read verdict, confidence, explanation, regions and score from a raw answer."""
-    text = raw_text or ""
+    raw = raw_text or ""
+    text = bounded(raw)
     found = _find_json_verdict(text)
     if found is not None:
-        return _from_json(text, found, logprobs)
+        return _from_json(raw, found, logprobs)
     reading = read_prose(text)
     if reading.anomalous is None:
-        return _unparsed(text, refused=reading.refused)
-    offset = _stated_word_offset(text, reading.evidence) if reading.basis == "conclusion" else None
-    score, source = _score(text, "text", reading.anomalous, None, logprobs, offset=offset)
+        return _unparsed(raw, refused=reading.refused)
+    offset = _stated_word_offset(raw, reading.evidence) if reading.basis == "conclusion" else None
+    score, source = _score(raw, "text", reading.anomalous, None, logprobs, offset=offset)
     regions = prose_ranges(text) if reading.anomalous else []
-    return ParsedAnswer(ParseStatus.PARSED, reading.anomalous, None, score, source, text.strip(), regions, "text")
+    return ParsedAnswer(ParseStatus.PARSED, reading.anomalous, None, score, source, raw.strip(), regions, "text")
+
+
+def bounded(text: str) -> str:
+    """The part of an answer that is read: blanks squeezed, a runaway answer cut to its opening
+    quarter and its closing three quarters (where a conclusion is) of `MAX_ANSWER_CHARS`."""
+    text = lexicon.squeeze(text)
+    if len(text) > MAX_ANSWER_CHARS:
+        text = text[: MAX_ANSWER_CHARS // 4] + "\n" + text[-(MAX_ANSWER_CHARS * 3 // 4):]
+    return text
 
 
 def _unparsed(explanation: str, refused: bool = False) -> ParsedAnswer:
@@ -142,18 +156,20 @@ def json_objects(text: str) -> list[dict[str, Any]]:
     decoder = json.JSONDecoder()
     found: list[dict[str, Any]] = []
     position = 0
-    while (start := text.find("{", position)) != -1:
+    tried = 0
+    while (start := text.find("{", position)) != -1 and tried < MAX_JSON_STARTS:
+        tried += 1
         obj: Any = None
         end = start + 1
         try:
             obj, end = decoder.raw_decode(text, start)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: thousands of nested brackets
             closing = _matching_brace(text, start)
             if closing is not None:
                 try:
                     obj = ast.literal_eval(text[start: closing + 1])
                     end = closing + 1
-                except (ValueError, SyntaxError, MemoryError, RecursionError):
+                except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                     obj = None
         if isinstance(obj, dict):
             found.append(obj)

@@ -14,10 +14,18 @@ from dataclasses import dataclass
 
 _MARKDOWN = re.compile(r"\*\*|__|`+|^#{1,6}\s*|^>\s*", re.MULTILINE)
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "–": "-", "—": "-", "\u00a0": " "})
-_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}.*$", re.MULTILINE)
+_TABLE_RULE = re.compile(r"^[ \t]*+\|?[ \t]*+:?-{3,}.*$", re.MULTILINE)
+_SPACES = re.compile(r"[^\S\n]+")
+_BLANK_LINES = re.compile(r"\n(?:[^\S\n]*\n)+")
 
 
-_ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)|\\boxed\{([^{}]*)\}", re.IGNORECASE | re.DOTALL)
+def squeeze(text: str) -> str:
+    """Runs of spaces to one space, runs of blank lines to one: nothing a reader needs is lost, and
+    no pattern has to walk a run of 100,000 blanks (a degenerate answer) more than once."""
+    return _BLANK_LINES.sub("\n\n", _SPACES.sub(" ", text))
+
+
+_ANSWER_TAG = re.compile(r"<answer>([^<]*)(?:</answer>|$)|\\boxed\{([^{}]*)\}", re.IGNORECASE)
 _TAG = re.compile(r"</?[a-z_]{2,20}>|<\|[a-z_]+\|>|</s>", re.IGNORECASE)
 
 
@@ -38,7 +46,7 @@ _CONTRACTIONS = [(re.compile(pattern, re.IGNORECASE), repl) for pattern, repl in
 def clean(text: str) -> str:
     """Plain text: markdown, tags, table rules, curly quotes and contractions ("there's") undone;
     class names written with underscores ("People_falling") as words."""
-    text = (text or "").translate(_QUOTES)
+    text = squeeze((text or "").translate(_QUOTES))
     text = _TAG.sub("\n", text)
     for pattern, repl in _CONTRACTIONS:
         text = pattern.sub(repl, text)
@@ -60,8 +68,35 @@ _LABEL_ONLY = re.compile(r"^\W*(?:final\s+)?(?:answer|verdict|result|conclusion|
                          re.IGNORECASE)
 
 
+# The phrase patterns scan a statement with lazy gaps; a statement without any punctuation (a
+# degenerate answer repeating one word) is cut into pieces of this size so reading stays linear.
+MAX_STATEMENT_CHARS = 600
+
+
 def statements(text: str) -> list[str]:
-    """Lines, list items and sentences, in order; a lone label line ("Conclusion:") joins the next."""
+    """Lines, list items and sentences, in order; a lone label line ("Conclusion:") joins the next.
+
+    Statements longer than `MAX_STATEMENT_CHARS` are cut at spaces into pieces of at most that size.
+    """
+    return [piece for statement in _statements(text) for piece in pieces(statement)]
+
+
+def pieces(statement: str) -> list[str]:
+    """A statement cut at spaces into pieces of at most `MAX_STATEMENT_CHARS`."""
+    if len(statement) <= MAX_STATEMENT_CHARS:
+        return [statement]
+    out = []
+    while len(statement) > MAX_STATEMENT_CHARS:
+        cut = statement.rfind(" ", MAX_STATEMENT_CHARS // 2, MAX_STATEMENT_CHARS)
+        cut = cut if cut > 0 else MAX_STATEMENT_CHARS
+        out.append(statement[:cut].strip())
+        statement = statement[cut:]
+    if statement.strip():
+        out.append(statement.strip())
+    return [p for p in out if p]
+
+
+def _statements(text: str) -> list[str]:
     out: list[str] = []
     pending_label = ""
     for line in text.split("\n"):

@@ -64,11 +64,11 @@ class ProseVerdict:
     statements: list[Statement] = field(default_factory=list)
 
 
-def read_prose(text: str, yes_means_anomalous: bool = True) -> ProseVerdict:
+def read_prose(text: str, yes_means_anomalous: bool = True, _in_tag: bool = False) -> ProseVerdict:
     """The verdict a free-text answer states; see the module docstring for the rules."""
-    tagged = lx.tagged_answer(text)
+    tagged = None if _in_tag else lx.tagged_answer(text)
     if tagged is not None:  # "<think>...</think><answer>Yes</answer>", "\\boxed{No}": the tag is the answer
-        answer = read_prose(tagged, yes_means_anomalous)
+        answer = read_prose(tagged, yes_means_anomalous, _in_tag=True)
         if answer.anomalous is not None or answer.refused:
             return answer
     cleaned = lx.clean(text)
