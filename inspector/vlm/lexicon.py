@@ -7,6 +7,8 @@ text that `clean` has stripped of markdown and curly quotes.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import re
 from dataclasses import dataclass
 
@@ -70,7 +72,7 @@ _LABEL_ONLY = re.compile(r"^\W*(?:final\s+)?(?:answer|verdict|result|conclusion|
 
 # The phrase patterns scan a statement with lazy gaps; a statement without any punctuation (a
 # degenerate answer repeating one word) is cut into pieces of this size so reading stays linear.
-MAX_STATEMENT_CHARS = 600
+MAX_STATEMENT_CHARS = 4000
 
 
 def statements(text: str) -> list[str]:
@@ -127,7 +129,7 @@ _REFUSAL = re.compile(
     r"comply|diagnose|view (?:the |this )?images?|process (?:the |this )?images?|access|see (?:the |this )?images?|"
     r"open|interpret (?:this|the|medical)|offer (?:a )?(?:diagnos\w*|medical)|the ability|make (?:a )?"
     r"(?:diagnos\w*|medical)|give (?:a )?(?:diagnos\w*|medical))"
-    r"|\bas an ai\b|^\s*(?:i'm|i am) sorry\b|^\s*sorry\b"
+    r"|\bas an ai\b|^\s*(?:i'm|i am) sorry\b(?! for)|^\s*sorry\b(?! for)"
     r"|\b(?:no|not an?) images? (?:was|were|is|are|has been|have been)? ?(?:provided|attached|included|shared|"
     r"uploaded)\b|\bimages? (?:is|are|was|were) (?:not|n't) (?:provided|attached|visible|loaded)"
     r"|\b(?:consult|seek (?:the )?(?:advice|opinion) of) (?:a|an|your) (?:qualified |medical |healthcare )?"
@@ -136,15 +138,32 @@ _REFUSAL = re.compile(
 )
 
 
+_AFTER_REFUSAL = re.compile(r"\b(?:but|however|that said|nevertheless|nonetheless|still)\b[,:]?\s*")
+
+
 def is_refusal(text: str) -> bool:
     return _REFUSAL.search(text) is not None
+
+
+def after_refusal(text: str) -> str:
+    """What a statement says after declining a detail: "I can't diagnose, but the image shows a mass"
+    → "the image shows a mass"; "" when it declines and says nothing more."""
+    for _ in range(4):  # "I'm sorry, but I can't help with that": declined twice, nothing more
+        refusal = _REFUSAL.search(text)
+        if refusal is None:
+            return text
+        rest = _AFTER_REFUSAL.search(text, refusal.end())
+        if rest is None:
+            return ""
+        text = text[rest.end():]
+    return ""
 
 
 # ------------------------------------------------------------------------------------- hedges
 
 # Statements that decline to decide: they are neither verdict, and they outweigh speculation.
 UNDECIDED = re.compile(
-    r"\b(?:not (?:sure|certain)|uncertain|unsure|inconclusive|ambiguous|borderline|"
+    r"\b(?:not (?:sure|certain)|uncertain|unsure|inconclusive|ambiguous|borderline|undetermined|indeterminate|"
     r"hard to (?:say|tell|determine|judge|assess|be certain)|difficult to (?:say|tell|determine|judge|assess|"
     r"be certain|definitively)|"
     r"(?:cannot|can't|can not|unable to|impossible to|not possible to|no way to) (?:be )?(?:definitively |"
@@ -155,7 +174,7 @@ UNDECIDED = re.compile(
     # the item to judge is not in the picture: "there is no chair in the image", "no chair to inspect"
     r"(?:there is no|does not (?:show|contain|depict)|doesn't (?:show|contain|depict)|no) (?:an? )?(?!visible\b)"
     r"\w+(?: \w+)? (?:in the (?:image|picture|photo)\b(?! (?:is|are|appears?|seems?))|to (?:inspect|evaluate|assess))|"
-    r"could (?:also |just |simply )?be (?:a |an |the )?(?:reflection|"
+    r"(?:could|may|might) (?:also |just |simply |only |merely )?be (?:a |an |the |just )?(?:reflection|"
     r"shadow|lighting|glare|texture|artifact|noise|normal variation|part of)|"
     r"(?:further|additional|more) (?:inspection|investigation|examination|analysis|information|context|images?) "
     r"(?:is|are|would be|may be|might be) (?:needed|required|necessary) (?:to (?:determine|confirm|tell|decide)|"
@@ -203,7 +222,9 @@ _QUALITY = re.compile(
     r"\b(?:blur(?:ry|riness)?|noise|noisy|compression|jpeg|pixelat\w*|resolution|exposure|over-?exposed|"
     r"under-?exposed|out of focus|in focus|focus|image quality|picture quality|photo quality|quality of the "
     r"(?:image|picture|photo)|lighting|illumination|glare|grain(?:y|iness)?|sharp(?:ness)?|contrast|"
-    r"artifacts? (?:in|of) the (?:image|picture|photo)|(?:image|imaging|compression|digital) artifacts?)\b",
+    r"artifacts? (?:in|of) the (?:image|picture|photo)|(?:image|imaging|compression|digital) artifacts?|"
+    r"(?:image|picture|photo|video|footage|frame)s? (?:is|are|appears?|looks?) (?:\w+ )?(?:clear|sharp|crisp|"
+    r"well[- ]lit|bright|dark))\b",
     re.IGNORECASE)
 _OBJECT_FINDING = re.compile(
     r"\b(?:defect\w*|anomal\w*|abnormal\w*|crack\w*|scratch\w*|dent\w*|lesion\w*|tumou?r\w*|mass(?:es)?|"
@@ -216,6 +237,14 @@ _QUESTION = re.compile(
     r"|\?\s*$", re.IGNORECASE)
 
 
+# Medical devices in a scan are expected, not findings (a report of lines and tubes only is normal).
+_DEVICE = re.compile(
+    r"\b(?:pacemakers?|pacer|icd|defibrillators?|catheters?|picc|central (?:venous )?lines?|lines?|tubes?|"
+    r"leads?|electrodes?|clips?|markers?|sternotomy wires?|wires?|hardware|stents?|ports?|drains?|"
+    r"devices?|prosthes[ie]s|implants?|screws?|plates?|sutures?|staples?)\b")
+_NOT_SHOWN = re.compile(r"\bnot (?:fully )?(?:included|captured|imaged)\b|\b(?:is|are) (?:cut off|cropped)\b")
+
+
 def set_aside_reason(text: str) -> str:
     """Why a statement says nothing about the item under inspection ("" when it may)."""
     if _QUESTION.search(text) and not _CONCLUSION.search(text):
@@ -224,6 +253,10 @@ def set_aside_reason(text: str) -> str:
         return "reference"
     if _QUALITY.search(text) and not _OBJECT_FINDING.search(_QUALITY.sub(" ", text)):
         return "image quality"
+    if _NOT_SHOWN.search(text) and not _OBJECT_FINDING.search(text):
+        return "image quality"
+    if _DEVICE.search(text) and not _OBJECT_FINDING.search(text) and not cue_spans(text):
+        return "device"
     return ""
 
 
@@ -278,10 +311,18 @@ _VERDICT_WORDS = re.compile(
 
 
 def stated_verdict_word(text: str) -> int | None:
-    """In a conclusion without phrase cues, the last verdict word: +1 anomalous, -1 normal."""
+    """In a conclusion without phrase cues, the last verdict word: +1 anomalous, -1 normal.
+
+    A negation in the word's clause turns it round: "I do not consider it defective" is normal,
+    "it should not be considered normal" anomalous.
+    """
     last = None
     for match in _VERDICT_WORDS.finditer(text):
         last = 1 if match.group("pos") else -1
+        if match.group(0).startswith(("not ", "non-")):
+            continue  # the word carries its own negation
+        if _NEGATION.search(_clause_prefix(text, match.start())):
+            last = -last
     return last
 
 
@@ -383,8 +424,9 @@ DEFECT_NOUN = (
     r"(?:damaged|broken|cracked|scratched|dented|bent|torn|chipped|missing|deformed|contaminated|frayed|"
     r"misplaced|misaligned|loose|extra|unusual|abnormal|anomalous|suspicious|enlarged|swollen|dilated|"
     r"widened|thickened|increased|elevated|patchy|hazy|irregular|edematous|erythematous|inflamed|hemorrhagic|"
-    r"necrotic|ulcerated|infected|calcified|atrophic|sclerotic)\s+\w+)\b"
+    r"necrotic|ulcerated|infected|calcified|atrophic|sclerotic)\s+\w+)\b(?!-free)"
 )
+_DEFECT_CORE = DEFECT_NOUN[: -len(r")\b(?!-free)")]  # without the closing group and boundary, to extend
 _QUANT = (r"(?:an?|one|two|three|four|several|some|multiple|many|visible|clear|clearly|obvious|noticeable|small|"
           r"large|significant|minor|major|distinct|deep|long|slight|tiny|little|few|numerous|evident|apparent|"
           r"possible|potential|\d+)")
@@ -394,6 +436,7 @@ _STATE_ADJ = (r"(?:defective|anomalous|abnormal|damaged|broken|cracked|scratched
               r"bent|torn|chipped|misaligned|faulty|frayed|missing|misplaced|loose|dirty|stained|corroded|"
               r"rusted|rusty|worn|punctured|unusual|irregular|incomplete|fractured|enlarged|swollen|flawed|"
               r"dilated|widened|thickened|displaced|collapsed|herniated|suspicious|hyperinflated|hyperexpanded|"
+              r"exposed|smudged|smeared|warped|peeling|peeled|cloudy|illegible|misprinted|"
               r"elevated|tortuous|calcified|edematous|erythematous|inflamed|infected|blocked|obstructed)")
 _SEEN = (r"(?:visible|present|detected|found|observed|seen|identified|noted|noticed|evident|apparent|spotted|"
          r"visuali[sz]ed|demonstrated|appreciated|shown|depicted|located|situated|there|stable|unchanged|"
@@ -407,11 +450,11 @@ ANOMALOUS_PHRASES = [
     re.compile(r"\b(?:shows?|showing|shown|contains?|containing|has|have|had|having|exhibits?|exhibiting|reveals?|"
                r"revealing|displays?|displaying|presents?|demonstrates?|demonstrating|features?|depicts?|"
                r"depicting|mentions?|describes?|notes?|with)\s+(?:" + _QUANT + r"\b)?" + _WITHIN + DEFECT_NOUN),
-    re.compile(DEFECT_NOUN[:-3] + r")\s+(?:[\w-]+\s+){0,3}?(?:is|are|was|were|has been|have been|can be|could be)"
-               r"\s+(?:clearly\s+|also\s+|still\s+)?" + _SEEN + r"\b"),
+    re.compile(_DEFECT_CORE + r")\b(?!-free)\s+(?:[\w-]+\s+){0,3}?(?:is|are|was|were|has been|have been|can be|"
+               r"could be)\s+(?:clearly\s+|also\s+|still\s+)?" + _SEEN + r"\b"),
     re.compile(r"\b(?:is|are)\s+missing\b"),
     # an anomaly that happens: "a shake occurred between point 127 and point 150", "a crack appears near the rim"
-    re.compile(DEFECT_NOUN[:-3] + r")\s+(?:[\w-]+\s+){0,8}?(?:occur(?:s|red)?|happen(?:s|ed)?|emerge[sd]?|"
+    re.compile(_DEFECT_CORE + r")\b(?!-free)\s+(?:[\w-]+\s+){0,8}?(?:occur(?:s|red)?|happen(?:s|ed)?|emerge[sd]?|"
                r"appear(?:s|ed)?(?! to| as| normal)|develop(?:s|ed)?)\b"),
     re.compile(r"\b(?:consistent with|compatible with|findings of|suggestive of|indicative of|evidence of|"
                r"signs? of|indicat(?:es?|ing)|suggest(?:s|ing)?|represent(?:s|ing)?|concerning for|"
@@ -471,7 +514,8 @@ NORMAL_PHRASES = [
                r"unremarkable|in good (?:condition|shape|order)|within normal limits|without (?:any )?(?:defects|"
                r"anomalies|damage)|free of (?:any )?(?:defects|anomalies|damage)|acceptable|fine|ok|okay|"
                r"consistent with (?:the )?(?:normal|reference|expected)|as expected|regular|uniform|consistent|"
-               r"clean|perfect|good|healthy|typical|standard|complete|correct|properly \w+|well[- ]\w+)\b"
+               r"clean|clear|perfect|good|healthy|typical|standard|complete|correct|properly \w+|well[- ]\w+|"
+               r"midline|preserved)\b"
                r"(?<!that is correct)(?<!this is correct)(?<!that is right)"),
     re.compile(r"\b(?:free|clear) (?:of|from)\s+(?:any\s+)?(?:significant\s+|obvious\s+)?"
                r"(?:visible\s+|obvious\s+|apparent\s+)?(?:defects?|anomal\w*|damage|"
@@ -479,6 +523,10 @@ NORMAL_PHRASES = [
     re.compile(r"\bnothing\s+(?:\w+\s+){0,3}?(?:abnormal|anomalous|unusual|suspicious|out of the ordinary|wrong|"
                r"of note|irregular|out of place|amiss|concerning|strange|odd)\b"),
     re.compile(r"\babsence of (?:any )?(?:\w+ )?(?:anomal\w*|defects?|abnormal\w*|damage)\b"),
+    re.compile(r"\b(?:defect|anomaly|damage|flaw|blemish)[- ]free\b"),
+    # report style: "Normal size of the cardiac silhouette.", "Normal hilar and mediastinal structures."
+    re.compile(r"^(?:the |a )?normal\s+(?!or\b|and\b|vs\b|versus\b|standards?\b|references?\b|samples?\b|images?\b|"
+               r"examples?\b|range\b|variations?\b|conditions?\b|wear\b)(?:[\w-]+\s+){0,4}?[\w-]+\b"),
     re.compile(r"\b(?:is|are|appears? to be|seems? to be) (?:playing|running|working|operating|functioning|moving|"
                r"behaving|proceeding|flowing) (?:normally|as expected|smoothly)\b"),
     re.compile(r"\b(?:within normal limits|unremarkable|nothing (?:abnormal|anomalous|unusual|suspicious|"
@@ -515,10 +563,23 @@ _WHETHER = re.compile(r"\b(?:whether|if)\b[^,;.]*")
 JSON_FRAGMENT = re.compile(r"\{\s*[\"']\w+[\"']\s*:")
 
 
+@functools.lru_cache(maxsize=256)
+def _breaks(pattern: re.Pattern[str], text: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[str, ...]]:
+    """(starts, ends, words) of a statement's clause breaks, found once: every phrase asks for the
+    clause it sits in, and scanning the prefix again for each would make long statements quadratic."""
+    found = list(pattern.finditer(text))
+    return tuple(m.start() for m in found), tuple(m.end() for m in found), tuple(m.group(0) for m in found)
+
+
+def _last_break(pattern: re.Pattern[str], text: str, position: int) -> tuple[int, int, str] | None:
+    starts, ends, words = _breaks(pattern, text)
+    index = bisect.bisect_right(ends, position) - 1
+    return (starts[index], ends[index], words[index]) if index >= 0 else None
+
+
 def _clause_prefix(text: str, start: int) -> str:
-    prefix = text[:start]
-    breaks = list(CLAUSE_BREAK.finditer(prefix))
-    return prefix[breaks[-1].end():] if breaks else prefix
+    last = _last_break(CLAUSE_BREAK, text, start)
+    return text[last[1]:start] if last else text[:start]
 
 
 @dataclass(frozen=True)
@@ -544,16 +605,15 @@ def _negated_list_item(text: str, start: int) -> bool:
     """Whether a phrase is an item of a list whose head is negated ("no A, B or C")."""
     position = start
     for _ in range(6):
-        breaks = list(CLAUSE_BREAK.finditer(text[:position]))
-        if not breaks:
+        last = _last_break(CLAUSE_BREAK, text, position)
+        if last is None:
             return False
-        last = breaks[-1]
-        between = text[last.end():position]
-        if last.group(0) != "," or not _LIST_CONTINUATION.match(between):
+        break_start, break_end, word = last
+        if word != "," or not _LIST_CONTINUATION.match(text[break_end:position]):
             return False
-        if _NEGATION.search(_clause_prefix(text, last.start())):
+        if _NEGATION.search(_clause_prefix(text, break_start)):
             return True
-        position = last.start()
+        position = break_start
     return False
 
 
@@ -597,9 +657,8 @@ def _clause_hedge(text: str, match: re.Match[str]) -> float:
 
 
 def _hedge_clause(text: str, start: int) -> str:
-    prefix = text[:start]
-    breaks = list(_HEDGE_BREAK.finditer(prefix))
-    return prefix[breaks[-1].end():] if breaks else prefix
+    last = _last_break(_HEDGE_BREAK, text, start)
+    return text[last[1]:start] if last else text[:start]
 
 
 def _covers_whole(text: str, match: re.Match[str]) -> bool:
@@ -645,7 +704,8 @@ def contrast_side(text: str) -> int | None:
     """A statement with cues both ways: the side of its main clause after a contrast, if clear.
 
     "The surface is clean, but there is a dent" → +1; "Although there is a faint mark, the part is
-    normal" → -1 (the main clause follows the subordinate one).
+    normal" and "The part is normal, although there is a faint mark" → -1 (the main clause decides,
+    wherever the subordinate one stands).
     """
     spans = cue_spans(text)
     contrast = None
@@ -653,16 +713,15 @@ def contrast_side(text: str) -> int | None:
         contrast = match
     if contrast is None:
         return None
-    word = contrast.group(0)
-    if word in ("although", "though", "even though", "while", "whereas", "despite") and contrast.start() < 3:
-        comma = text.find(",", contrast.end())
-        cut = comma if comma != -1 else contrast.end()
+    if contrast.group(0) in ("although", "though", "even though", "while", "whereas", "despite"):
+        if not any(c.start < contrast.start() for c in spans):  # subordinate clause first: main after its comma
+            comma = text.find(",", contrast.end())
+            main = {c.polarity for c in spans if c.start >= (comma if comma != -1 else contrast.end())}
+        else:  # "The part is normal, although the background has a stain": the main clause comes first
+            main = {c.polarity for c in spans if c.start < contrast.start()}
     else:
-        cut = contrast.end()
-    after = {c.polarity for c in spans if c.start >= cut}
-    if len(after) == 1:
-        return after.pop()
-    return None
+        main = {c.polarity for c in spans if c.start >= contrast.end()}
+    return main.pop() if len(main) == 1 else None
 
 
 # -------------------------------------------------------------------------------- keyed verdicts
@@ -680,6 +739,8 @@ _ANOMALY_CLASS = re.compile(r"^\W*(?:(?:anomal\w*|abnormal|defective|bad|fail(?:
                             r"abuse|arrest|shoot|theft|burglar|vandal|explosion|arson|steal)\w*)[\W\w]*)$")
 
 
+_UNDECIDED_CLASS = re.compile(r"^\W*(?:uncertain|undetermined|indeterminate|unknown|unclear|inconclusive|review|"
+                              r"needs? review|cannot (?:be )?determined?|not determined|n/?a|undecided)\b")
 _BRACKET_CLASS = re.compile(r"^\W*\[(?P<value>[^\]\d][^\]]{1,40})\]\s*(?::|-|$)"
                             r"|^\W*(?P<bare>[a-z][a-z ]{2,30}?)\s+-\s(?!\s*(?:very\s+|moderately\s+)?(?:low|high|"
                             r"medium|mid|none|moderate|likely|unlikely)\b)")  # "Road Accidents - all images show it"
@@ -710,4 +771,6 @@ def key_value_verdict(text: str) -> int | None:
                 kinds.add(1)
         if _NORMAL_CLASS.match(classes[0]) or _ANOMALY_CLASS.match(classes[0]):
             return kinds.pop() if len(kinds) == 1 else 0
+        if _UNDECIDED_CLASS.match(classes[0]):  # "Verdict: uncertain", "Result: REVIEW"
+            return 0
     return None

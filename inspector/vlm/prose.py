@@ -38,6 +38,9 @@ PLAIN, SPECULATIVE = lx.PLAIN, lx.SPECULATIVE
 FINDINGS_MARGIN = 2.0
 # and when the stronger side has at least this much weight (one speculative remark is not a verdict)
 FINDINGS_MIN_WEIGHT = 0.6
+# a normal verdict from statements about parts only (no "no defects", no "the item looks normal")
+# is read from a longer answer only when every one of its statements reads normal
+PARTS_ONLY_MAX_STATEMENTS = 2
 
 
 @dataclass
@@ -83,7 +86,7 @@ def read_prose(text: str, yes_means_anomalous: bool = True, _in_tag: bool = Fals
             statement.polarity, statement.conclusive, statement.set_aside = None, False, "question"
     refusals = [s for s in statements if s.set_aside == "refusal"]
     leading = _leading(cleaned, statements, yes_means_anomalous)
-    conclusions = [s for s in statements if s.conclusive and s.polarity in (ANOMALOUS, NORMAL)]
+    conclusions = [s for s in statements if s.conclusive and s.polarity in (ANOMALOUS, NORMAL, UNDECIDED)]
     result = _decide(leading, conclusions, statements)
     result.statements = statements
     if result.anomalous is None and refusals and result.basis in ("no statement", "undecided"):
@@ -93,9 +96,11 @@ def read_prose(text: str, yes_means_anomalous: bool = True, _in_tag: bool = Fals
 
 def _decide(leading: Statement | None, conclusions: list[Statement], statements: list[Statement]) -> ProseVerdict:
     """The last firm conclusion, else the leading word, else the findings (hedged conclusions among them)."""
-    firm = [s for s in conclusions if s.weight >= FINDINGS_MIN_WEIGHT]
+    firm = [s for s in conclusions if s.weight >= FINDINGS_MIN_WEIGHT or s.polarity == UNDECIDED]
     if firm:
         last = firm[-1]
+        if last.polarity == UNDECIDED:  # "Verdict: uncertain", "Undetermined." is not overridden by findings
+            return ProseVerdict(None, "undecided", evidence=last.text)
         if leading is not None and leading.polarity != last.polarity and leading.index != last.index \
                 and leading.weight >= FINDINGS_MIN_WEIGHT:
             return ProseVerdict(None, "conflict", evidence=f"{leading.text} / {last.text}")
@@ -133,6 +138,13 @@ def _from_findings(statements: list[Statement]) -> ProseVerdict:
         if undecided and (undecided[-1].index > strong_normal[-1].index or not plain_whole):
             # "difficult to rule out pneumonia ... no clear opacities": doubt left standing
             return ProseVerdict(None, "undecided", evidence=undecided[-1].text)
+        described = [s for s in statements if not s.set_aside]
+        unread = [s for s in described if s.polarity is None]
+        if not whole_normal and unread and len(described) > PARTS_ONLY_MAX_STATEMENTS:
+            # "The leads are straight. The body is intact. The marking is smudged.": parts called fine
+            # say nothing of a statement we could not read, which may be the finding; a report whose
+            # every statement reads normal, or a short answer to a narrow question, does
+            return ProseVerdict(None, "parts only", evidence=unread[0].text)
         return ProseVerdict(False, "findings", evidence=strong_normal[-1].text)
     if strong_findings and whole_normal:
         found = sum(s.weight for s in strong_findings)
@@ -164,15 +176,23 @@ def _leading(text: str, statements: list[Statement], yes_means_anomalous: bool) 
 def _read_statement(text: str, index: int, yes_means_anomalous: bool = True) -> Statement:
     statement = Statement(text, index)
     lowered = text.lower()
-    if lx.is_refusal(lowered) or foreign_refusal(lowered):
+    if foreign_refusal(lowered):
         statement.set_aside = "refusal"
         return statement
-    keyed = lx.key_value_verdict(lowered)  # "Label: Normal", "Presence of anomaly points: Yes"
+    if lx.is_refusal(lowered):
+        remainder = lx.after_refusal(lowered)
+        if not remainder.strip():
+            statement.set_aside = "refusal"
+            return statement
+        lowered = remainder  # "As an AI, I cannot diagnose, but there appears to be a mass": the rest counts
+    keyed = lx.key_value_verdict(lowered)  # "Label: Normal", "Presence of anomaly points: Yes", "Verdict: uncertain"
     if keyed is not None:
-        statement.polarity, statement.weight, statement.conclusive = keyed, PLAIN if keyed else 0.0, bool(keyed)
+        statement.polarity, statement.weight, statement.conclusive = keyed, PLAIN if keyed else 0.0, True
         return statement
     if lx.UNDECIDED.search(lowered):  # also when it blames the picture: "too blurry to rule out pneumonia"
         statement.polarity = UNDECIDED
+        # "Undetermined." / "The verdict cannot be determined.": a stated non-verdict, like a conclusion
+        statement.conclusive = index == 0 or lx.is_conclusion(lowered)
         return statement
     reason = lx.set_aside_reason(lowered)
     if reason:
