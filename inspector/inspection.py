@@ -429,7 +429,10 @@ class InspectionService:
 
         assert case.id is not None
         request = extraction_request(prompt, bool(getattr(client, "structured_output_enabled", True)))
-        turn_params = {**params, "turn": EXTRACTION, "extraction_of": first_answer_id,
+        # a cached first answer is a copy: the turn belongs to the stored original, where the cache
+        # (and the next run) looks for it
+        of = getattr(client, "source_answer_id", None) or first_answer_id
+        turn_params = {**params, "turn": EXTRACTION, "extraction_of": of,
                        "question": request.question, "structured": request.schema is not None}
         messages = extraction_messages(prompt_messages(prompt), first_answer, request)
         try:
@@ -437,9 +440,11 @@ class InspectionService:
                                          client.extract(messages, request.schema))
         except InspectionError as exc:
             return Extraction(answer_id=None, parsed=None, raw_text="", error=str(exc))
+        replayed = answer is getattr(client, "extraction", None)  # served from the cache: no request, no cost
         answer_id = self.store.save_answer(
             case.id, prompt_id, endpoint=endpoint.base_url, model=answer.model or endpoint.model,
-            params=turn_params, raw_text=answer.raw_text, response=answer.response, status=EXTRACTION,
+            params={**turn_params, "extraction_of": first_answer_id} if replayed else turn_params,
+            raw_text=answer.raw_text, response=answer.response, status="cached" if replayed else EXTRACTION,
             latency_s=answer.latency_s, prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,
         )
@@ -447,11 +452,12 @@ class InspectionService:
                           raw_text=answer.raw_text)
 
     def _marks_found(self, prompt: ComposedPrompt, raw_text: str) -> bool | None:
-        """Whether a Set-of-Mark answer said anything about its marks (None: not a Set-of-Mark prompt)."""
+        """Whether a Set-of-Mark answer judged its marks (selected, rejected or "no mark"); marks only
+        mentioned are not a judgement. None: not a Set-of-Mark prompt."""
         if not prompt.localization:
             return None
         answer, _ = self._read_marks(prompt, raw_text)
-        return answer.found
+        return bool(answer.selected or answer.rejected or answer.said_none)
 
     def verdict_from_answer(self, case: Case, prompt: ComposedPrompt, parsed, raw_text: str,
                             extraction: Extraction | None = None) -> Verdict:
@@ -469,10 +475,15 @@ class InspectionService:
         items = list(parsed.regions)
         score, anomalous, score_source = parsed.score, parsed.anomalous, parsed.score_source
         explanation = first.explanation if first.parsed else ""
+        if first.refused:
+            details["refused"] = True
         if parsed.status == ParseStatus.UNPARSED:
             if first.refused:
                 explanation = ("The model declined to judge this case (a refusal, stored as unparsed and "
                                "not guessed). See the raw answer.")
+            elif extraction is not None and details["extraction"]["outcome"] == "contradicts":
+                explanation = ("The model's restated verdict contradicts what its first answer was read to "
+                               "say; the verdict is left unparsed, not guessed. See both turns in the raw answer.")
             else:
                 explanation = ("The model's answer could not be read as a verdict; it is stored as unparsed "
                                "and not guessed. See the raw answer.")
@@ -486,7 +497,8 @@ class InspectionService:
 
             items = [item for item in items if not (isinstance(item, dict) and "mark" in item)]
             mark_answer, outcome = self._read_marks(prompt, raw_text)
-            if not mark_answer.found and extraction is not None and extraction.raw_text:
+            judged = mark_answer.selected or mark_answer.rejected or mark_answer.said_none
+            if not judged and extraction is not None and extraction.raw_text:
                 mark_answer, outcome = self._read_marks(prompt, extraction.raw_text)
             p_vlm = hybrid.vlm_probability(parsed.anomalous, parsed.score) \
                 if parsed.status == ParseStatus.PARSED else None

@@ -229,3 +229,61 @@ def test_a_restated_verdict_that_contradicts_the_first_reading_is_not_taken(proj
         verdict = asyncio.run(service.inspect_with_vlm(case, prompt, _endpoint(server)))
     assert verdict.parse_status == ParseStatus.UNPARSED and verdict.anomalous is None
     assert verdict.details["extraction"]["outcome"] == "contradicts"
+
+
+def test_an_extraction_turn_asked_for_a_cached_answer_is_reused_next_time(project):
+    """Batch 1 without the turn, batch 2 with it (the answer from the cache, the turn asked once),
+    batch 3: nothing is asked again (found by review: the turn was filed under the copy)."""
+    service, profile, cases, _ = project
+    ids = [c.id for c in cases]
+    server = LoopbackVLM(responder=_scripted(UNREADABLE, '{"verdict": "normal", "confidence": 0.6}')).start()
+    try:
+        def batch(turn: bool):
+            return asyncio.run(run_batch(service, ids, lambda case: profile, _endpoint(server, extraction_turn=turn),
+                                         BatchLimits(), api_key="k"))
+
+        batch(False)
+        assert len(server.chat_requests) == len(ids)
+        second = batch(True)
+        assert len(server.chat_requests) == 2 * len(ids) and second.cached == len(ids)
+        assert second.tokens_in > 0  # the turns asked now are paid for, though the answers were cached
+        third = batch(True)
+        assert len(server.chat_requests) == 2 * len(ids) and third.tokens_in == 0
+    finally:
+        server.stop()
+    for i in ids:
+        verdict = service.store.latest_verdict(i)
+        assert verdict.anomalous is False and verdict.details["extraction"]["used"]
+        replayed = [r for r in service.store.answers(i) if r["id"] == verdict.details["extraction"]["answer_id"]]
+        assert replayed[0]["status"] == "cached"  # the third run's turn came from the project, not the server
+
+
+def test_marks_only_mentioned_in_an_anomalous_answer_are_asked_for(project, tmp_path):
+    service, profile, _, _ = project
+    case, prompt = _marked_case(service, profile, tmp_path)
+    first = "Anomalous. See mark 1 near the right edge of the tile."
+    with LoopbackVLM(responder=_scripted(first, '{"verdict": "anomalous", "marks": [1]}')) as server:
+        verdict = asyncio.run(service.inspect_with_vlm(case, prompt, _endpoint(server)))
+        assert len(server.chat_requests) == 2
+    assert [r.detail["mark"] for r in verdict.regions] == [1]
+    assert verdict.details["extraction"]["outcome"] == "agrees"
+
+
+@pytest.mark.gui
+def test_the_verdict_panel_names_refusals_and_restated_verdicts(qtbot):
+    from inspector.model import Verdict, VerdictSource
+    from views.verdict_panel import VerdictPanel
+
+    panel = VerdictPanel()
+    qtbot.addWidget(panel)
+    refused = Verdict(case_id=1, source=VerdictSource.VLM, anomalous=None, score=None,
+                      score_source=ScoreSource.NONE, parse_status=ParseStatus.UNPARSED, model="m",
+                      details={"refused": True})
+    panel.show_verdict(refused)
+    assert panel.badge.text() == "MODEL DECLINED"
+    restated = Verdict(case_id=1, source=VerdictSource.VLM, anomalous=True, score=0.8,
+                       score_source=ScoreSource.EXTRACTION_LOGPROB, model="m",
+                       details={"extraction": {"used": True, "outcome": "used"}})
+    panel.show_verdict(restated)
+    assert panel.badge.text() == "ANOMALOUS" and "extraction turn" in panel.source.text()
+    assert "second turn" in panel.score_source.text()

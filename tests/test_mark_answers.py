@@ -161,11 +161,24 @@ def test_each_mark_is_selected_rejected_or_only_mentioned():
     assert (answer.selected, answer.rejected, answer.mentioned) == ([5], [1], [3])
 
 
-def test_marks_named_without_judgement_count_only_in_an_anomalous_answer():
-    anomalous = parse_mark_answer("Anomalous. See marks 4 and 6.", VALID)
-    assert anomalous.selected == [4, 6] and anomalous.method == "text-mentioned"
-    normal = parse_mark_answer("Normal. Mark 3 sits on the edge of the part.", VALID)
-    assert normal.selected == [] and normal.mentioned == [3]
+@pytest.mark.parametrize("text", [
+    "Anomalous. See marks 4 and 6.",
+    "Mark 3 is the bolt head. Mark 5 is the washer. The image is anomalous because of a scratch at the "
+    "bottom edge, outside the marks.",
+    "Normal. Mark 3 sits on the edge of the part.",
+])
+def test_marks_named_without_judgement_are_only_mentioned(text):
+    """Never selected on a guess: such answers get the extraction turn, which asks for the marks."""
+    answer = parse_mark_answer(text, VALID)
+    assert answer.selected == [] and answer.mentioned and answer.found
+
+
+def test_falling_within_an_area_is_not_a_fall():
+    assert parse_mark_answer("Mark 2 falls within the normal area.", VALID).selected == []
+
+
+def test_part_is_not_a_mark_noun():
+    assert parse_mark_answer("Part 2 of my analysis: mark 4 shows a crack.", VALID).selected == [4]
 
 
 @pytest.mark.parametrize("text", ["The crack is 3 mm long and the affected area 2 cm wide.",

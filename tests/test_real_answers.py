@@ -48,10 +48,11 @@ def test_the_corpus_is_broad_enough_to_mean_something():
 def test_dev_split_figures():
     dev = [a for a in ANSWERS if a["split"] == "dev"]
     verdicts = verdict_figures(dev)
-    # regression guards at the measured dev level (benchmarks/answers.py prints the figures)
-    assert verdicts["agreement"] >= 0.90, verdicts["misses"][:5]
+    # regression guards at the measured dev level (benchmarks/answers.py prints the figures); the
+    # reader leaves part-by-part descriptions it cannot read fully unparsed rather than guess "normal"
+    assert verdicts["agreement"] >= 0.88, verdicts["misses"][:5]
     assert verdicts["guesses"] <= 5
-    assert verdicts["unparsed"] <= 0.09
+    assert verdicts["unparsed"] <= 0.11
     assert mark_figures(dev)["read"] >= 0.38
     assert range_figures(dev)["read"] >= 0.45
 

@@ -160,7 +160,7 @@ class VerdictPanel(QWidget):
             self.raw.setPlainText("")
             return
         if verdict.parse_status == ParseStatus.UNPARSED:
-            refused = "declined to judge" in (verdict.explanation or "")
+            refused = bool((verdict.details or {}).get("refused"))
             self._set_badge("MODEL DECLINED" if refused else "UNREADABLE ANSWER", "unparsed")
         elif verdict.anomalous:
             self._set_badge("ANOMALOUS", "anomalous")

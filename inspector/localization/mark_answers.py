@@ -18,12 +18,12 @@ from typing import Any
 
 from inspector.vlm.answers import bounded, json_objects
 from inspector.vlm.lexicon import pieces
-from inspector.vlm.prose import read_prose
 
 #: JSON keys that list the anomalous marks, and keys that list marks the model judged normal.
 SELECTED_KEYS = ("marks", "anomalous_marks", "selected_marks", "defect_marks", "mark_ids", "anomalous_regions")
 REJECTED_KEYS = ("normal_marks", "rejected_marks")
 _ITEM_NUMBER_KEYS = ("mark", "id", "number", "index", "label")
+MAX_CLAUSE_CHARS = 600
 _MAX_RANGE = 64  # "marks 2-5" is expanded; "marks 1-1000" is not a plausible answer
 
 _UNIT = r"(?!\s*(?:px|pixels?|mm|cm|µm|um|%|°|degrees?|o'clock|x\b|stars?|minutes?|seconds?|s\b|days?))"
@@ -32,7 +32,7 @@ _NUM = r"(?<![\d.,])\d{1,3}(?![\d]|[.,]\d)" + _UNIT  # an integer, not part of a
 # "element 7", "section 4", "patch 5", "the region marked as "1"", "labeled [16]", "[5]".
 _MARK_NOUN = (r"(?:marks?|regions?|masks?|areas?|labels?|tags?|elements?|sections?|segments?|patch(?:es)?|"
               r"cells?|box(?:es)?|objects?|items?|keypoints?|spots?|zones?|numbers?|blobs?|candidates?|"
-              r"proposals?|parts?)")
+              r"proposals?)")
 _NAMING = (r"(?:\s+(?:which\s+is\s+|that\s+is\s+)?(?:marked|labell?ed|numbered|tagged|indicated|denoted|identified|"
            r"highlighted|shown)(?:\s+(?:as|with|by))?(?:\s+(?:the\s+)?(?:number|label|mark|tag|digit))?)?")
 _OPEN = r"[\"'“‘\[(]?\s*"
@@ -69,7 +69,9 @@ _DEFECT = re.compile(
     r"corro\w*|rust\w*|deform\w*|uneven|bubbles?|pores?|porosity|spots?|lesions?|tumou?rs?|mass(?:es)?|"
     r"fractur\w*|bleed\w*|spikes?|drops?|outliers?|intruders?|foreign|affected|faulty|flaw\w*|"
     r"odd|strange|unusual|irregular\w*|out of place|stands? out|suspicious|opacit\w*|nodules?|"
-    r"discolou?r\w*|smudge\w*|debris|dirt|contaminant\w*|bent|misalign\w*|fight\w*|fall\w*)\b", re.IGNORECASE)
+    r"discolou?r\w*|smudge\w*|debris|dirt|contaminant\w*|bent|misalign\w*|fight\w*|fell|falling|fallen|"
+    r"blots?|blemish\w*|streaks?|specks?|smears?|gouges?|abrasions?|opacit\w*|effusions?|hairs?|fibers?|"
+    r"falls? (?:down|over))\b", re.IGNORECASE)
 # Picking a mark as the answer of a task that is not about defects: "Click [10]", "select mark 3".
 _SELECTION = re.compile(
     r"\b(?:click\w*|select\w*|choos\w*|chose|pick\w*|tap|type|press\w*|the answer is|"
@@ -222,12 +224,14 @@ def _from_text(text: str, valid: set[int]) -> MarkAnswer:
 
     A mark is selected when its words (or, when they judge nothing, the words of its clause before
     it: "the crack is in region 3") name an anomaly or pick it ("Click [10]"); rejected when they
-    call it normal; otherwise only mentioned. Mentioned marks are selected only when the answer
-    selected none and its verdict is anomalous: the prompt asked for the anomalous marks.
+    call it normal; otherwise only mentioned — never selected on a guess ("Mark 3 is the bolt
+    head"): an answer that judges no mark gets the extraction turn, which asks for them.
     """
     answer = MarkAnswer(method="text")
     text = _COMPARISON.sub("reference", text)
-    clauses = (piece for c in _CLAUSE_SPLIT.split(text) for piece in pieces(c.strip()))
+    # a clause's marks are judged on the words up to the next mark: long clauses are cut so that a
+    # degenerate answer naming thousands of marks stays linear
+    clauses = (piece for c in _CLAUSE_SPLIT.split(text) for piece in pieces(c.strip(), MAX_CLAUSE_CHARS))
     for clause in clauses:
         if not clause:
             continue
@@ -264,11 +268,6 @@ def _from_text(text: str, valid: set[int]) -> MarkAnswer:
                 elif number not in answer.mentioned:
                     answer.mentioned.append(number)
     answer.mentioned = [n for n in answer.mentioned if n not in answer.selected and n not in answer.rejected]
-    if not answer.selected and not answer.said_none and answer.mentioned and read_prose(text).anomalous:
-        for number in answer.mentioned:
-            _select(answer, number, "", valid)
-        answer.mentioned = []
-        answer.method = "text-mentioned"
     if answer.selected:
         answer.said_none = False
     return answer

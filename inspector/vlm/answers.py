@@ -80,7 +80,7 @@ def parse_answer(raw_text: str, logprobs: list[Any] | dict[str, Any] | None = No
         return _unparsed(raw, refused=reading.refused)
     offset = _stated_word_offset(raw, reading.evidence) if reading.basis == "conclusion" else None
     score, source = _score(raw, "text", reading.anomalous, None, logprobs, offset=offset)
-    regions = prose_ranges(text) if reading.anomalous else []
+    regions = prose_ranges(text, reading) if reading.anomalous else []
     return ParsedAnswer(ParseStatus.PARSED, reading.anomalous, None, score, source, raw.strip(), regions, "text")
 
 

@@ -114,11 +114,11 @@ class RetryingClient:
         return self._client.structured_output_enabled
 
     def usage(self) -> tuple[int | None, int | None]:
-        """Prompt and completion tokens of all the case's answers (None when a server reported none)."""
-        prompt = [a.prompt_tokens for a in self.answers]
-        completion = [a.completion_tokens for a in self.answers]
-        return (None if None in prompt or not prompt else sum(p for p in prompt if p is not None),
-                None if None in completion or not completion else sum(c for c in completion if c is not None))
+        """Prompt and completion tokens of all the case's answers: the sum of those the server
+        reported (None only when it reported none for any answer)."""
+        prompt = [a.prompt_tokens for a in self.answers if a.prompt_tokens is not None]
+        completion = [a.completion_tokens for a in self.answers if a.completion_tokens is not None]
+        return (sum(prompt) if prompt else None, sum(completion) if completion else None)
 
     async def ask(self, prompt: ComposedPrompt, history: list[dict[str, Any]] | None = None) -> VlmAnswer:
         estimate = estimate_tokens(prompt, self._client.endpoint.max_tokens)
@@ -297,7 +297,8 @@ class BatchRunner:
         if row is not None:
             # an extraction turn stored with the cached answer is reused too; one missing is asked
             turn = self.store.extraction_of(row["id"])
-            cached = CachedClient(answer_from_row(row), answer_from_row(turn) if turn else None, fallback=asker)
+            cached = CachedClient(answer_from_row(row), answer_from_row(turn) if turn else None, fallback=asker,
+                                  source_answer_id=row["id"])
             verdict = await self.service.inspect_with_vlm(case, prompt, self.endpoint, client=cached)
             assert verdict.answer_id is not None
             self.store.set_answer_status(verdict.answer_id, "cached")

@@ -55,10 +55,12 @@ class CachedClient:
     it the turn goes to `fallback` (a real client), or fails when there is none.
     """
 
-    def __init__(self, answer: VlmAnswer, extraction: VlmAnswer | None = None, fallback: Any = None) -> None:
+    def __init__(self, answer: VlmAnswer, extraction: VlmAnswer | None = None, fallback: Any = None,
+                 source_answer_id: int | None = None) -> None:
         self.answer = answer
         self.extraction = extraction
         self.fallback = fallback
+        self.source_answer_id = source_answer_id  # the stored answer this one copies
 
     @property
     def structured_output_enabled(self) -> bool:

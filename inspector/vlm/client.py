@@ -292,7 +292,10 @@ class VlmClient:
 
     @staticmethod
     def _names_format(exc: openai.APIStatusError) -> bool:
-        text = f"{getattr(exc, 'param', None) or ''} {_server_message(exc)} {exc.body!r}".lower()
+        """Whether the error's own message (not an echo of the whole request) is about response_format."""
+        body = exc.body if isinstance(exc.body, dict) else {}
+        detail = body.get("detail") or body.get("error") or ""
+        text = f"{getattr(exc, 'param', None) or ''} {_server_message(exc)} {detail}"[:2000].lower()
         return "response_format" in text or "json_schema" in text
 
     def _answer_from(self, body: bytes, latency: float) -> VlmAnswer:

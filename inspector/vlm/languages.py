@@ -58,8 +58,9 @@ _FOREIGN_TABLES: dict[str, tuple[list[tuple[str, bool]], list[tuple[str, bool]]]
     ]),
     "zh": ([  # negated forms
         (r"不正常|不是正常", True),
-        (r"(?:没有|無|无|未见|未發現|未发现|未检测到|不存在|并无|不是)(?:任何)?(?:明显)?(?:的)?"
-         r"(?:异常|異常|缺陷|瑕疵|划痕|裂纹|损伤|破损)", False),
+        (r"(?:没有|無|无|未见|未發現|未发现|未检测到|不存在|并无|不是)\S{0,6}?"
+         r"(?:异常|異常|缺陷|瑕疵|划痕|裂纹|损伤|破损)", False),  # "没有发现任何异常", "没有看到异常"
+        (r"(?:异常|缺陷|瑕疵)\s*[：:]\s*(?:无|没有|否)", False),  # "异常：无"
         (r"(?:没有|无|未见|未发生|未造成|未出现|并未)(?:明显|严重)?(?:的)?\S{0,6}?(?:事故|碰撞|追尾|火灾|打架|斗殴)",
          False),
     ], [  # plain words ("正常行驶": traffic moving normally is said of some vehicles, not the scene)
@@ -70,7 +71,9 @@ _FOREIGN_TABLES: dict[str, tuple[list[tuple[str, bool]], list[tuple[str, bool]]]
     "ja": ([  # negated forms
         (r"正常(?:で|では|じゃ)(?:は)?(?:ない|ありません)", True),
         (r"(?:異常|欠陥|傷|キズ|ひび|割れ|不良)(?:は|が|も)?(?:なし|無し|ない|ありません|見(?:られ|当たり)ません|"
-         r"認められません|確認されません)", False),
+         r"認められません|確認されません|認められない|見当たらない|見られない|確認されない|検出されませんでした|"
+         r"検出されない)", False),
+        (r"正常(?:品|サンプル)?と(?:一致|同等)", False),
     ], [  # plain words
         (r"正常", False),
         (r"異常|不良|(?:欠陥|傷|キズ|ひび|割れ)(?:が|も)?(?:あり|ある|入って)", True),
@@ -107,8 +110,6 @@ def foreign_cues(text: str) -> tuple[int, int]:
         remaining, found = pattern.subn(" ", remaining)
         counts[verdict] += found
     return counts[True], counts[False]
-
-
 
 
 def foreign_refusal(text: str) -> bool:

@@ -83,14 +83,14 @@ def statements(text: str) -> list[str]:
     return [piece for statement in _statements(text) for piece in pieces(statement)]
 
 
-def pieces(statement: str) -> list[str]:
-    """A statement cut at spaces into pieces of at most `MAX_STATEMENT_CHARS`."""
-    if len(statement) <= MAX_STATEMENT_CHARS:
+def pieces(statement: str, limit: int = MAX_STATEMENT_CHARS) -> list[str]:
+    """A statement cut at spaces into pieces of at most `limit` characters."""
+    if len(statement) <= limit:
         return [statement]
     out = []
-    while len(statement) > MAX_STATEMENT_CHARS:
-        cut = statement.rfind(" ", MAX_STATEMENT_CHARS // 2, MAX_STATEMENT_CHARS)
-        cut = cut if cut > 0 else MAX_STATEMENT_CHARS
+    while len(statement) > limit:
+        cut = statement.rfind(" ", limit // 2, limit)
+        cut = cut if cut > 0 else limit
         out.append(statement[:cut].strip())
         statement = statement[cut:]
     if statement.strip():
@@ -184,7 +184,8 @@ UNDECIDED = re.compile(
 )
 _SPECULATIVE = re.compile(
     r"\b(?:might|may|could|possibl[ey]|perhaps|maybe|potential(?:ly)?|suspect(?:ed)?|suspicious of|"
-    r"cannot rule out|can't rule out|if (?:it|this|that) is|would need|can (?:show|have|cause|present|"
+    r"cannot rule out|can't rule out|if (?:it|this|that) is|would need|would (?:include|be|show|mean|indicate|"
+    r"suggest|appear|look)|can (?:show|have|cause|present|"
     r"include|lead|result|appear|occur|indicate|suggest)|can also (?:show|have|cause|present|appear|occur))\b",
     re.IGNORECASE)
 _MILD = re.compile(
@@ -284,10 +285,6 @@ def is_conclusion(text: str) -> bool:
     return _CONCLUSION.search(text) is not None or _CONCLUDING_CLAUSE.search(text) is not None
 
 
-def has_contrast(text: str) -> bool:
-    return _CONTRAST.search(text) is not None
-
-
 _BARE_VERDICT = re.compile(r"^\W*(?:(?:final\s+)?(?:answer|verdict|result|classification|assessment|decision|"
                            r"conclusion)\s*[:\-]\s*)?(?:not anomalous|non-anomalous|not defective|not normal|"
                            r"anomalous|abnormal|defective|normal|yes|no)\W*$|^\W*(?:yes|no)\s*[,.;:!-]")
@@ -343,7 +340,7 @@ _NOT_A_VERDICT_NEXT = re.compile(
     r"operation|conditions?|parts?|items?|products?|units?|ones?|cases?|pieces?|would|should|must|can|may|will|"
     r"anomal\w*|defects?|findings?|abnormalit\w*|signs?|evidence|issues?|problems?|visible|obvious|significant|"
     r"apparent|clear|other|such|further|major|noticeable|discernible|detectable|damage|cracks?|scratch\w*|"
-    r"sign|indication|lesions?|mass(?:es)?|abnormal|unusual|irregularit\w*|deviations?|concerns?|idea|"
+    r"sign|lesions?|mass(?:es)?|unusual|irregularit\w*|deviations?|concerns?|idea|"
     r"regions?|areas?|marks?|frames?|points?|objects?|people|persons?|one|activity|events?|pattern|spikes?|"
     r"indication)\b|\s*[/?]",
     re.IGNORECASE,
@@ -391,9 +388,9 @@ _MEDICAL_NOUN = (
     r"(?:low|lower|decreased|reduced) lung volumes?|(?:degenerative|interstitial|chronic|postoperative|"
     r"post-surgical|fibrotic|emphysematous|inflammatory|cystic|ischemic|atrophic) changes|"
     r"infiltrat(?:es?|ion)|effusions?|fluid (?:in|collection|accumulation|around|within)|"
-    r"pneumothorax|atelectasis|cardiomegaly|\w+megaly|edema|oedema|calcifications?|granulomas?|nodules?|"
-    r"lesions?|mass(?:es)?|tumou?rs?|\w{3,}omas?|metastas[ie]s|cancer|carcinoma|malignanc(?:y|ies)|"
-    r"\w{4,}itis|(?!diagn|progn|hypn)\w{4,}osis|fractures?|ha?emorrhages?|hematomas?|haematomas?|bleed(?:ing)?|"
+    r"pneumothorax|atelectasis|cardiomegaly|\b\w{1,20}megaly|edema|oedema|calcifications?|granulomas?|nodules?|"
+    r"lesions?|mass(?:es)?|tumou?rs?|\b\w{3,20}omas?|metastas[ie]s|cancer|carcinoma|malignanc(?:y|ies)|"
+    r"\b\w{4,20}itis|\b(?!diagn|progn|hypn)\w{4,20}osis|fractures?|ha?emorrhages?|hematomas?|haematomas?|bleed(?:ing)?|"
     r"infarcts?|infarction|isch(?:a)?emia|stenosis|aneurysms?|cysts?|polyps?|ulcers?|hernia|swelling|"
     r"inflammation|infection|pneumonia|fibrosis|emphysema|hyperexpansion|hyperinflation|enlargement|"
     r"thickening|blunting|curvature|deviation|displacement|dislocation|herniation|collapse|scarring|"
@@ -431,7 +428,7 @@ _QUANT = (r"(?:an?|one|two|three|four|several|some|multiple|many|visible|clear|c
           r"large|significant|minor|major|distinct|deep|long|slight|tiny|little|few|numerous|evident|apparent|"
           r"possible|potential|\d+)")
 # the rest of the sentence before the noun; a "." only inside a number ("a 1.5 cm lesion")
-_WITHIN = r"\b(?:[^.;]|\.(?=\d))*?\b"
+_WITHIN = r"\b(?:(?!\b(?:but|however|whereas|while|although|though|except)\b)[^.;]|\.(?=\d))*?\b"
 _STATE_ADJ = (r"(?:defective|anomalous|abnormal|damaged|broken|cracked|scratched|dented|contaminated|deformed|"
               r"bent|torn|chipped|misaligned|faulty|frayed|missing|misplaced|loose|dirty|stained|corroded|"
               r"rusted|rusty|worn|punctured|unusual|irregular|incomplete|fractured|enlarged|swollen|flawed|"
@@ -558,6 +555,10 @@ _PARTIAL = re.compile(
 CLAUSE_BREAK = re.compile(r"[,;:()]|\b(?:but|however|although|though|while|whereas|yet|except|apart from|"
                           r"which|who)\b")
 _CONTRAST = re.compile(r"\b(?:but|however|yet|although|though|even though|while|whereas|despite|except)\b")
+
+
+def has_contrast(text: str) -> bool:
+    return _CONTRAST.search(text) is not None
 # "whether it is anomalous": a clause that names the verdict without stating it
 _WHETHER = re.compile(r"\b(?:whether|if)\b[^,;.]*")
 JSON_FRAGMENT = re.compile(r"\{\s*[\"']\w+[\"']\s*:")
@@ -595,6 +596,8 @@ class Cue:
     whole: bool = True
 
 
+_REFERENCE_CLAUSE = re.compile(r"^\s*(?:in |on )?(?:the |both |all |each )?(?:normal |reference |template |good |"
+                               r"defect-free )+(?:images?|samples?|examples?|pictures?|photos?|ones?|parts?)\b")
 _STAIN_TECHNIQUE = re.compile(r"\b(?:trichrome|h&e|hematoxylin|eosin|gram|giemsa|silver|masson|pas|immunohistochemical|"
                               r"special|iron|congo red)\s+stain(?:s|ing)?\b|\bstain(?:ed|ing) with\b")
 # a list carries its negation: "no masses, discolorations, or other abnormalities are apparent"
@@ -644,6 +647,8 @@ def cue_spans(text: str) -> list[Cue]:
                 continue
             found.append(Cue(1, match.start(), match.end(), _clause_hedge(text, match)))
             taken.append(match.span())
+    # "The reference image shows a scratch, but the test image ...": a clause about the reference
+    found = [c for c in found if not _REFERENCE_CLAUSE.match(_clause_prefix(text, c.start))]
     return sorted(found, key=lambda cue: cue.start)
 
 
@@ -676,12 +681,6 @@ def _covers_whole(text: str, match: re.Match[str]) -> bool:
     return _WHOLE_SUBJECT.search(subject) is not None
 
 
-def cues(text: str) -> tuple[int, int]:
-    """Counts of anomaly and normal phrases in a statement."""
-    spans = cue_spans(text)
-    return sum(1 for c in spans if c.polarity > 0), sum(1 for c in spans if c.polarity < 0)
-
-
 _HEDGE_BREAK = re.compile(r"[,;:()]|\b(?:but|however|although|though|whereas|which|who|and)\b")
 # nouns that name any anomaly at all: "no anomalies" covers the whole item, "no fracture" one kind
 _RESTRICTED = re.compile(
@@ -696,18 +695,19 @@ _WHOLE_SUBJECT = re.compile(
     r"^\s*(?:overall,?\s*)?(?:it|this|everything|all|(?:the|this) (?:whole |entire |overall )?(?:image|picture|"
     r"photo|item|object|product|part|sample|piece|unit|scene|video|clip|footage|frames?|series|signal|data|"
     r"time series|study|scan|x-ray|radiograph|exam|case|specimen|surface|tile|material|board|device|"
+    r"test (?:item|image|sample|part|object|piece)|query (?:image|item)|"
     r"inspected \w+|\w+ (?:under inspection|being inspected))|(?:the|this) \w+ (?:in|of) (?:the|this) "
     r"(?:image|picture|photo))\b(?:\s+(?:itself|overall|as a whole|in general))?\s*(?:also\s+)?$")
 
 
-def contrast_side(text: str) -> int | None:
+def contrast_side(text: str, spans: list[Cue] | None = None) -> int | None:
     """A statement with cues both ways: the side of its main clause after a contrast, if clear.
 
     "The surface is clean, but there is a dent" → +1; "Although there is a faint mark, the part is
     normal" and "The part is normal, although there is a faint mark" → -1 (the main clause decides,
     wherever the subordinate one stands).
     """
-    spans = cue_spans(text)
+    spans = cue_spans(text) if spans is None else spans
     contrast = None
     for match in _CONTRAST.finditer(text):
         contrast = match

@@ -174,6 +174,8 @@ def _leading(text: str, statements: list[Statement], yes_means_anomalous: bool) 
 
 
 def _read_statement(text: str, index: int, yes_means_anomalous: bool = True) -> Statement:
+    """What one statement says: set aside (refusal, reference, picture quality, question, device),
+    undecided, a keyed or bare verdict, or the polarity and weight of its phrases."""
     statement = Statement(text, index)
     lowered = text.lower()
     if foreign_refusal(lowered):
@@ -215,14 +217,14 @@ def _read_statement(text: str, index: int, yes_means_anomalous: bool = True) -> 
     weight = SPECULATIVE if foreign_hedged(lowered) else lx.hedge_weight(lowered)
     found += [lx.Cue(1, len(lowered), len(lowered), weight)] * foreign_anomalous
     found += [lx.Cue(-1, len(lowered), len(lowered), weight)] * foreign_normal
-    if lx.UNDECIDED.search(lowered) or (foreign_hedged(lowered) and not found):
+    if foreign_hedged(lowered) and not found:  # "vielleicht", "可能" and nothing else
         statement.polarity, statement.weight = UNDECIDED, 0.0
         return statement
     sides = {c.polarity for c in found}
     if len(sides) == 2:
         # "the surface is clean, but there is a dent": the clause after the contrast decides;
         # otherwise a finding of one part beats "normal" said of another part
-        side = lx.contrast_side(lowered)
+        side = lx.contrast_side(lowered, found)
         if side is None and not any(c.polarity < 0 and c.whole for c in found):
             side = ANOMALOUS
         statement.polarity = side

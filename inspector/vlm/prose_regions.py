@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from inspector.vlm.prose import NORMAL, UNDECIDED, read_prose
+from inspector.vlm.prose import NORMAL, UNDECIDED, ProseVerdict, read_prose
 
 _TO = r"\s*(?:-|–|—|to|through|thru|until|and)\s*"
 _INT = r"(\d{1,7})"
@@ -35,9 +35,10 @@ _STAMPS = re.compile(r"\b(?:between|from)\s+" + _STAMP + r"\s+(?:and|to|until)\s
 _PAIR = re.compile(r"(\d{1,7})\s*(?:-|–|to)\s*(\d{1,7})")
 
 
-def prose_ranges(text: str) -> list[dict[str, Any]]:
-    """Ranges named in an anomalous answer by its statements that are not about normal parts."""
-    reading = read_prose(text)
+def prose_ranges(text: str, reading: ProseVerdict | None = None) -> list[dict[str, Any]]:
+    """Ranges named in an anomalous answer by its statements that are not about normal parts
+    (`reading`: the answer's reading, when the caller has it already)."""
+    reading = read_prose(text) if reading is None else reading
     if reading.anomalous is not True:
         return []
     items: list[dict[str, Any]] = []
