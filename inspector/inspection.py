@@ -390,8 +390,8 @@ class InspectionService:
             )
             parsed = parse_answer(answer.raw_text, answer.logprobs)
             extraction = None
-            marks_found = self._marks_found(prompt, answer.raw_text)
-            if endpoint.extraction_turn and needs_extraction(parsed, prompt, marks_found):
+            marks_judged = self._marks_judged(prompt, answer.raw_text)
+            if endpoint.extraction_turn and needs_extraction(parsed, prompt, marks_judged):
                 extraction = await self._extraction_turn(case, prompt, prompt_id, endpoint, params, client,
                                                          answer.raw_text, answer_id)
         finally:
@@ -451,7 +451,7 @@ class InspectionService:
         return Extraction(answer_id=answer_id, parsed=parse_answer(answer.raw_text, answer.logprobs),
                           raw_text=answer.raw_text)
 
-    def _marks_found(self, prompt: ComposedPrompt, raw_text: str) -> bool | None:
+    def _marks_judged(self, prompt: ComposedPrompt, raw_text: str) -> bool | None:
         """Whether a Set-of-Mark answer judged its marks (selected, rejected or "no mark"); marks only
         mentioned are not a judgement. None: not a Set-of-Mark prompt."""
         if not prompt.localization:

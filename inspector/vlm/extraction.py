@@ -50,19 +50,19 @@ class ExtractionRequest:
     schema: dict[str, Any] | None
 
 
-def needs_extraction(parsed: ParsedAnswer, prompt: ComposedPrompt, marks_found: bool | None = None) -> bool:
+def needs_extraction(parsed: ParsedAnswer, prompt: ComposedPrompt, marks_judged: bool | None = None) -> bool:
     """Whether the first answer calls for the extraction turn.
 
     Yes when it is unreadable (but not a refusal), or when the prompt asked for marks and the
-    answer named none and said nothing about marks (a verdict without its localisation). A readable
-    free-text answer to a JSON prompt is not asked again: its verdict is there, and the turn costs
-    a request per case.
+    answer is anomalous but judged none of them (selected, rejected or "no mark"; a mark only
+    mentioned is not judged): a verdict without its localisation. A readable free-text answer to a
+    JSON prompt is not asked again: its verdict is there, and the turn costs a request per case.
     """
     if parsed.refused:
         return False
     if not parsed.parsed:
         return True
-    return bool(prompt.localization) and marks_found is False and parsed.anomalous is True
+    return bool(prompt.localization) and marks_judged is False and parsed.anomalous is True
 
 
 def extraction_request(prompt: ComposedPrompt, structured: bool) -> ExtractionRequest:
