@@ -457,7 +457,7 @@ class InspectionService:
         if not prompt.localization:
             return None
         answer, _ = self._read_marks(prompt, raw_text)
-        return bool(answer.selected or answer.rejected or answer.said_none)
+        return answer.judged
 
     def verdict_from_answer(self, case: Case, prompt: ComposedPrompt, parsed, raw_text: str,
                             extraction: Extraction | None = None) -> Verdict:
@@ -488,17 +488,15 @@ class InspectionService:
                 explanation = ("The model's answer could not be read as a verdict; it is stored as unparsed "
                                "and not guessed. See the raw answer.")
         elif extraction is not None and extraction.used(first):
-            explanation = (f"{raw_text.strip() if not first.parsed else first.explanation}\n\n"
-                           "(Verdict restated by the model in a second turn: the first answer could not be "
-                           "read in full.)").strip()
+            explanation = (f"{raw_text.strip()}\n\n(Verdict restated by the model in a second turn: the first "
+                           "answer could not be read in full.)").strip()
         mark_regions: list[Region] = []
         if prompt.localization:  # a Set-of-Mark prompt (possibly with no marks on a blank view)
             from inspector.localization import hybrid
 
             items = [item for item in items if not (isinstance(item, dict) and "mark" in item)]
             mark_answer, outcome = self._read_marks(prompt, raw_text)
-            judged = mark_answer.selected or mark_answer.rejected or mark_answer.said_none
-            if not judged and extraction is not None and extraction.raw_text:
+            if not mark_answer.judged and extraction is not None and extraction.raw_text:
                 mark_answer, outcome = self._read_marks(prompt, extraction.raw_text)
             p_vlm = hybrid.vlm_probability(parsed.anomalous, parsed.score) \
                 if parsed.status == ParseStatus.PARSED else None

@@ -104,6 +104,11 @@ class MarkAnswer:
     found: bool = False  # the answer said anything about marks at all
     method: str = ""  # "json" or "text"
 
+    @property
+    def judged(self) -> bool:
+        """Whether the answer judged any mark (selected, rejected, or said none); a mention is not."""
+        return bool(self.selected or self.rejected or self.said_none)
+
     def items(self) -> list[dict[str, Any]]:
         """Answer items for `locate`: ``{"mark": n, "reason": ...}`` per selected mark."""
         return [{"mark": n, "reason": self.reasons.get(n, "")} for n in self.selected]

@@ -92,6 +92,16 @@ def estimate_tokens(prompt: ComposedPrompt, max_tokens: int) -> int:
     return (len(prompt.system) + len(prompt.text)) // 4 + TOKENS_PER_IMAGE * len(prompt.images) + max_tokens
 
 
+def estimate_message_tokens(messages: list[dict[str, Any]], max_tokens: int) -> int:
+    """`estimate_tokens` for a whole conversation (the extraction turn sends the prompt again)."""
+    text = sum(len(m["content"]) for m in messages if isinstance(m.get("content"), str))
+    text += sum(len(part.get("text", "")) for m in messages if isinstance(m.get("content"), list)
+                for part in m["content"] if isinstance(part, dict) and part.get("type") == "text")
+    images = sum(1 for m in messages if isinstance(m.get("content"), list)
+                 for part in m["content"] if isinstance(part, dict) and part.get("type") == "image_url")
+    return text // 4 + TOKENS_PER_IMAGE * images + max_tokens
+
+
 class RetryingClient:
     """One case's requests: through the shared limiter, retried per `retry_delay`."""
 
@@ -126,10 +136,7 @@ class RetryingClient:
 
     async def extract(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> VlmAnswer:
         """The extraction turn, within the same limits and retries (the images are sent again)."""
-        text = sum(len(str(m.get("content", ""))) for m in messages if isinstance(m.get("content"), str))
-        images = sum(1 for m in messages if isinstance(m.get("content"), list)
-                     for part in m["content"] if isinstance(part, dict) and part.get("type") == "image_url")
-        estimate = text // 4 + TOKENS_PER_IMAGE * images + self._client.endpoint.max_tokens
+        estimate = estimate_message_tokens(messages, self._client.endpoint.max_tokens)
         return await self._send(estimate, lambda: self._client.extract(messages, schema))
 
     async def _send(self, estimate: int, request: Callable[[], Any]) -> VlmAnswer:

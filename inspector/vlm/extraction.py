@@ -126,10 +126,18 @@ class Extraction:
     def record(self, first: ParsedAnswer) -> dict[str, Any]:
         """What the verdict's details keep about the turn (for the audit trail and the panel)."""
         restated = self.parsed
-        verdict = None if restated is None or not restated.parsed else (
-            "anomalous" if restated.anomalous else "normal")
-        outcome = ("failed" if restated is None else "used" if self.used(first)
-                   else "contradicts" if verdict is not None and first.parsed and restated.anomalous != first.anomalous
-                   else "agrees" if verdict is not None else "undetermined")
+        verdict = None
+        if restated is None:
+            outcome = "failed"
+        elif not restated.parsed:
+            outcome = "undetermined"
+        else:
+            verdict = "anomalous" if restated.anomalous else "normal"
+            if self.used(first):
+                outcome = "used"
+            elif restated.anomalous != first.anomalous:
+                outcome = "contradicts"
+            else:
+                outcome = "agrees"
         return {"answer_id": self.answer_id, "verdict": verdict, "outcome": outcome,
                 "used": self.used(first), "error": self.error}
