@@ -185,3 +185,42 @@ def test_part_is_not_a_mark_noun():
                                   "Anomalous with 90% confidence; 12 px wide, 3 stars."])
 def test_measures_are_not_marks_in_the_new_wordings(text):
     assert parse_mark_answer(text, WIDE).selected == []
+
+
+@pytest.mark.parametrize(("text", "selected"), [
+    # an agent's reasoning names several marks; its answer line names its choice
+    ("Thought: the check-in date is [6] for 1 January and the check-out date [8] for 4 January.\n"
+     "Action: Click [6]", [6]),
+    ("Mark 2 looks like a scratch at first, mark 5 too.\nFinal answer: mark 5", [5]),
+    # a bare reply is its own conclusion
+    ("Region [3]", [3]),
+    ("**Mark 4**", [4]),
+    ("Marks 2 and 7.", [2, 7]),
+])
+def test_the_conclusion_names_the_choice(text, selected):
+    assert parse_mark_answer(text, WIDE).selected == selected
+
+
+@pytest.mark.parametrize("text", [
+    "Answer: Normal. Mark 3 sits on the edge of the part.",  # a sentence, not a bare choice
+    "Answer: mark 3 is normal.",
+])
+def test_a_conclusion_that_is_a_sentence_is_judged_on_its_words(text):
+    answer = parse_mark_answer(text, WIDE)
+    assert answer.selected == [] and 3 in (answer.mentioned + answer.rejected)
+
+
+@pytest.mark.parametrize(("text", "selected"), [
+    ('{"action": "tap", "region": 4, "description": "Tap on the text input"}', [4]),
+    ('{"click_element": {"index": 15}}', [15]),
+    ('{"current_state": {"memory": "login"}, "action": [{"input_text": {"index": 2, "text": "admin"}}, '
+     '{"click_element": {"index": 5}}]}', [2, 5]),
+    ('{"target_regions": [17], "predicted_action": "input_text"}', [17]),
+    ('{"action": "scroll", "region": 4}', []),  # scrolling acts on no mark
+])
+def test_json_actions_name_the_marks_they_act_on(text, selected):
+    assert parse_mark_answer(text, WIDE).selected == selected
+
+
+def test_a_box_id_is_a_mark_reference():
+    assert parse_mark_answer("The scratch is inside the box with ID 3.", WIDE).selected == [3]

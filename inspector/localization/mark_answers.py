@@ -20,9 +20,14 @@ from inspector.vlm.answers import bounded, json_objects
 from inspector.vlm.lexicon import pieces
 
 #: JSON keys that list the anomalous marks, and keys that list marks the model judged normal.
-SELECTED_KEYS = ("marks", "anomalous_marks", "selected_marks", "defect_marks", "mark_ids", "anomalous_regions")
+SELECTED_KEYS = ("marks", "anomalous_marks", "selected_marks", "defect_marks", "mark_ids", "anomalous_regions",
+                 "target_marks", "target_regions", "selected_regions")
 REJECTED_KEYS = ("normal_marks", "rejected_marks")
 _ITEM_NUMBER_KEYS = ("mark", "id", "number", "index", "label")
+#: An agent's action object names the mark it acts on: {"click_element": {"index": 15}},
+#: {"action": "tap", "region": 4}. Acting on a mark is choosing it.
+_ACTION_NAME = re.compile(r"^(?:click|tap|select|choose|pick|press|input|type|long_press)", re.IGNORECASE)
+_ACTION_TARGET_KEYS = ("mark", "index", "region", "element", "element_id", "mark_id", "target")
 MAX_CLAUSE_CHARS = 600
 _MAX_RANGE = 64  # "marks 2-5" is expanded; "marks 1-1000" is not a plausible answer
 
@@ -32,9 +37,9 @@ _NUM = r"(?<![\d.,])\d{1,3}(?![\d]|[.,]\d)" + _UNIT  # an integer, not part of a
 # "element 7", "section 4", "patch 5", "the region marked as "1"", "labeled [16]", "[5]".
 _MARK_NOUN = (r"(?:marks?|regions?|masks?|areas?|labels?|tags?|elements?|sections?|segments?|patch(?:es)?|"
               r"cells?|box(?:es)?|objects?|items?|keypoints?|spots?|zones?|numbers?|blobs?|candidates?|"
-              r"proposals?)")
+              r"proposals?|ids?)")
 _NAMING = (r"(?:\s+(?:which\s+is\s+|that\s+is\s+)?(?:marked|labell?ed|numbered|tagged|indicated|denoted|identified|"
-           r"highlighted|shown)(?:\s+(?:as|with|by))?(?:\s+(?:the\s+)?(?:number|label|mark|tag|digit))?)?")
+           r"highlighted|shown)(?:\s+(?:as|with|by))?(?:\s+(?:the\s+)?(?:number|label|mark|tag|digit|id))?)?")
 _OPEN = r"[\"'“‘\[(]?\s*"
 _CLOSE = r"\s*[\"'”’\])]?"
 _REFERENCE = re.compile(
@@ -122,7 +127,8 @@ def parse_mark_answer(raw_text: str, valid: Collection[int]) -> MarkAnswer:
         answer = _from_json(obj, valid_set)
         if answer is not None:
             return answer
-    return _from_text(raw_text or "", valid_set)
+    answer = _from_text(raw_text or "", valid_set)
+    return _with_conclusion(answer, raw_text or "", valid_set)
 
 
 # ------------------------------------------------------------------------------------------ JSON
@@ -149,12 +155,42 @@ def _from_json(obj: dict[str, Any], valid: set[int]) -> MarkAnswer | None:
                 present = True
                 for number, reason in _json_items([item]):
                     _select(answer, number, reason, valid)
+    for number in _acted_on(obj):
+        present = True
+        _select(answer, number, "", valid)
     if not present:
         return None
     answer.found = True
     answer.said_none = not answer.selected and not answer.unknown and any(
         _empty_or_none(obj[key]) for key in SELECTED_KEYS if key in obj)
     return answer
+
+
+def _acted_on(obj: dict[str, Any]) -> list[int]:
+    """Marks an agent's action acts on: {"action": "tap", "region": 4}, {"click_element": {"index": 15}},
+    {"action": [{"input_text": {"index": 2}}, ...]}."""
+    numbers: list[int] = []
+    action = obj.get("action")
+    if isinstance(action, str) and _ACTION_NAME.match(action.strip()):
+        numbers.extend(_target_numbers(obj))
+    steps = action if isinstance(action, list) else [action] if isinstance(action, dict) else []
+    for step in [obj, *steps]:
+        if not isinstance(step, dict):
+            continue
+        for key, value in step.items():
+            if isinstance(value, dict) and _ACTION_NAME.match(str(key)):
+                numbers.extend(_target_numbers(value))
+    return list(dict.fromkeys(numbers))
+
+
+def _target_numbers(step: dict[str, Any]) -> list[int]:
+    for key in _ACTION_TARGET_KEYS:
+        value = step.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return [value]
+        if isinstance(value, str) and value.strip().isdigit():
+            return [int(value.strip())]
+    return []
 
 
 def _empty_or_none(value: Any) -> bool:
@@ -224,7 +260,51 @@ def _select(answer: MarkAnswer, number: int, reason: str, valid: set[int]) -> No
 # ------------------------------------------------------------------------------------------ text
 
 
-def _from_text(text: str, valid: set[int]) -> MarkAnswer:
+# The line that gives the answer: "Answer: region 2", "Action: Click [60]", "Final answer: 3".
+_CONCLUSION_LINE = re.compile(r"^[\W_]*(?:final\s+)?(?:answer|action)(?:\s+\d+/\d+)?\s*[:;：]\s*(?P<body>.+)$",
+                              re.IGNORECASE | re.MULTILINE)
+# An answer that is nothing but mark references: "Region [0]", "**Mark 3**", "Marks 2 and 5."
+_BARE_ACTION = re.compile(r"^\W*(?:click|tap|select|choose|pick|press)\b", re.IGNORECASE)
+_FILLER = re.compile(r"^[\s\W_]*(?:(?:and|or|&)[\s\W_]*)*$", re.IGNORECASE)
+
+
+def _with_conclusion(answer: MarkAnswer, text: str, valid: set[int]) -> MarkAnswer:
+    """The marks that the answer's own conclusion names are its choice.
+
+    A reasoning answer mentions many marks on its way ("[60] for 1 January, then [63] …") and
+    then states its choice on an answer line ("Action: Click [60]"); a bare reply ("Region [0]")
+    is its own conclusion. A mark named there without a judgement is chosen: naming it is the
+    answer to "which marks"; one the conclusion calls normal stays rejected.
+    """
+    lines = [m.group("body") for m in _CONCLUSION_LINE.finditer(text) if _REFERENCE.search(m.group("body"))]
+    if not lines and _bare(text):
+        lines = [text]
+    if not lines:
+        return answer
+    conclusion = _from_text(lines[-1], valid, unjudged="selected" if _bare(lines[-1]) else "")
+    if not conclusion.selected:
+        return answer
+    earlier = [n for n in (*answer.selected, *answer.mentioned) if n not in conclusion.selected]
+    answer.mentioned = [n for n in dict.fromkeys(earlier) if n not in conclusion.rejected]
+    answer.rejected = list(dict.fromkeys([*answer.rejected, *conclusion.rejected]))
+    answer.rejected = [n for n in answer.rejected if n not in conclusion.selected]
+    answer.reasons = {n: answer.reasons.get(n) or conclusion.reasons.get(n, "") for n in conclusion.selected}
+    answer.selected = conclusion.selected
+    answer.said_none = False
+    answer.found = True
+    return answer
+
+
+def _bare(text: str) -> bool:
+    """Nothing but mark references, perhaps after an action word: "Region [0]", "Click [60]"."""
+    text = text.strip()
+    if not text or len(text) > 80:
+        return False
+    rest = _REFERENCE.sub(" ", text)
+    return rest != text and bool(_FILLER.match(_BARE_ACTION.sub(" ", rest)))
+
+
+def _from_text(text: str, valid: set[int], unjudged: str = "") -> MarkAnswer:
     """Clause by clause; each mark judged on its own words, the last statement about a mark wins.
 
     A mark is selected when its words (or, when they judge nothing, the words of its clause before
@@ -255,7 +335,7 @@ def _from_text(text: str, valid: set[int]) -> MarkAnswer:
                                                                                           match.start():]):
                 own = clause[match.start():]  # "Mark 1 and mark 2 are normal": they share the predicate
             before = clause[matches[k - 1].end() if k else 0: match.start()]
-            verdict = _judgement(own[match.end() - match.start():]) or _judgement(before)
+            verdict = _judgement(own[match.end() - match.start():]) or _judgement(before) or unjudged
             numbers = _numbers_in(match.group("first") + (match.group("rest") or ""))
             reason = _reason(clause, match)
             for number in numbers:
