@@ -22,7 +22,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--demo", action="store_true", help="open the bundled demo project")
     parser.add_argument("--self-test", action="store_true", help="headless start-up check, exits 0 on success")
     parser.add_argument("--batch", action="store_true", help="inspect all not-inspected cases headless")
-    parser.add_argument("--concurrency", type=int, default=4, help="--batch: requests in flight at once")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="--batch: requests in flight at once (default: the settings' batch limits, else 4)")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -65,44 +66,48 @@ def run_gui(args: argparse.Namespace) -> int:
 
 
 def run_batch(args: argparse.Namespace) -> int:
-    """Inspect every case that has no verdict yet, with the configured endpoint or offline."""
+    """Inspect what is pending, as the window's Inspect ▸ Inspect selected cases does with nothing
+    selected: finish interrupted batches (each with its own model and variant), then every case not
+    inspected yet; with the configured endpoint, else offline. Exit 0: all inspected; 1: some
+    failed; 2: nothing could run (no project, no profile, a configuration error)."""
+    import asyncio
 
-    from inspector.inspection import InspectionError, InspectionService
-    from inspector.model import CaseStatus
+    from inspector.inspection import InspectionService
     from inspector.plugins import discover
+    from inspector.session import InspectionSession, RunSettings
     from inspector.settings import load_settings
-    from inspector.store import ProjectStore
+    from inspector.store import ProjectStore, StoreError
 
     if not args.project:
         print("--batch needs a project file", file=sys.stderr)
         return 2
     settings = load_settings()
-    store = ProjectStore(args.project, create=False)
-    service = InspectionService(store, discover())
-    localization = settings.extra.get("localization")
-    service.localization = dict(localization) if isinstance(localization, dict) else {}
-    failures = 0
-    if settings.endpoint.configured:
-        failures = _run_vlm_batch(service, settings.endpoint, args.concurrency)
-        if failures < 0:
-            store.close()
-            return 2
-    for case in store.cases():
-        if settings.endpoint.configured or case.status != CaseStatus.NOT_INSPECTED:
-            continue
-        profile = store.profile(case.profile_id) if case.profile_id else (store.profiles() or [None])[0]
-        if profile is None:
+    run_settings = RunSettings.from_settings(settings, concurrency=args.concurrency)
+    for warning in run_settings.warnings:
+        print(warning, file=sys.stderr)
+    try:
+        store = ProjectStore(args.project, create=False)
+    except StoreError as exc:
+        print(exc.user_message, file=sys.stderr)
+        return 2
+    with store:
+        session = InspectionSession(InspectionService(store, discover()), run_settings)
+        default = session.default_profile()
+        if default is None:
             print("The project has no profile; create one first.", file=sys.stderr)
             return 2
-        try:
-            verdict = service.inspect_offline(case, profile)
-        except InspectionError as exc:
-            failures += 1
-            print(f"{case.name}\terror\t{exc}")
-            continue
-        _print_verdict(case, verdict)
-    store.close()
-    return 1 if failures else 0
+        if not run_settings.endpoint.configured:
+            def print_error(case, message: str) -> None:
+                print(f"{case.name}\terror\t{message}")
+
+            todo = session.pending_case_ids()
+            progress = session.inspect_offline(todo, default, on_error=print_error)
+            for case_id in todo:
+                verdict = store.latest_verdict(case_id)
+                if verdict is not None:
+                    _print_verdict(store.case(case_id), verdict)
+            return 1 if progress.failed else 0
+        return _report_batches(store, asyncio.run(session.inspect_pending(default)))
 
 
 def _print_verdict(case, verdict) -> None:
@@ -111,30 +116,8 @@ def _print_verdict(case, verdict) -> None:
     print(f"{case.name}\t{label}\t{score}\t{verdict.source.value}")
 
 
-def _run_vlm_batch(service, endpoint, concurrency: int) -> int:
-    """Resume the project's unfinished batches, then batch every not-inspected case with the VLM
-    (concurrently, rate-limited, retried, cached). Returns the failures, or -1 when a batch stopped
-    on a configuration error (its cases stay pending for the next run)."""
-    import asyncio
-
-    from inspector.model import CaseStatus
-    from inspector.vlm.batch import BatchLimits, resume_batch, run_batch
-
-    store = service.store
-    default_profile = (store.profiles() or [None])[0]
-    if default_profile is None:
-        print("The project has no profile; create one first.", file=sys.stderr)
-        return -1
-
-    def profile_for(case):
-        return store.profile(case.profile_id) if case.profile_id else default_profile
-
-    limits = BatchLimits(concurrency=concurrency)
-    results = [asyncio.run(resume_batch(service, batch_id, profile_for, endpoint, limits))
-               for batch_id in store.unfinished_batches()]
-    todo = [c.id for c in store.cases() if c.status == CaseStatus.NOT_INSPECTED]
-    if todo:
-        results.append(asyncio.run(run_batch(service, todo, profile_for, endpoint, limits)))
+def _report_batches(store, results) -> int:
+    """Each case's outcome on stdout, each batch's summary on stderr; the exit code of the run."""
     failures = 0
     for progress in results:
         for item in store.batch_items(progress.batch_id):
@@ -144,13 +127,14 @@ def _run_vlm_batch(service, endpoint, concurrency: int) -> int:
             elif item["verdict_id"] is not None and (verdict := store.latest_verdict(case.id)) is not None:
                 _print_verdict(case, verdict)
         failures += progress.failed
+        cost = "cost unknown" if progress.cost is None else f"cost ${progress.cost:.4f}"
         print(f"batch {progress.batch_id}: {progress.status}, {progress.done} done ({progress.cached} cached), "
               f"{progress.failed} failed, {progress.pending} pending, {progress.tokens_in} tokens in, "
-              f"{progress.tokens_out} out", file=sys.stderr)
+              f"{progress.tokens_out} out, {cost}", file=sys.stderr)
         if progress.message:
             print(progress.message, file=sys.stderr)
-            return -1
-    return failures
+            return 2
+    return 1 if failures else 0
 
 
 def _check_every_modality(service) -> tuple[list[str], dict[str, int]]:

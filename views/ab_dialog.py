@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -16,12 +14,9 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.prompt import PromptSwitches
+from inspector.session import Variant
 
-
-@dataclass
-class Variant:
-    model: str
-    switches: PromptSwitches
+__all__ = ["ABDialog", "Variant"]
 
 
 class ABDialog(QDialog):

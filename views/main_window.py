@@ -11,8 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -36,10 +35,11 @@ from PySide6.QtWidgets import (
 
 from inspector.chat import ChatError, ChatTurn, ask_followup, conversation
 from inspector.feedback import FeedbackError, add_expected_defect, changes_since, promote_to_reference
-from inspector.inspection import InspectionCancelledError, InspectionError, InspectionService
-from inspector.model import Case, CaseStatus, Decision, LoadedCase, Profile, Verdict
+from inspector.inspection import InspectionError, InspectionService
+from inspector.model import Case, Decision, LoadedCase, Profile, Verdict
 from inspector.plugins import PluginRegistry
 from inspector.prompt import ComposedPrompt, PromptSwitches
+from inspector.session import InspectionSession, RunSettings
 from inspector.settings import AppSettings, save_settings
 from inspector.store import ProjectStore, StoreError
 from inspector.vlm.batch import BatchProgress
@@ -803,71 +803,37 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ batch inspection
 
     def inspect_selected(self) -> None:
-        """Inspect the selected cases (or, with one or none selected, every case not inspected yet) in
-        the background: with the VLM (concurrent, rate-limited, retried, cached, resumable) or offline."""
+        """Inspect the selected cases (or, with one or none selected, finish the interrupted batches and
+        every case not inspected yet) in the background: with the VLM (concurrent, rate-limited,
+        retried, cached, resumable) or offline. The use case is `InspectionSession`'s, as for
+        ``main.py --batch``."""
         if self.service is None or self.store is None or self._batch_job is not None:
             return
-        store, service, endpoint = self.store, self.service, self.app_settings.endpoint
+        session = self._session()
         selected = self.case_browser.selected_case_ids()
-        ids = selected if len(selected) > 1 else [c.id for c in store.cases()
-                                                  if c.status == CaseStatus.NOT_INSPECTED]
-        default = self.current_profile() or (store.profiles() or [None])[0]
-        if not ids:
+        explicit = len(selected) > 1
+        ids = selected if explicit else session.pending_case_ids()
+        default = session.default_profile(self.current_profile())
+        if not ids and (explicit or not self.store.unfinished_batches()):
             self.notify("Nothing to inspect: select cases, or add cases that are not inspected yet.", "info")
             return
         if default is None:
             self.notify("Create a profile first (Profile ▸ New profile): it says what normal means.", "warning")
             return
 
-        profile_for = _profile_resolver(store, default)
-        prices = self.price_table()
-        if endpoint.configured:
-            resume = len(selected) <= 1  # no explicit selection: first finish batches left pending
-
+        if session.settings.endpoint.configured:
             async def work(job: Job) -> BatchProgress:
-                from inspector.vlm.batch import resume_batch, run_batch
-
-                limits = self.batch_limits()
-                progress = None
-                for batch_id in store.unfinished_batches() if resume else []:
-                    # today's address and key, the batch's own model (an A/B batch may have used another)
-                    stored_model = store.batch(batch_id)["endpoint"].get("model") or endpoint.model
-                    progress = await resume_batch(service, batch_id, profile_for,
-                                                  replace(endpoint, model=stored_model), limits,
-                                                  progress_callback=lambda p: self._remember_batch_progress(p, job),
-                                                  is_cancelled=job.is_cancelled, prices=prices)
-                    if progress.status != "done":
-                        return progress
-                remaining = [i for i in ids if store.case(i).status == CaseStatus.NOT_INSPECTED] if resume else ids
-                if not remaining and progress is not None:
-                    return progress
-                return await run_batch(service, remaining, profile_for, endpoint, limits,
-                                       progress_callback=lambda p: self._remember_batch_progress(p, job),
-                                       is_cancelled=job.is_cancelled, prices=prices)
+                report = self._batch_reporter(job)
+                if explicit:
+                    return await session.inspect_cases(ids, default, report, job.is_cancelled)
+                results = await session.inspect_pending(default, None, report, job.is_cancelled)
+                return results[-1] if results else BatchProgress(batch_id=0, total=0, status="done")
 
             self._batch_job = self._run("Batch inspection", work, self._batch_done, self._batch_failed,
                                         blocking=False)
         else:
             def offline(job: Job) -> BatchProgress:
-                progress = BatchProgress(batch_id=0, total=len(ids), cost=None)
-                started = time.perf_counter()
-                for case_id in ids:
-                    if job.is_cancelled():
-                        progress.status = "cancelled"
-                        break
-                    case = store.case(case_id)
-                    try:
-                        service.inspect_offline(case, profile_for(case), is_cancelled=job.is_cancelled)
-                        progress.done += 1
-                    except (InspectionError, InspectionCancelledError):
-                        progress.failed += 1
-                    progress.elapsed_s = time.perf_counter() - started
-                    finished = progress.done + progress.failed
-                    progress.eta_s = progress.elapsed_s / finished * (progress.total - finished)
-                    self._remember_batch_progress(progress, job)
-                if progress.status == "running":
-                    progress.status = "done"
-                return progress
+                return session.inspect_offline(ids, default, self._batch_reporter(job), job.is_cancelled)
 
             self._batch_job = self._run("Batch inspection (offline)", offline, self._batch_done, self._batch_failed)
         self.batch_panel.show_progress(BatchProgress(batch_id=0, total=len(ids), cost=None))
@@ -880,39 +846,25 @@ class MainWindow(QMainWindow):
 
         if self.service is None or self.store is None or self._batch_job is not None:
             return
-        endpoint = self.app_settings.endpoint
+        session = self._session()
+        endpoint = session.settings.endpoint
         if not endpoint.configured:
             self.notify("An A/B comparison asks the VLM: set an endpoint first (Settings ▸ VLM endpoint).", "warning")
             return
-        store, service = self.store, self.service
         selected = self.case_browser.selected_case_ids()
-        ids = selected if len(selected) > 1 else [c.id for c in store.cases()]
+        ids = selected if len(selected) > 1 else [c.id for c in self.store.cases()]
         if variants is None:
             dialog = ABDialog(endpoint.model, self.prompt_panel.switches(), len(ids), self)
             if dialog.exec() != ABDialog.DialogCode.Accepted:
                 return
             variants = dialog.variants()
-        default = self.current_profile() or (store.profiles() or [None])[0]
+        default = session.default_profile(self.current_profile())
         if default is None or not ids:
             self.notify("An A/B comparison needs a profile and cases.", "warning")
             return
 
-        prices = self.price_table()
-
-        profile_for = _profile_resolver(store, default)
         async def work(job: Job) -> BatchProgress:
-            from inspector.vlm.batch import run_batch
-
-            progress = None
-            for variant in variants:
-                variant_endpoint = replace(endpoint, model=variant.model or endpoint.model)
-                progress = await run_batch(service, ids, profile_for, variant_endpoint, self.batch_limits(),
-                                           progress_callback=lambda p: self._remember_batch_progress(p, job),
-                                           is_cancelled=job.is_cancelled, switches=variant.switches,
-                                           prices=prices)
-                if progress.status != "done":
-                    break
-            return progress
+            return await session.ab_comparison(ids, variants, default, self._batch_reporter(job), job.is_cancelled)
 
         def done(progress: BatchProgress) -> None:
             self._batch_done(progress)
@@ -923,36 +875,23 @@ class MainWindow(QMainWindow):
         self.batch_panel.show_progress(BatchProgress(batch_id=0, total=len(ids), cost=None))
         self._update_enabled()
 
-    def batch_limits(self):
-        """Concurrency, requests and tokens per minute, retries: the settings file's ``"batch_limits"``
-        object (`BatchLimits` fields), else the defaults (4 requests at a time, no per-minute limit)."""
-        from inspector.vlm.ratelimit import BatchLimits
+    def _session(self) -> InspectionSession:
+        """The use cases over the open project, with the settings as they are now (read once per run;
+        a section of the settings file that cannot be read is said, and its defaults used)."""
+        run_settings = RunSettings.from_settings(self.app_settings)
+        for warning in run_settings.warnings:
+            self.notify(warning, "warning")
+        assert self.service is not None
+        return InspectionSession(self.service, run_settings)
 
-        raw = self.app_settings.extra.get("batch_limits")
-        try:
-            return BatchLimits.from_dict(raw) if isinstance(raw, dict) else BatchLimits()
-        except (TypeError, ValueError):
-            self.notify("The batch limits in the settings file cannot be read; using the defaults.", "warning")
-            return BatchLimits()
-
-    def _remember_batch_progress(self, progress: BatchProgress, job: Job) -> None:
+    def _batch_reporter(self, job: Job):
         """Called in the worker: keep the latest snapshot; the signal carries only the job id."""
-        with self._batch_lock:
-            self._batch_progress = progress
-        job.report((progress.done + progress.failed) / max(1, progress.total))
+        def report(progress: BatchProgress) -> None:
+            with self._batch_lock:
+                self._batch_progress = progress
+            job.report((progress.done + progress.failed) / max(1, progress.total))
 
-    def price_table(self):
-        """Prices per model from the settings file's ``"prices"`` object
-        (``{"gpt-4o": {"input_per_1k": 0.0025, "output_per_1k": 0.01}}``); a model without a price has
-        an unknown cost in the batch view, never a cost of zero."""
-        from inspector.vlm.batch import PriceTable
-
-        raw = self.app_settings.extra.get("prices")
-        try:
-            return PriceTable.from_dict(raw) if isinstance(raw, dict) else PriceTable()
-        except (AttributeError, TypeError, ValueError):
-            self.notify("The price table in the settings file cannot be read; costs are shown as unknown.", "warning")
-            return PriceTable()
+        return report
 
     def cancel_batch(self) -> None:
         if self._batch_job is not None:
@@ -1140,8 +1079,7 @@ class MainWindow(QMainWindow):
 
     def localization_settings(self) -> dict:
         """The application's Set-of-Mark settings (``extra["localization"]`` of the settings file)."""
-        value = self.app_settings.extra.get("localization")
-        return dict(value) if isinstance(value, dict) else {}
+        return dict(RunSettings.from_settings(self.app_settings).localization)
 
     def localization_dialog(self) -> None:
         from views.localization_dialog import LocalizationDialog
@@ -1239,14 +1177,6 @@ def _layout_settings(settings_file: Path | None) -> QSettings:
 
     folder = settings_file.parent if settings_file is not None else user_data_dir()
     return QSettings(str(folder / "layout.ini"), QSettings.Format.IniFormat)
-
-
-def _profile_resolver(store: ProjectStore, default: Profile):
-    """A case is inspected with the profile it was added under, else `default`."""
-    def profile_for(case: Case) -> Profile:
-        return store.profile(case.profile_id) if case.profile_id else default
-
-    return profile_for
 
 
 def _prepare(service: InspectionService, case_id: int, profile: Profile | None,

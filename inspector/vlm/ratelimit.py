@@ -36,8 +36,25 @@ class BatchLimits:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchLimits:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        """Known fields, each converted to its type; ValueError for a value that is not a number or
+        out of range (a concurrency below 1, a negative limit), instead of failing mid-batch."""
+        defaults = cls()
+        values: dict[str, Any] = {}
+        for name in cls.__dataclass_fields__:
+            if name not in data:
+                continue
+            kind = type(getattr(defaults, name))
+            raw = data[name]
+            if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+                raise ValueError(f"batch limit {name}: {raw!r} is not a number")
+            try:
+                value = kind(float(raw)) if kind is int else kind(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"batch limit {name}: {raw!r} is not a number") from None
+            if value < 0 or (name in ("concurrency", "max_attempts") and value < 1) or value != value:
+                raise ValueError(f"batch limit {name}: {raw!r} is out of range")
+            values[name] = value
+        return cls(**values)
 
 
 class RateLimiter:

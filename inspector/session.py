@@ -1,0 +1,199 @@
+"""The operator's use cases, headless: what the window and `main.py --batch` both do.
+
+Before this layer the window and the command line each had their own copy of "inspect what is
+pending", and the copies disagreed: the command line resumed an interrupted A/B batch with
+today's model instead of the batch's own, and ignored the batch limits and prices of the settings
+file. Both now call `InspectionSession`, so one project gives the same batches either way.
+
+The settings file's free-form sections (``batch_limits``, ``prices``, ``localization``) are read
+once into `RunSettings`, with a warning per section that cannot be read (the defaults are used
+then; a price table that cannot be read shows costs as unknown, never as zero).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from inspector.inspection import InspectionCancelledError, InspectionError, InspectionService
+from inspector.model import Case, CaseStatus, Profile
+from inspector.prompt import PromptSwitches
+from inspector.settings import AppSettings, EndpointSettings
+from inspector.vlm.batch import BatchProgress, PriceTable, resume_batch, run_batch
+from inspector.vlm.ratelimit import BatchLimits
+
+ProgressCallback = Callable[[BatchProgress], None]
+IsCancelled = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The typed sections of the settings file that a batch needs, read once."""
+
+    endpoint: EndpointSettings = field(default_factory=EndpointSettings)
+    limits: BatchLimits = field(default_factory=BatchLimits)
+    prices: PriceTable = field(default_factory=PriceTable)
+    localization: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: AppSettings, concurrency: int | None = None) -> RunSettings:
+        """`concurrency` (the command line's ``--concurrency``) overrides the file's when given."""
+        warnings: list[str] = []
+        limits = BatchLimits()
+        raw_limits = settings.extra.get("batch_limits")
+        if raw_limits is not None:
+            try:
+                if not isinstance(raw_limits, dict):
+                    raise TypeError("not an object")
+                limits = BatchLimits.from_dict(raw_limits)
+            except (TypeError, ValueError):
+                warnings.append("The batch limits in the settings file cannot be read; using the defaults.")
+        if concurrency is not None:
+            limits = replace(limits, concurrency=concurrency)
+        prices = PriceTable()
+        raw_prices = settings.extra.get("prices")
+        if raw_prices is not None:
+            try:
+                if not isinstance(raw_prices, dict):
+                    raise TypeError("not an object")
+                prices = PriceTable.from_dict(raw_prices)
+            except (AttributeError, TypeError, ValueError):
+                warnings.append("The price table in the settings file cannot be read; costs are shown as unknown.")
+        raw_localization = settings.extra.get("localization")
+        localization = dict(raw_localization) if isinstance(raw_localization, dict) else {}
+        return cls(settings.endpoint, limits, prices, localization, tuple(warnings))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of an A/B comparison: a model ("" = the endpoint's) and the prompt switches."""
+
+    model: str
+    switches: PromptSwitches
+
+
+def profile_resolver(store: Any, default: Profile) -> Callable[[Case], Profile]:
+    """A case is inspected with the profile it was added under, else `default`."""
+
+    def profile_for(case: Case) -> Profile:
+        return store.profile(case.profile_id) if case.profile_id else default
+
+    return profile_for
+
+
+class InspectionSession:
+    """The use cases over one open project: pending cases, batches, A/B comparisons."""
+
+    def __init__(self, service: InspectionService, settings: RunSettings):
+        self.service = service
+        self.store = service.store
+        self.settings = settings
+        service.localization = dict(settings.localization)
+
+    def use(self, settings: RunSettings) -> None:
+        """New settings (the settings dialog saved): the next batch uses them."""
+        self.settings = settings
+        self.service.localization = dict(settings.localization)
+
+    # ------------------------------------------------------------------ what to inspect
+
+    def default_profile(self, preferred: Profile | None = None) -> Profile | None:
+        """The profile for cases added without one: the one the operator has chosen, else the first."""
+        return preferred or (self.store.profiles() or [None])[0]
+
+    def pending_case_ids(self) -> list[int]:
+        return [c.id for c in self.store.cases() if c.status == CaseStatus.NOT_INSPECTED]
+
+    # ------------------------------------------------------------------ batches
+
+    async def inspect_pending(self, default: Profile, case_ids: Sequence[int] | None = None,
+                              progress_callback: ProgressCallback | None = None,
+                              is_cancelled: IsCancelled | None = None) -> list[BatchProgress]:
+        """Finish every unfinished batch (each with its own model and prompt variant, today's address
+        and key), then ask the VLM about the cases still not inspected (of `case_ids`, else all).
+
+        Stops after a batch that did not finish (cancelled, or stopped on an endpoint problem): its
+        cases stay pending for the next run. Returns each batch's final progress, in order.
+        """
+        endpoint = self.settings.endpoint
+        if not endpoint.configured:
+            raise InspectionError("Batch inspection with a VLM needs an endpoint address and model in Settings.")
+        profile_for = profile_resolver(self.store, default)
+        results: list[BatchProgress] = []
+        for batch_id in self.store.unfinished_batches():
+            stored_model = self.store.batch(batch_id)["endpoint"].get("model") or endpoint.model
+            progress = await resume_batch(self.service, batch_id, profile_for, replace(endpoint, model=stored_model),
+                                          self.settings.limits, progress_callback=progress_callback,
+                                          is_cancelled=is_cancelled, prices=self.settings.prices)
+            results.append(progress)
+            if progress.status != "done":
+                return results
+        wanted = set(case_ids) if case_ids is not None else None
+        remaining = [i for i in self.pending_case_ids() if wanted is None or i in wanted]
+        if remaining:
+            results.append(await self.inspect_cases(remaining, default, progress_callback, is_cancelled))
+        return results
+
+    async def inspect_cases(self, case_ids: Sequence[int], default: Profile,
+                            progress_callback: ProgressCallback | None = None,
+                            is_cancelled: IsCancelled | None = None,
+                            variant: Variant | None = None) -> BatchProgress:
+        """One new VLM batch over exactly these cases (an explicit selection: inspected again if
+        they were before), with a variant's switches and model when given."""
+        endpoint = self.settings.endpoint
+        if variant is not None and variant.model:
+            endpoint = replace(endpoint, model=variant.model)
+        return await run_batch(self.service, list(case_ids), profile_resolver(self.store, default), endpoint,
+                               self.settings.limits, progress_callback=progress_callback,
+                               is_cancelled=is_cancelled, prices=self.settings.prices,
+                               switches=variant.switches if variant is not None else None)
+
+    async def ab_comparison(self, case_ids: Sequence[int], variants: Sequence[Variant], default: Profile,
+                            progress_callback: ProgressCallback | None = None,
+                            is_cancelled: IsCancelled | None = None) -> BatchProgress:
+        """Variant A, then B, on the same cases; stops at a variant that did not finish."""
+        if not variants:
+            raise InspectionError("An A/B comparison needs at least one variant.")
+        progress: BatchProgress | None = None
+        for variant in variants:
+            progress = await self.inspect_cases(case_ids, default, progress_callback, is_cancelled, variant)
+            if progress.status != "done":
+                break
+        assert progress is not None
+        return progress
+
+    def inspect_offline(self, case_ids: Sequence[int], default: Profile,
+                        progress_callback: ProgressCallback | None = None,
+                        is_cancelled: IsCancelled | None = None,
+                        on_error: Callable[[Case, str], None] | None = None) -> BatchProgress:
+        """Score the cases with the offline detector, one after the other; a case that fails is
+        counted (and reported to `on_error`) and the rest go on."""
+        profile_for = profile_resolver(self.store, default)
+        progress = BatchProgress(batch_id=0, total=len(case_ids), cost=None)
+        started = time.perf_counter()
+        for case_id in case_ids:
+            if is_cancelled is not None and is_cancelled():
+                progress.status = "cancelled"
+                break
+            case = self.store.case(case_id)
+            try:
+                self.service.inspect_offline(case, profile_for(case), is_cancelled=is_cancelled)
+                progress.done += 1
+            except InspectionCancelledError:
+                progress.status = "cancelled"
+                break
+            except InspectionError as exc:
+                progress.failed += 1
+                if on_error is not None:
+                    on_error(case, str(exc))
+            progress.elapsed_s = time.perf_counter() - started
+            finished = progress.done + progress.failed
+            progress.eta_s = progress.elapsed_s / finished * (progress.total - finished)
+            if progress_callback is not None:
+                progress_callback(progress)
+        if progress.status == "running":
+            progress.status = "done"
+        return progress
