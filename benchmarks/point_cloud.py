@@ -91,7 +91,7 @@ def bench_viewer(n: int, seconds: float) -> None:
     from PySide6.QtWidgets import QApplication
 
     from inspector.model import LoadedCase
-    from views.pointcloud_viewer import PointCloudViewer
+    from plugins.pointcloud_modality.viewer import PointCloudViewer
 
     app = QApplication.instance() or QApplication([])
     discover()

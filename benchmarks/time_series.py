@@ -74,7 +74,7 @@ def bench_load(plugin, csv: Path, parquet: Path, runs: int):
 def bench_viewer(loaded, seconds: float = 4.0) -> None:
     from PySide6.QtWidgets import QApplication
 
-    from views.timeseries_viewer import TimeSeriesViewer
+    from plugins.timeseries_modality.viewer import TimeSeriesViewer
 
     print("\n== Viewer interaction (real pyqtgraph widget, 1 M samples x 2 columns, 1280x720)")
     app = QApplication.instance() or QApplication([])

@@ -150,7 +150,7 @@ class VideoScorer:
         # as the workstation does: each frame remembers its video, and calibration holds out whole videos
         self.references = [(name, rgb) for name, rgb, _ in references]
         self.sources = [source for _, _, source in references]
-        self.detect = importlib.import_module("anomalens_plugin_video_modality.detect")
+        self.detect = importlib.import_module("plugins.video_modality.detect")
         self._raw: np.ndarray | None = None
         smooth = self.detect.smooth
 

@@ -5,8 +5,11 @@ user's own plugin folder) that defines ``register(registry)``. Built-in modaliti
 same API as third-party ones. A plugin that fails to import or register is recorded in
 ``registry.errors`` and skipped: one broken plugin must never stop the workstation.
 
-Viewers are named by an import string (``"views.image_viewer:ImageViewer"``) instead of a class,
-so that loading plugins never imports Qt and the core stays headless.
+A modality lives in one folder (``plugins/<modality>/``): reader, renderer, detector, its viewer
+(``viewer.py``), its prompt presets (``presets/*.json``) and its demo samples (``samples.py``).
+Viewers are named by an import string (``f"{__name__}.viewer:ImageViewer"``) instead of a class,
+so that loading plugins never imports Qt and the core stays headless; a viewer uses only the
+public viewer API (`views.viewer_api`).
 """
 
 from __future__ import annotations
@@ -28,10 +31,15 @@ from inspector.model import LoadedCase, Region, View, ViewMap
 if TYPE_CHECKING:
     from inspector.detector.offline import OfflineDetector
     from inspector.prompt import PromptImage
+    from inspector.samples import DemoSet
 
 log = logging.getLogger(__name__)
 
-PLUGIN_API_VERSION = 1
+# 2: a modality folder holds its viewer (using only `views.viewer_api`), presets and demo samples.
+PLUGIN_API_VERSION = 2
+# API 1 plugins still load: version 2 only added optional fields (presets, samples). Their viewer,
+# if it named a module of `views` other than `views.viewer_api`, fails when it is opened, and says so.
+SUPPORTED_PLUGIN_APIS = (1, 2)
 
 
 class UnsupportedFileError(Exception):
@@ -106,7 +114,12 @@ class ModalityPlugin:
     claims_folder: folder -> True if the whole folder is one case (a DICOM series, video frames).
     read_copy: (path of an unpacked embedded copy, the case's original path) -> LoadedCase, for
         readers that look beside the file (NAB labels in the tree around a series); None: `read`.
-    viewer: import string of the Qt dock widget class that shows a loaded case.
+    viewer: import string of the Qt dock widget class that shows a loaded case (a `CaseViewer` of
+        `views.viewer_api`), e.g. ``f"{__name__}.viewer:ImageViewer"`` for the plugin's viewer.py.
+    presets: a folder of prompt presets (``<name>.json``, the fields of `inspector.prompt.Preset`)
+        the modality brings, e.g. its `default_preset`; the bundled presets win on a name clash.
+    samples: folder -> [`inspector.samples.DemoSet`]: writes the modality's demo files into the
+        folder (once) and describes the demo profiles that use them.
     """
 
     name: str
@@ -124,6 +137,8 @@ class ModalityPlugin:
     locate: Callable[[dict[str, Any], list[QueryView], LoadedCase], Region | None] | None = None
     claims_folder: Callable[[Path], bool] | None = None
     read_copy: Callable[[Path, Path], LoadedCase] | None = None
+    presets: Path | None = None
+    samples: Callable[[Path], list[DemoSet]] | None = None
     # sniffers are asked highest priority first: a strict sniffer for a special case of a common
     # container (an organized-XYZ TIFF among TIFF images) must come before the general one
     sniff_priority: int = 0
@@ -147,6 +162,10 @@ class PluginRegistry:
             raise ValueError(f"modality {plugin.name!r} is already registered")
         plugin.extensions = tuple(e.lower() for e in plugin.extensions)
         self.modalities[plugin.name] = plugin
+        if plugin.presets is not None:
+            from inspector.prompt import add_preset_folder
+
+            add_preset_folder(Path(plugin.presets))
 
     def modality(self, name: str) -> ModalityPlugin:
         try:
@@ -237,7 +256,13 @@ def _plugin_candidates(folder: Path) -> Iterable[tuple[str, Path]]:
 
 
 def _import_plugin(name: str, file: Path) -> Any:
-    module_name = f"anomalens_plugin_{name}"
+    """The plugin's module. A built-in one is ``plugins.<name>``, the module the rest of the code and
+    the tests import too (one copy of each class: a viewer made by the window *is* an instance of
+    ``plugins.<name>.viewer.X``); a user's plugin gets a name of its own."""
+    builtin = _is_bundled(file)
+    module_name = f"plugins.{name}" if builtin else f"anomalens_plugin_{name}"
+    if builtin and module_name in sys.modules:
+        return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(
         module_name, file, submodule_search_locations=[str(file.parent)] if file.name == "__init__.py" else None
     )
@@ -253,6 +278,16 @@ def _import_plugin(name: str, file: Path) -> Any:
     return module
 
 
+def _is_bundled(file: Path) -> bool:
+    from inspector.paths import bundled_plugins_dir
+
+    try:
+        return file.resolve().parent.parent == bundled_plugins_dir().resolve() or (
+            file.resolve().parent == bundled_plugins_dir().resolve())
+    except OSError:
+        return False
+
+
 def discover(dirs: Iterable[Path] | None = None) -> PluginRegistry:
     """Load every plugin found in `dirs`; record, but survive, the ones that fail."""
     registry = PluginRegistry()
@@ -264,10 +299,9 @@ def discover(dirs: Iterable[Path] | None = None) -> PluginRegistry:
                 if not callable(register):
                     raise TypeError("it defines no register(registry) function")
                 wanted = getattr(module, "PLUGIN_API_VERSION", PLUGIN_API_VERSION)
-                if wanted != PLUGIN_API_VERSION:
-                    raise RuntimeError(
-                        f"it needs plugin API {wanted}, this workstation provides {PLUGIN_API_VERSION}"
-                    )
+                if wanted not in SUPPORTED_PLUGIN_APIS:
+                    raise RuntimeError(f"it needs plugin API {wanted}, this workstation provides "
+                                       f"{', '.join(map(str, SUPPORTED_PLUGIN_APIS))} (see docs/plugins.md)")
                 register(registry)
                 registry.loaded.append(name)
             except Exception as exc:  # noqa: BLE001 - any plugin failure is reported, not fatal

@@ -5,7 +5,8 @@ class information, normal standards written by an expert, and normal reference i
 one- or few-shot). Here each kind is a part that can be switched on or off, so that a team can
 measure on its own line which parts help (the evaluation groups results by switches and preset).
 
-Domain wording lives in presets (``resources/presets/*.json``, versioned) rather than in code, so
+Domain wording lives in presets (``resources/presets/*.json`` and a modality plugin's
+``presets/*.json``, versioned) rather than in code, so
 wording changes are visible in the record of every prompt. The machine-readable answer format is
 its own switch (`answer_format`, on by default) rather than part of the task text: switching
 "task information" off for a study should measure the task description, not turn every answer
@@ -191,23 +192,42 @@ _ALL_PRESET_FIELDS = tuple(Preset.__dataclass_fields__)
 
 
 def presets_dir() -> Path:
+    """The bundled presets: the ones every modality may use (industrial, medical, logical, ...)."""
     return resources_dir() / "presets"
 
 
+# Folders of presets that modality plugins bring (`ModalityPlugin.presets`), in registration order.
+_plugin_preset_folders: list[Path] = []
+
+
+def add_preset_folder(folder: Path) -> None:
+    """Make a plugin's presets available by name (the bundled ones win on a clash)."""
+    folder = folder.resolve()
+    if folder not in _plugin_preset_folders:
+        _plugin_preset_folders.append(folder)
+
+
+def _preset_file(name: str) -> Path | None:
+    for folder in (presets_dir(), *_plugin_preset_folders):
+        path = folder / f"{name}.json"
+        if path.is_file():
+            return path
+    return None
+
+
 def available_presets() -> list[str]:
-    """Names of the bundled presets, sorted."""
-    folder = presets_dir()
-    if not folder.is_dir():
-        return []
-    return sorted(p.stem for p in folder.glob("*.json"))
+    """Names of the bundled presets and those of the registered plugins, sorted."""
+    names = {p.stem for folder in (presets_dir(), *_plugin_preset_folders) if folder.is_dir()
+             for p in folder.glob("*.json")}
+    return sorted(names)
 
 
 def load_preset(name: str) -> Preset:
     """Load a preset by name; an unknown name or an incomplete file raises `PresetError`."""
     if not isinstance(name, str) or not _PRESET_NAME.match(name):
         raise PresetError(f"Invalid preset name {name!r}")
-    path = presets_dir() / f"{name}.json"
-    if not path.is_file():
+    path = _preset_file(name)
+    if path is None:
         known = ", ".join(available_presets()) or "none installed"
         raise PresetError(f"Unknown prompt preset {name!r} (available: {known})")
     try:

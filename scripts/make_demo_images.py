@@ -1,7 +1,7 @@
-"""Regenerate the demo material in resources/demo/ from CC0 textures bundled with scikit-image.
+"""Regenerate the demo material in plugins/image_modality/demo/ from CC0 textures bundled with scikit-image.
 
 Run once by a developer (the PNGs are committed); the application never runs this. The source
-textures are CC0 (see resources/demo/ATTRIBUTION.md); the defects are painted synthetically here,
+textures are CC0 (see plugins/image_modality/demo/ATTRIBUTION.md); the defects are painted synthetically here,
 deterministically, so the demo is reproducible.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from skimage import data
 
-OUT = Path(__file__).resolve().parent.parent / "resources" / "demo"
+OUT = Path(__file__).resolve().parent.parent / "plugins" / "image_modality" / "demo"
 CROP = 224
 
 

@@ -37,7 +37,7 @@ def save_window(window, path: Path) -> None:
     from PySide6.QtCore import QPoint
     from PySide6.QtGui import QPainter
 
-    from views.image_viewer import array_to_qimage
+    from views.viewer_api import array_to_qimage
 
     pixmap = window.grab()
     viewer = window._viewers.get(window._current.case.modality, (None, None))[1] if window._current else None

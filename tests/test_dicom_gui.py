@@ -10,10 +10,10 @@ from PySide6.QtCore import Qt
 
 from inspector.model import CaseStatus
 from inspector.settings import AppSettings, EndpointSettings
+from plugins.dicom_modality.viewer import DicomViewer
 from tests.loopback_vlm import LoopbackVLM, Reply
 from tests.test_dicom_reader import PATIENT_NAME, write_ct_series
 from tests.test_gui_workflow import _drop_files, _inspect_and_wait, _registry, _select_and_wait
-from views.dicom_viewer import DicomViewer
 from views.main_window import MainWindow
 
 pytestmark = pytest.mark.gui

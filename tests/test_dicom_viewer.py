@@ -10,8 +10,8 @@ from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 from inspector.model import Region, ScoreSource, Verdict, VerdictSource
+from plugins.dicom_modality.viewer import DicomViewer
 from tests.test_dicom_reader import PATIENT_NAME, bundled, write_ct_series
-from views.dicom_viewer import DicomViewer
 
 pytestmark = pytest.mark.gui
 

@@ -18,9 +18,10 @@ from PySide6.QtWidgets import QGraphicsSimpleTextItem
 
 from inspector.localization.masks import encode_mask
 from inspector.model import LoadedCase, Region, ScoreSource, Verdict, VerdictSource
-from views.dicom_viewer import DicomViewer
-from views.image_viewer import ImageViewer, MaskOverlay
-from views.video_viewer import VideoViewer
+from plugins.dicom_modality.viewer import DicomViewer
+from plugins.image_modality.viewer import ImageViewer
+from plugins.video_modality.viewer import VideoViewer
+from views.viewer_api import MaskOverlay
 
 pytestmark = pytest.mark.gui
 

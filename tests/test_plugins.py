@@ -36,7 +36,7 @@ def test_builtin_image_modality_is_a_regular_plugin():
     assert registry.errors == []
     assert "image_modality" in registry.loaded
     image = registry.modality("image")
-    assert ".png" in image.extensions and image.viewer == "views.image_viewer:ImageViewer"
+    assert ".png" in image.extensions and image.viewer.endswith("image_modality.viewer:ImageViewer")
 
 
 def test_third_party_plugin_is_discovered_and_broken_ones_are_skipped(tmp_path):

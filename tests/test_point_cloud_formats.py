@@ -22,7 +22,7 @@ from inspector.model import CaseStatus
 from inspector.plugins import discover
 from inspector.store import ProjectStore
 
-PKG = "anomalens_plugin_pointcloud_modality"
+PKG = "plugins.pointcloud_modality"
 
 
 def plugin_module(name: str):

@@ -135,7 +135,7 @@ def test_box_on_a_depth_view_highlights_its_points_in_the_viewer(qtbot, tmp_path
 def test_viewer_draws_a_subset_while_dragging_and_the_full_cloud_after(qtbot):
     from PySide6.QtCore import QPoint
 
-    from views.pointcloud_viewer import PointCloudViewer
+    from plugins.pointcloud_modality.viewer import PointCloudViewer
 
     cloud, _ = plugin_module("cloud").make_cloud(plugin_module("synthetic").make_part(4, n_points=150_000).points)
     loaded = LoadedCase("point_cloud", cloud, {"format": "test"})

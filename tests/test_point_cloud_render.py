@@ -268,7 +268,7 @@ def test_offline_detector_scores_a_bump_and_maps_it_to_points(tmp_path, registry
 def test_scans_of_a_symmetric_part_look_at_the_same_side():
     """A nearly symmetric panel sampled anew each time: the views must not show its front for one
     scan and its back for another (the skew of x and y is pure sampling noise here)."""
-    from inspector.demo_modalities import _bracket_points
+    from plugins.pointcloud_modality.samples import _bracket_points
 
     pose = plugin_module("pose")
     normals = []

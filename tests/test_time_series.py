@@ -175,7 +175,7 @@ def test_nab_labels_survive_the_embedded_copy(registry, shared_data, tmp_path):
         assert outcome == "added" and case.blob_sha256
         service._loaded.clear()  # force a fresh read from the embedded copy
         # as after a restart: nothing remembered from the import (in the module the registry loaded)
-        sys.modules["anomalens_plugin_timeseries_modality.labels"]._REMEMBERED.clear()
+        sys.modules["plugins.timeseries_modality.labels"]._REMEMBERED.clear()
         loaded = service.load_case(case)
         assert "nab" not in str(service._unpack_dir).lower()
         assert len(loaded.data.labels) == 1

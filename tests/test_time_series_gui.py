@@ -46,7 +46,7 @@ def _inspect(qtbot, window: MainWindow) -> None:
 
 def test_series_inspected_against_loopback_vlm(qtbot, tmp_path):
     from inspector.plugins import discover
-    from views.timeseries_viewer import TimeSeriesViewer
+    from plugins.timeseries_modality.viewer import TimeSeriesViewer
 
     series_path = _series_csv(tmp_path / "coolant.csv")
     garbage = tmp_path / "garbage.csv"
@@ -124,7 +124,7 @@ def test_series_inspected_against_loopback_vlm(qtbot, tmp_path):
 def test_viewer_shows_nab_labels_scores_and_emits_selection(qtbot, shared_data):
     from inspector.model import ScoreSource, Verdict, VerdictSource
     from inspector.plugins import OfflineContext, discover
-    from views.timeseries_viewer import TimeSeriesViewer
+    from plugins.timeseries_modality.viewer import TimeSeriesViewer
 
     plugin = discover().modality("time_series")
     loaded = plugin.read(shared_data / "nab" / "data" / "realKnownCause" / "nyc_taxi.csv")
@@ -165,7 +165,7 @@ def test_day_ticks_name_the_month(qapp):
 
     from pyqtgraph.graphicsItems.DateAxisItem import MONTH_DAY_ZOOM_LEVEL
 
-    from views.timeseries_viewer import ReadableDateAxis
+    from plugins.timeseries_modality.viewer import ReadableDateAxis
 
     axis = ReadableDateAxis(orientation="bottom", utcOffset=0)
     start = dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp()

@@ -481,7 +481,7 @@ def test_long_videos_are_scored_every_kth_frame_and_interpolated(tmp_path, regis
     import importlib
     from types import SimpleNamespace
 
-    detect = importlib.import_module("anomalens_plugin_video_modality.detect")
+    detect = importlib.import_module("plugins.video_modality.detect")
     source = registry.modality("video").read(write_video(tmp_path / "long.mp4", frames=50)).data
     seen: list[int] = []
 
@@ -501,26 +501,25 @@ def test_long_videos_are_scored_every_kth_frame_and_interpolated(tmp_path, regis
 def test_the_viewer_never_waits_behind_a_decoder(tmp_path, video):
     """`cached` is what the GUI thread calls while a worker may be in a long seek-and-decode."""
     import threading
-    import time
 
     source = video.read(write_video(tmp_path / "clip.mp4", frames=30)).data
     source.frame(3)
-    decoding, release = threading.Event(), threading.Event()
+    decoding, release, let_go = threading.Event(), threading.Event(), threading.Event()
 
     def long_decode() -> None:
         with source._lock:  # what a worker holds for a whole seek-and-decode
             decoding.set()
             release.wait(5)
+            let_go.set()  # still inside the lock: a `cached` that waited for it returns after this
 
     worker = threading.Thread(target=long_decode)
     worker.start()
     decoding.wait(5)
-    started = time.perf_counter()
     try:
         assert read_stamp(source.cached(3)) == 3
         assert source.cached(20) is None
-        waited = time.perf_counter() - started
+        answered_while_decoding = not let_go.is_set()
     finally:
         release.set()
         worker.join()
-    assert waited < 0.5
+    assert answered_while_decoding  # the wait itself: benchmarks/timings.py

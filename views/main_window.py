@@ -47,7 +47,7 @@ from views.batch_panel import BatchPanel
 from views.case_browser import CaseBrowser
 from views.prompt_panel import PromptPanel
 from views.verdict_panel import VerdictPanel
-from views.viewer_base import CaseViewer
+from views.viewer_api import CaseViewer
 from views.workers import AsyncRunner, Job
 
 log = logging.getLogger(__name__)

@@ -163,7 +163,7 @@ class PromptPanel(QWidget):
 
 
 def thumbnail_array(rgb: np.ndarray, side: int = 72) -> QPixmap:
-    from views.image_viewer import array_to_qimage
+    from views.viewer_api import array_to_qimage
 
     return QPixmap.fromImage(array_to_qimage(rgb)).scaled(
         side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)

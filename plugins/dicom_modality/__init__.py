@@ -21,8 +21,9 @@ from typing import Any
 
 from inspector.model import LoadedCase, Modality, Region, View
 from inspector.plugins import ModalityPlugin, OfflineContext, OfflineOutcome, PluginRegistry, QueryView
+from inspector.samples import DemoSet
 
-PLUGIN_API_VERSION = 1
+PLUGIN_API_VERSION = 2
 
 EXTENSIONS = (".dcm", ".dicom", ".dic", ".ima")
 
@@ -78,6 +79,13 @@ def reference_images(loaded: LoadedCase):
     return rendering.reference_images(loaded)
 
 
+def demo_samples(folder: Path) -> list[DemoSet]:
+    """This modality's demo profile and cases (`samples.py`), for the demo project."""
+    from .samples import samples
+
+    return samples(folder)
+
+
 def register(registry: PluginRegistry) -> None:
     patterns = " ".join(f"*{ext}" for ext in EXTENSIONS)
     registry.register_modality(ModalityPlugin(
@@ -92,7 +100,8 @@ def register(registry: PluginRegistry) -> None:
         locate=locate,
         sniff=sniff,
         claims_folder=claims_folder,
-        viewer="views.dicom_viewer:DicomViewer",
+        viewer=f"{__name__}.viewer:DicomViewer",
+        samples=demo_samples,
         default_preset="medical",
         file_filter=f"DICOM ({patterns})",
     ))

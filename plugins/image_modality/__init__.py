@@ -13,8 +13,9 @@ import numpy as np
 from inspector.imaging import IMAGE_EXTENSIONS, read_image_file, resize_max_side
 from inspector.model import LoadedCase, Modality, View, ViewMap
 from inspector.plugins import ModalityPlugin, PluginRegistry
+from inspector.samples import DemoSet
 
-PLUGIN_API_VERSION = 1
+PLUGIN_API_VERSION = 2
 
 _MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*", b"GIF8")
 
@@ -42,6 +43,13 @@ def offline_input(case: LoadedCase) -> np.ndarray:
     return case.data
 
 
+def demo_samples(folder: Path) -> list[DemoSet]:
+    """This modality's demo profile and cases (`samples.py`), for the demo project."""
+    from .samples import samples
+
+    return samples(folder)
+
+
 def register(registry: PluginRegistry) -> None:
     patterns = " ".join(f"*{ext}" for ext in IMAGE_EXTENSIONS)
     registry.register_modality(ModalityPlugin(
@@ -52,7 +60,8 @@ def register(registry: PluginRegistry) -> None:
         render=render,
         offline_input=offline_input,
         sniff=sniff,
-        viewer="views.image_viewer:ImageViewer",
+        viewer=f"{__name__}.viewer:ImageViewer",
+        samples=demo_samples,
         default_preset="industrial",
         file_filter=f"Images ({patterns})",
     ))

@@ -17,10 +17,11 @@ from typing import Any
 
 from inspector.model import LoadedCase, View
 from inspector.plugins import ModalityPlugin, OfflineContext, OfflineOutcome, PluginRegistry
+from inspector.samples import DemoSet
 
 from . import readers
 
-PLUGIN_API_VERSION = 1
+PLUGIN_API_VERSION = 2
 NAME = "point_cloud"
 
 
@@ -64,6 +65,13 @@ def reference_images(loaded: LoadedCase):
     return references(loaded)
 
 
+def demo_samples(folder: Path) -> list[DemoSet]:
+    """This modality's demo profile and cases (`samples.py`), for the demo project."""
+    from .samples import samples
+
+    return samples(folder)
+
+
 def register(registry: PluginRegistry) -> None:
     """Register with a raised sniff priority.
 
@@ -79,7 +87,9 @@ def register(registry: PluginRegistry) -> None:
         read=read,
         render=render,
         sniff=readers.sniff,
-        viewer="views.pointcloud_viewer:PointCloudViewer",
+        viewer=f"{__name__}.viewer:PointCloudViewer",
+        presets=Path(__file__).resolve().parent / "presets",
+        samples=demo_samples,
         default_preset="point_cloud",
         file_filter="Point clouds (*.ply *.pcd *.xyz *.pts *.txt *.npy *.npz *.tif *.tiff)",
         offline_detect=offline_detect,

@@ -118,22 +118,16 @@ def _vtk_rasterize(points: np.ndarray, views: list[ViewSpec], size: int,
 def _vtk_render_locked(points: np.ndarray, views: list[ViewSpec], size: int,
                        point_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
     from vtkmodules.util import numpy_support as ns
-    from vtkmodules.vtkCommonCore import vtkFloatArray, vtkPoints, vtkUnsignedCharArray
-    from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
+    from vtkmodules.vtkCommonCore import vtkFloatArray, vtkUnsignedCharArray
     from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkRenderer
     from vtkmodules.vtkRenderingOpenGL2 import vtkEGLRenderWindow
+
+    from .polydata import vertex_polydata
 
     n = points.shape[0]
     codes = np.arange(1, n + 1, dtype=np.uint32)
     colors = np.stack([codes & 255, (codes >> 8) & 255, (codes >> 16) & 255], axis=1).astype(np.uint8)
-    poly = vtkPolyData()
-    vtk_points = vtkPoints()
-    vtk_points.SetData(ns.numpy_to_vtk(np.ascontiguousarray(points, dtype=np.float32), deep=True))
-    poly.SetPoints(vtk_points)
-    cells = vtkCellArray()
-    cells.SetData(ns.numpy_to_vtkIdTypeArray(np.arange(n + 1, dtype=np.int64), deep=True),
-                  ns.numpy_to_vtkIdTypeArray(np.arange(n, dtype=np.int64), deep=True))
-    poly.SetVerts(cells)
+    poly = vertex_polydata(points)
     scalars = ns.numpy_to_vtk(colors, deep=True, array_type=3)  # VTK_UNSIGNED_CHAR
     scalars.SetName("id")
     poly.GetPointData().SetScalars(scalars)

@@ -15,8 +15,9 @@ import numpy as np
 
 from inspector.model import LoadedCase, Modality, Region, View
 from inspector.plugins import ModalityPlugin, OfflineContext, OfflineOutcome, PluginRegistry, QueryView
+from inspector.samples import DemoSet
 
-PLUGIN_API_VERSION = 1
+PLUGIN_API_VERSION = 2
 
 EXTENSIONS = (".csv", ".tsv", ".tab", ".parquet", ".pq")
 
@@ -68,6 +69,13 @@ def reference_images(loaded: LoadedCase) -> list[tuple[str, np.ndarray]]:
     return [(f"{stem} {view.label}", view.image) for view in renderer.render(loaded.data, {})]
 
 
+def demo_samples(folder: Path) -> list[DemoSet]:
+    """This modality's demo profile and cases (`samples.py`), for the demo project."""
+    from .samples import samples
+
+    return samples(folder)
+
+
 def register(registry: PluginRegistry) -> None:
     registry.register_modality(ModalityPlugin(
         name=Modality.TIME_SERIES.value,
@@ -77,7 +85,9 @@ def register(registry: PluginRegistry) -> None:
         read_copy=read_copy,
         render=render,
         sniff=sniff,
-        viewer="views.timeseries_viewer:TimeSeriesViewer",
+        viewer=f"{__name__}.viewer:TimeSeriesViewer",
+        presets=Path(__file__).resolve().parent / "presets",
+        samples=demo_samples,
         default_preset="time_series",
         file_filter="Time series (*.csv *.tsv *.tab *.parquet *.pq)",
         offline_detect=offline_detect,

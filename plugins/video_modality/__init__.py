@@ -16,10 +16,11 @@ import numpy as np
 
 from inspector.model import LoadedCase, Modality, Region, View
 from inspector.plugins import ModalityPlugin, OfflineContext, OfflineOutcome, PluginRegistry, QueryView
+from inspector.samples import DemoSet
 
 from .container import VIDEO_EXTENSIONS  # no PyAV import yet: that happens when a video is opened
 
-PLUGIN_API_VERSION = 1
+PLUGIN_API_VERSION = 2
 
 
 def read(path: Path) -> LoadedCase:
@@ -64,6 +65,13 @@ def offline_detect(loaded: LoadedCase, context: OfflineContext) -> OfflineOutcom
     return detect.offline_detect(loaded, context)
 
 
+def demo_samples(folder: Path) -> list[DemoSet]:
+    """This modality's demo profile and cases (`samples.py`), for the demo project."""
+    from .samples import samples
+
+    return samples(folder)
+
+
 def register(registry: PluginRegistry) -> None:
     patterns = " ".join(f"*{ext}" for ext in VIDEO_EXTENSIONS)
     registry.register_modality(ModalityPlugin(
@@ -73,7 +81,9 @@ def register(registry: PluginRegistry) -> None:
         read=read,
         render=render,
         sniff=sniff,
-        viewer="views.video_viewer:VideoViewer",
+        viewer=f"{__name__}.viewer:VideoViewer",
+        presets=Path(__file__).resolve().parent / "presets",
+        samples=demo_samples,
         default_preset="surveillance",
         file_filter=f"Videos ({patterns})",
         offline_detect=offline_detect,

@@ -23,8 +23,8 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSpinBox, QToolBar, QVBoxLayout
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 from vtkmodules.util import numpy_support as ns
-from vtkmodules.vtkCommonCore import vtkLookupTable, vtkPoints
-from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
+from vtkmodules.vtkCommonCore import vtkLookupTable
+from vtkmodules.vtkCommonDataModel import vtkPolyData
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
@@ -35,7 +35,11 @@ from vtkmodules.vtkRenderingCore import (
 )
 
 from inspector.model import LoadedCase, Verdict
-from views.viewer_base import CaseViewer
+from views.viewer_api import (
+    CaseViewer,
+)
+
+from .polydata import vertex_polydata
 
 LOD_LEVELS = (250_000, 60_000, 15_000)
 TARGET_FPS = 12.0
@@ -60,14 +64,7 @@ class PreparedCloud:
 
 def _polydata(points: np.ndarray, colors: np.ndarray | None) -> vtkPolyData:
     n = points.shape[0]
-    poly = vtkPolyData()
-    vtk_points = vtkPoints()
-    vtk_points.SetData(ns.numpy_to_vtk(np.ascontiguousarray(points, dtype=np.float32), deep=True))
-    poly.SetPoints(vtk_points)
-    cells = vtkCellArray()
-    cells.SetData(ns.numpy_to_vtkIdTypeArray(np.arange(n + 1, dtype=np.int64), deep=True),
-                  ns.numpy_to_vtkIdTypeArray(np.arange(n, dtype=np.int64), deep=True))
-    poly.SetVerts(cells)
+    poly = vertex_polydata(points)
     data = poly.GetPointData()
     height = ns.numpy_to_vtk(np.ascontiguousarray(points[:, 2], dtype=np.float32), deep=True)
     height.SetName("height")

@@ -22,7 +22,9 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QToolBar, QVBoxLayout
 
 from inspector.model import LoadedCase, Region, Verdict
-from views.viewer_base import CaseViewer
+from views.viewer_api import (
+    CaseViewer,
+)
 
 MAX_PANELS = 6  # more columns than this are overlaid in one panel
 PALETTE = ("#1f4e9c", "#c2571a", "#2a8c4a", "#8c2a8c", "#8c7a2a", "#2a7f8c", "#555555", "#b02a4a")

@@ -14,7 +14,7 @@ it matches the plugin's default rendering right after `show_case`, and every cha
 `render_options_changed` so the prompt shows the model the same slice.
 
 Regions from Set-of-Mark answers show their mask filled over the box, on their slice only, labelled
-with the mark number (see `views.image_viewer.MaskOverlay`). "Draw region" (D) turns a left drag
+with the mark number (see `views.viewer_api.MaskOverlay`). "Draw region" (D) turns a left drag
 into a rectangle the operator draws for the model (instead of panning). Drawn rectangles belong to
 the slice they were drawn on: they are shown, and listed in ``render_options()["drawn_regions"]``
 (slice pixels), only while that slice is current, and come back when the operator returns to it;
@@ -48,26 +48,20 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.model import LoadedCase, Region, Verdict
-from views.colormap import heat_to_rgba
-from views.image_viewer import (
+from views.viewer_api import (
+    CaseViewer,
     MaskOverlay,
     ZoomableView,
     array_to_qimage,
     clip_box,
     drawn_outline,
+    heat_to_rgba,
     mask_overlay,
     region_box,
 )
-from views.viewer_base import CaseViewer
 
-# (label, center, width); CT values are Hounsfield units. Offered for CT volumes.
-CT_WINDOW_PRESETS: tuple[tuple[str, float, float], ...] = (
-    ("CT brain", 40.0, 80.0),
-    ("CT subdural", 75.0, 200.0),
-    ("CT soft tissue", 50.0, 400.0),
-    ("CT lung", -600.0, 1500.0),
-    ("CT bone", 500.0, 2000.0),
-)
+from .volume import CT_PRESETS  # (label, center, width) in Hounsfield units, offered for CT
+
 SEND_MODES: tuple[tuple[str, str], ...] = (
     ("this", "Model sees: this slice"),
     ("around", "Model sees: this slice ±1"),
@@ -475,7 +469,7 @@ class DicomViewer(CaseViewer):
         c, w = volume.auto_window
         combo.addItem(f"Auto (W {w:.4g} L {c:.4g})", (c, w))
         if volume.units == "HU":
-            for name, center, width in CT_WINDOW_PRESETS:
+            for name, center, width in CT_PRESETS:
                 combo.addItem(f"{name} (W {width:g} L {center:g})", (center, width))
         combo.addItem("Custom", "custom")
         self._sync_window_widgets()

@@ -12,7 +12,7 @@ what the model is shown (`render_options` -> ``{"frames": [a, b]}``). Frame numb
 the same numbers printed on the tiles the model sees.
 
 A box region from a Set-of-Mark answer carries its mark's mask: it is filled over the box on that
-frame only, and the outline is labelled with the mark number (`views.image_viewer.MaskOverlay`).
+frame only, and the outline is labelled with the mark number (`views.viewer_api.MaskOverlay`).
 """
 
 from __future__ import annotations
@@ -48,9 +48,15 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.model import LoadedCase, Region, Verdict
-from views.colormap import heat_to_rgba
-from views.image_viewer import MaskOverlay, ZoomableView, array_to_qimage, mask_overlay, region_box
-from views.viewer_base import CaseViewer
+from views.viewer_api import (
+    CaseViewer,
+    MaskOverlay,
+    ZoomableView,
+    array_to_qimage,
+    heat_to_rgba,
+    mask_overlay,
+    region_box,
+)
 
 GT_COLOUR = QColor("#f0a020")
 VERDICT_COLOUR = QColor("#ff4d4f")
