@@ -1,17 +1,84 @@
-"""Shared test setup: isolated user folders, real data location, common fixtures."""
+"""Shared test setup: isolated user folders, real data location, common fixtures.
+
+``ANOMALENS_NO_QT=1`` runs the suite as if Qt were not installed: importing PySide6, shiboken6,
+pyqtgraph, pytest-qt or VTK's Qt widgets (``vtkmodules.qt``) raises ModuleNotFoundError, and test
+modules marked ``gui`` as a whole (a module-level ``pytestmark``) are not collected. It proves the
+core and the plugins work headless. Run it as scripts/test.sh does::
+
+    ANOMALENS_NO_QT=1 .venv/bin/python -m pytest -m "not gui" -p no:pytest-qt
+"""
 
 from __future__ import annotations
 
+import ast
+import importlib.abc
 import os
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
+NO_QT = os.environ.get("ANOMALENS_NO_QT", "") not in ("", "0")
+QT_MODULES = ("PySide6", "shiboken6", "pyqtgraph", "pytestqt", "vtkmodules.qt")
+
+
+def _is_qt(fullname: str) -> bool:
+    return any(fullname == name or fullname.startswith(name + ".") for name in QT_MODULES)
+
+
+class _QtBlocker(importlib.abc.MetaPathFinder):
+    """Makes the Qt stack unimportable, as on a machine where it is not installed."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if _is_qt(fullname):
+            raise ModuleNotFoundError(f"No module named {fullname!r} (ANOMALENS_NO_QT=1 blocks Qt)", name=fullname)
+        return None
+
+
+if NO_QT:
+    _loaded = sorted(name for name in sys.modules if _is_qt(name) and not name.startswith("pytestqt"))
+    if _loaded:
+        raise RuntimeError(f"ANOMALENS_NO_QT=1, but Qt was imported before the test setup: {', '.join(_loaded)}")
+    sys.meta_path.insert(0, _QtBlocker())
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    if NO_QT and config.pluginmanager.hasplugin("pytest-qt"):
+        raise pytest.UsageError("ANOMALENS_NO_QT=1 needs pytest-qt disabled: add -p no:pytest-qt")
+
+
+def _marked_gui_as_a_whole(path: Path) -> bool:
+    """Whether a test module says ``pytestmark = pytest.mark.gui`` (alone or in a list) at its top level."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return False
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets):
+            marks = node.value.elts if isinstance(node.value, ast.List | ast.Tuple) else [node.value]
+            return any(isinstance(m, ast.Attribute) and m.attr == "gui" for m in marks)
+    return False
+
+
+class _GuiModuleWithoutQt(pytest.Module):
+    """A test module marked gui as a whole, while Qt is blocked: never imported, no tests."""
+
+    def collect(self):
+        return []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makemodule(module_path, parent):
+    """Without Qt, a module marked gui as a whole is not even imported (it may import Qt at its top)."""
+    if NO_QT and _marked_gui_as_a_whole(module_path):
+        return _GuiModuleWithoutQt.from_parent(parent, path=module_path)
+    return None
 
 # Qt picks its platform at QApplication creation; the test command runs under Xvfb with xcb so
 # VTK can render, and falls back to offscreen where no display exists.

@@ -80,6 +80,8 @@ class RecordedRequest:
     image_formats: list[str] = field(default_factory=list)
     status: int = 0  # 0 while the request is in flight (e.g. delayed)
     error: str | None = None
+    received_at: float = field(default_factory=time.monotonic)
+    replied_at: float | None = None  # when the server began to answer (after any scripted delay)
 
 
 class _RequestError(Exception):
@@ -263,6 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
         if behaviour.delay_s and self.loopback._stopping.wait(behaviour.delay_s):
             self.close_connection = True
             return
+        record.replied_at = time.monotonic()
         if behaviour.status is not None and behaviour.status >= 400:
             record.status = behaviour.status
             headers = {"Retry-After": behaviour.retry_after} if behaviour.retry_after is not None else {}

@@ -9,6 +9,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from inspector.demo import build_demo_project
 from inspector.inspection import InspectionService
 from inspector.model import CaseStatus
@@ -51,6 +53,7 @@ def test_self_test_passes_from_source(tmp_path):
         assert modality in result.stdout
 
 
+@pytest.mark.slow  # ~20 s on 2 cores: the offline detector of every modality
 def test_offline_detectors_rank_each_demo_anomaly_above_its_normal_case(tmp_path, registry):
     """What a first-time user tries with no endpoint: every modality's demo must make sense offline."""
     store = build_demo_project(tmp_path / "demo.anomalens", registry)

