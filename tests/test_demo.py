@@ -43,6 +43,7 @@ def test_demo_project_has_every_modality_and_every_case_renders(tmp_path, regist
         assert len(again.cases()) == count
 
 
+@pytest.mark.gui  # the self-test opens the main window (Qt on the display)
 def test_self_test_passes_from_source(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "main.py"), "--self-test"], capture_output=True,
                             text=True, timeout=300, cwd=tmp_path)
