@@ -1,10 +1,10 @@
 """Anomalens Workstation entry point.
 
-    python main.py                 start the workstation (last project, or the demo project)
-    python main.py PROJECT         open a project file (*.anomalens; created if missing)
-    python main.py --demo          open the demo project (built on first use)
-    python main.py --self-test     headless check: temporary project, offline inspection, exit 0
-    python main.py --batch PROJECT inspect every not-yet-inspected case of a project, headless
+python main.py                 start the workstation (last project, or the demo project)
+python main.py PROJECT         open a project file (*.anomalens; created if missing)
+python main.py --demo          open the demo project (built on first use)
+python main.py --self-test     headless check: temporary project, offline inspection, exit 0
+python main.py --batch PROJECT inspect every not-yet-inspected case of a project, headless
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--demo", action="store_true", help="open the bundled demo project")
     parser.add_argument("--self-test", action="store_true", help="headless start-up check, exits 0 on success")
     parser.add_argument("--batch", action="store_true", help="inspect all not-inspected cases headless")
-    parser.add_argument("--concurrency", type=int, default=None,
-                        help="--batch: requests in flight at once (default: the settings' batch limits, else 4)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="--batch: requests in flight at once (default: the settings' batch limits, else 4)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -97,6 +101,7 @@ def run_batch(args: argparse.Namespace) -> int:
             print("The project has no profile; create one first.", file=sys.stderr)
             return 2
         if not run_settings.endpoint.configured:
+
             def print_error(case, message: str) -> None:
                 print(f"{case.name}\terror\t{message}")
 
@@ -128,9 +133,12 @@ def _report_batches(store, results) -> int:
                 _print_verdict(case, verdict)
         failures += progress.failed
         cost = "cost unknown" if progress.cost is None else f"cost ${progress.cost:.4f}"
-        print(f"batch {progress.batch_id}: {progress.status}, {progress.done} done ({progress.cached} cached), "
-              f"{progress.failed} failed, {progress.pending} pending, {progress.tokens_in} tokens in, "
-              f"{progress.tokens_out} out, {cost}", file=sys.stderr)
+        print(
+            f"batch {progress.batch_id}: {progress.status}, {progress.done} done ({progress.cached} cached), "
+            f"{progress.failed} failed, {progress.pending} pending, {progress.tokens_in} tokens in, "
+            f"{progress.tokens_out} out, {cost}",
+            file=sys.stderr,
+        )
         if progress.message:
             print(progress.message, file=sys.stderr)
             return 2
@@ -155,8 +163,10 @@ def _check_every_modality(service) -> tuple[list[str], dict[str, int]]:
             problems.append(f"demo case {case.name} ({case.modality}): {type(exc).__name__}: {exc}")
     builtin = {"image", "dicom", "point_cloud", "time_series", "video"}
     problems += [f"modality {name} is not available" for name in sorted(builtin - set(service.registry.modalities))]
-    problems += [f"no demo case of modality {name} could be rendered"
-                 for name in sorted((builtin & set(service.registry.modalities)) - set(rendered))]
+    problems += [
+        f"no demo case of modality {name} could be rendered"
+        for name in sorted((builtin & set(service.registry.modalities)) - set(rendered))
+    ]
     return problems, rendered
 
 
@@ -178,8 +188,9 @@ def _check_set_of_mark(service, case, profile) -> tuple[list[str], str]:
         from inspector.localization.sam import SamProposals, SamUnavailableError, tiny_sam
 
         try:
-            sam = SamProposals(tiny_sam(image_size=64), points_per_side=4, pred_iou_thresh=0.0,
-                               stability_score_thresh=0.0)
+            sam = SamProposals(
+                tiny_sam(image_size=64), points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0
+            )
         except SamUnavailableError:  # a build without torchvision: SAM is an option, not a requirement
             summary += ", SAM unavailable in this build (no torchvision)"
         else:
@@ -237,17 +248,21 @@ def run_self_test() -> int:
         app.processEvents()
         window.force_close = True
         window.close()
-    print(f"self-test OK: plugins {registry.loaded}; views rendered per modality {rendered}; "
-          f"offline verdict on {anomalous.name}: "
-          f"{'anomalous' if verdict.anomalous else 'normal'} score {verdict.score:.3f}; "
-          f"Set-of-Mark: {marks_summary}; {time.perf_counter() - started:.1f} s")
+    print(
+        f"self-test OK: plugins {registry.loaded}; views rendered per modality {rendered}; "
+        f"offline verdict on {anomalous.name}: "
+        f"{'anomalous' if verdict.anomalous else 'normal'} score {verdict.score:.3f}; "
+        f"Set-of-Mark: {marks_summary}; {time.perf_counter() - started:.1f} s"
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if args.self_test:
         return run_self_test()
     if args.batch:

@@ -52,8 +52,9 @@ def outcome(text: str) -> str:
 
 def valid_marks(entry: dict) -> list[int]:
     """The numbers drawn on the image, as far as the answer lets us know (else 1-99)."""
-    named = set(entry.get("marks_mentioned") or []) | set(entry.get("marks") or []) | set(
-        entry.get("marks_normal") or [])
+    named = (
+        set(entry.get("marks_mentioned") or []) | set(entry.get("marks") or []) | set(entry.get("marks_normal") or [])
+    )
     return sorted(named) if named else list(range(1, 100))
 
 
@@ -72,9 +73,15 @@ def verdict_figures(entries: list[dict]) -> dict:
             if got != "none":
                 guesses += 1
             misses.append((e, got))
-    return {"n": len(rows), "agreement": agree / len(rows) if rows else float("nan"), "guesses": guesses,
-            "unparsed": unparsed / stated if stated else float("nan"), "stated": stated,
-            "unparsed_n": unparsed, "misses": misses}
+    return {
+        "n": len(rows),
+        "agreement": agree / len(rows) if rows else float("nan"),
+        "guesses": guesses,
+        "unparsed": unparsed / stated if stated else float("nan"),
+        "stated": stated,
+        "unparsed_n": unparsed,
+        "misses": misses,
+    }
 
 
 def mark_figures(entries: list[dict]) -> dict:
@@ -112,9 +119,14 @@ def range_figures(entries: list[dict]) -> dict:
 
 
 DEGENERATE = {  # what a model stuck in a loop, or a broken server, can send
-    "100k newlines": "\n" * 100_000, "100k spaces": " " * 100_000 + "normal", "100k letters": "a" * 100_000,
-    "20k \\boxed{": "\\boxed{" * 20_000, "20k <answer>": "<answer>" * 20_000, "60k [": "[" * 60_000,
-    "5k nested braces": "{" * 5_000 + "}" * 5_000, "a 20k-item negated list": "no " + ", ".join(["crack"] * 20_000),
+    "100k newlines": "\n" * 100_000,
+    "100k spaces": " " * 100_000 + "normal",
+    "100k letters": "a" * 100_000,
+    "20k \\boxed{": "\\boxed{" * 20_000,
+    "20k <answer>": "<answer>" * 20_000,
+    "60k [": "[" * 60_000,
+    "5k nested braces": "{" * 5_000 + "}" * 5_000,
+    "a 20k-item negated list": "no " + ", ".join(["crack"] * 20_000),
     "20k mark mentions": " ".join(f"mark {i % 50}" for i in range(20_000)),
     "3k repeated sentences": "There is a crack on the rim. " * 3_000,
 }
@@ -145,16 +157,22 @@ def report(corpus: dict, list_misses: bool, splits: tuple[str, ...] = ("dev", "h
     by_split = defaultdict(list)
     for a in answers:
         by_split[a["split"]].append(a)
-    print(f"corpus: {len(answers)} real answers from {len(corpus['sources'])} source files "
-          f"({', '.join(f'{k} {len(v)}' for k, v in sorted(by_split.items()))})")
-    print(f"{'split':8s} {'verdicts':>8s} {'agree':>8s} {'guesses':>8s} {'unparsed':>9s} {'marks':>6s} {'read':>8s}"
-          f" {'ranges':>7s} {'read':>8s}")
+    print(
+        f"corpus: {len(answers)} real answers from {len(corpus['sources'])} source files "
+        f"({', '.join(f'{k} {len(v)}' for k, v in sorted(by_split.items()))})"
+    )
+    print(
+        f"{'split':8s} {'verdicts':>8s} {'agree':>8s} {'guesses':>8s} {'unparsed':>9s} {'marks':>6s} {'read':>8s}"
+        f" {'ranges':>7s} {'read':>8s}"
+    )
     for split in splits:
         v = verdict_figures(by_split[split])
         m = mark_figures(by_split[split])
         r = range_figures(by_split[split])
-        print(f"{split:8s} {v['n']:8d} {_pct(v['agreement']):>8s} {v['guesses']:8d} "
-              f"{_pct(v['unparsed']):>9s} {m['n']:6d} {_pct(m['read']):>8s} {r['n']:7d} {_pct(r['read']):>8s}")
+        print(
+            f"{split:8s} {v['n']:8d} {_pct(v['agreement']):>8s} {v['guesses']:8d} "
+            f"{_pct(v['unparsed']):>9s} {m['n']:6d} {_pct(m['read']):>8s} {r['n']:7d} {_pct(r['read']):>8s}"
+        )
     for split in splits:
         per_domain = defaultdict(list)
         for a in by_split[split]:
@@ -168,12 +186,16 @@ def report(corpus: dict, list_misses: bool, splits: tuple[str, ...] = ("dev", "h
     read_twice = [a for a in answers if a.get("second") in VERDICTS and a["states"] in VERDICTS]
     if read_twice:
         alike = [a for a in read_twice if a["second"] == a["states"]]
-        print(f"two readers: {len(alike)}/{len(read_twice)} answers labelled alike "
-              f"({_pct(len(alike) / len(read_twice)).strip()}); figures on those:")
+        print(
+            f"two readers: {len(alike)}/{len(read_twice)} answers labelled alike "
+            f"({_pct(len(alike) / len(read_twice)).strip()}); figures on those:"
+        )
         for split in splits:
             v = verdict_figures([a for a in alike if a["split"] == split])
-            print(f"  {split:8s} {v['n']:5d} agree {_pct(v['agreement'])} guesses {v['guesses']} "
-                  f"unparsed {_pct(v['unparsed'])}")
+            print(
+                f"  {split:8s} {v['n']:5d} agree {_pct(v['agreement'])} guesses {v['guesses']} "
+                f"unparsed {_pct(v['unparsed'])}"
+            )
     labels = Counter(a["states"] for a in answers)
     print("labels: " + ", ".join(f"{k} {n}" for k, n in sorted(labels.items())))
     print(f"own corpus (tests/answer_corpus.json, written with the reader): {_pct(own_corpus_agreement())}")
@@ -182,20 +204,26 @@ def report(corpus: dict, list_misses: bool, splits: tuple[str, ...] = ("dev", "h
         parse_answer(a["text"])
     per_answer = (time.perf_counter() - started) / len(answers)
     slowest = max(degenerate_seconds().items(), key=lambda kv: kv[1])
-    print(f"reading time: {1000 * per_answer:.1f} ms per corpus answer; slowest degenerate answer "
-          f"({slowest[0]}): {slowest[1]:.2f} s")
+    print(
+        f"reading time: {1000 * per_answer:.1f} ms per corpus answer; slowest degenerate answer "
+        f"({slowest[0]}): {slowest[1]:.2f} s"
+    )
     heldout = verdict_figures(by_split["heldout"]) if "heldout" in splits else {"misses": []}
     why = Counter(read_prose(e["text"]).basis for e, got in heldout["misses"] if got == "none")
     if why:
-        print("held-out answers left unparsed, by the reader's reason: "
-              + ", ".join(f"{k} {n}" for k, n in why.most_common()))
+        print(
+            "held-out answers left unparsed, by the reader's reason: "
+            + ", ".join(f"{k} {n}" for k, n in why.most_common())
+        )
     if list_misses:
         dev = verdict_figures(by_split["dev"])
         print("\ndev verdict misses:")
         for e, got in dev["misses"]:
             reading = read_prose(e["text"])
-            print(f"- label {e['states']}, read {got} ({reading.basis}: {reading.evidence[:120]!r})\n  "
-                  + e["text"][:700].replace("\n", " / "))
+            print(
+                f"- label {e['states']}, read {got} ({reading.basis}: {reading.evidence[:120]!r})\n  "
+                + e["text"][:700].replace("\n", " / ")
+            )
         print("\ndev range misses:")
         for e, got in range_figures(by_split["dev"])["misses"]:
             print(f"- label {e['ranges']}, read {got}\n  " + e["text"][:500].replace("\n", " / "))

@@ -61,8 +61,7 @@ def serve(latency_s: float, conn) -> None:
 class RemoteServer:
     def __init__(self, latency_s: float) -> None:
         self._conn, child = multiprocessing.Pipe()
-        self._process = multiprocessing.get_context("spawn").Process(target=serve, args=(latency_s, child),
-                                                                     daemon=True)
+        self._process = multiprocessing.get_context("spawn").Process(target=serve, args=(latency_s, child), daemon=True)
         self._process.start()
         self.base_url: str = self._conn.recv()
 
@@ -96,8 +95,9 @@ def make_project(path: Path, pngs: list[Path], registry) -> tuple[InspectionServ
     return service, ids, profile
 
 
-def timed_batch(service: InspectionService, ids: list[int], profile: Profile, endpoint: EndpointSettings,
-                concurrency: int) -> tuple[float, float, object]:
+def timed_batch(
+    service: InspectionService, ids: list[int], profile: Profile, endpoint: EndpointSettings, concurrency: int
+) -> tuple[float, float, object]:
     limits = BatchLimits(concurrency=concurrency)
     started, cpu = time.perf_counter(), time.process_time()
     progress = asyncio.run(run_batch(service, ids, lambda case: profile, endpoint, limits, api_key="none"))
@@ -126,8 +126,10 @@ def main() -> int:
         concurrent_s, cpu_s, progress = timed_batch(service, ids, profile, endpoint, args.concurrency)
         ratio = concurrent_s / ideal
         print(f"ideal (cases x latency / concurrency): {ideal:.2f} s")
-        print(f"concurrent batch: {concurrent_s:.2f} s, ratio {ratio:.3f} (target <= 1.2); "
-              f"done {progress.done}, failed {progress.failed}, requests {progress.requests}, CPU {cpu_s:.2f} s")
+        print(
+            f"concurrent batch: {concurrent_s:.2f} s, ratio {ratio:.3f} (target <= 1.2); "
+            f"done {progress.done}, failed {progress.failed}, requests {progress.requests}, CPU {cpu_s:.2f} s"
+        )
 
         n_seq = args.sequential or args.cases
         seq_service, seq_ids, seq_profile = make_project(tmp_path / "sequential.anomalens", pngs[:n_seq], registry)
@@ -135,14 +137,18 @@ def main() -> int:
         seq_s, _, _ = timed_batch(seq_service, seq_ids, seq_profile, endpoint, 1)
         scaled = seq_s * args.cases / n_seq
         how = "all cases" if n_seq == args.cases else f"first {n_seq} cases, scaled to {args.cases}"
-        print(f"one at a time ({how}): {seq_s:.2f} s measured, {scaled:.2f} s for {args.cases} cases; "
-              f"speed-up {scaled / concurrent_s:.1f}x; requests {server.chat_requests() - before}")
+        print(
+            f"one at a time ({how}): {seq_s:.2f} s measured, {scaled:.2f} s for {args.cases} cases; "
+            f"speed-up {scaled / concurrent_s:.1f}x; requests {server.chat_requests() - before}"
+        )
 
         before = server.chat_requests()
         rerun_s, _, rerun = timed_batch(service, ids, profile, endpoint, args.concurrency)
         requests = server.chat_requests() - before
-        print(f"identical re-run: {rerun_s:.2f} s, HTTP requests {requests} (must be 0), "
-              f"cached {rerun.cached} of {rerun.total}")
+        print(
+            f"identical re-run: {rerun_s:.2f} s, HTTP requests {requests} (must be 0), "
+            f"cached {rerun.cached} of {rerun.total}"
+        )
         for s in (service, seq_service):
             s.close()
             s.store.close()

@@ -53,8 +53,13 @@ def load_figures(folder: Path, runs: int) -> dict[str, float]:
         loaded = plugin.read(folder)
         times.append(time.perf_counter() - started)
     volume = loaded.data
-    return {"read_best_s": min(times), "read_median_s": statistics.median(times),
-            "slices": volume.n_slices, "voxel_mb": volume.voxels.nbytes / 2**20, "dtype": str(volume.voxels.dtype)}
+    return {
+        "read_best_s": min(times),
+        "read_median_s": statistics.median(times),
+        "slices": volume.n_slices,
+        "voxel_mb": volume.voxels.nbytes / 2**20,
+        "dtype": str(volume.voxels.dtype),
+    }
 
 
 def window_figures(folder: Path) -> dict[str, float]:
@@ -122,9 +127,14 @@ def gui_figures(folder: Path, tmp: Path, passes: int) -> dict[str, float]:
     drag_rate = drags / (time.perf_counter() - started)
     window.force_close = True
     window.close()
-    return {"import_s": imported, "select_to_shown_s": first_shown, "scroll_slices_per_s_best": max(rates),
-            "scroll_slices_per_s_median": statistics.median(rates), "window_drag_updates_per_s": drag_rate,
-            "viewport": f"{viewer.view.viewport().width()}x{viewer.view.viewport().height()}"}
+    return {
+        "import_s": imported,
+        "select_to_shown_s": first_shown,
+        "scroll_slices_per_s_best": max(rates),
+        "scroll_slices_per_s_median": statistics.median(rates),
+        "window_drag_updates_per_s": drag_rate,
+        "viewport": f"{viewer.view.viewport().width()}x{viewer.view.viewport().height()}",
+    }
 
 
 def detector_figures(folder: Path, repeats: int) -> dict[str, float]:
@@ -142,15 +152,21 @@ def detector_figures(folder: Path, repeats: int) -> dict[str, float]:
     started = time.perf_counter()
     detector.fit(references)
     fit_s = time.perf_counter() - started
-    context = OfflineContext(references=lambda: [], image_detector=lambda: detector, progress=lambda f: None,
-                             is_cancelled=lambda: False)
+    context = OfflineContext(
+        references=lambda: [], image_detector=lambda: detector, progress=lambda f: None, is_cancelled=lambda: False
+    )
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         outcome = plugin.offline_detect(loaded, context)
         times.append(time.perf_counter() - started)
-    return {"fit_2_refs_s": fit_s, "score_slice_best_s": min(times), "score_slice_median_s": statistics.median(times),
-            "scored_slice": outcome.details["slice"], "score": outcome.score}
+    return {
+        "fit_2_refs_s": fit_s,
+        "score_slice_best_s": min(times),
+        "score_slice_median_s": statistics.median(times),
+        "scored_slice": outcome.details["slice"],
+        "score": outcome.score,
+    }
 
 
 def main() -> None:
@@ -172,21 +188,31 @@ def main() -> None:
         figures.update(window_figures(folder))
         figures.update(gui_figures(folder, tmp, args.passes))
         figures.update(detector_figures(folder, args.runs))
-    print(f"DICOM benchmark: {figures['series']} ({figures['series_mb']:.0f} MB on disk, written in "
-          f"{figures['write_s']:.1f} s)")
-    print(f"  load (plugin read: headers, sort, decode, rescale): best {figures['read_best_s']:.2f} s, "
-          f"median {figures['read_median_s']:.2f} s -> {figures['slices']} slices, "
-          f"{figures['voxel_mb']:.0f} MB {figures['dtype']} in memory")
-    print(f"  import into a project (hash + read) in the window: {figures['import_s']:.2f} s; "
-          f"select -> shown: {figures['select_to_shown_s']:.2f} s")
+    print(
+        f"DICOM benchmark: {figures['series']} ({figures['series_mb']:.0f} MB on disk, written in "
+        f"{figures['write_s']:.1f} s)"
+    )
+    print(
+        f"  load (plugin read: headers, sort, decode, rescale): best {figures['read_best_s']:.2f} s, "
+        f"median {figures['read_median_s']:.2f} s -> {figures['slices']} slices, "
+        f"{figures['voxel_mb']:.0f} MB {figures['dtype']} in memory"
+    )
+    print(
+        f"  import into a project (hash + read) in the window: {figures['import_s']:.2f} s; "
+        f"select -> shown: {figures['select_to_shown_s']:.2f} s"
+    )
     print(f"  window/level of one slice (numpy): {figures['window_ms_per_slice']:.2f} ms")
-    print(f"  slice scrolling in the viewer ({figures['viewport']} viewport, repaint per slice): "
-          f"best {figures['scroll_slices_per_s_best']:.0f}, median {figures['scroll_slices_per_s_median']:.0f} "
-          "slices/s")
+    print(
+        f"  slice scrolling in the viewer ({figures['viewport']} viewport, repaint per slice): "
+        f"best {figures['scroll_slices_per_s_best']:.0f}, median {figures['scroll_slices_per_s_median']:.0f} "
+        "slices/s"
+    )
     print(f"  window drag: {figures['window_drag_updates_per_s']:.0f} updates/s")
-    print(f"  offline detector: fit on 2 slice views {figures['fit_2_refs_s']:.2f} s; score one slice best "
-          f"{figures['score_slice_best_s']:.2f} s, median {figures['score_slice_median_s']:.2f} s "
-          f"(slice {figures['scored_slice']}, score {figures['score']:.2f})")
+    print(
+        f"  offline detector: fit on 2 slice views {figures['fit_2_refs_s']:.2f} s; score one slice best "
+        f"{figures['score_slice_best_s']:.2f} s, median {figures['score_slice_median_s']:.2f} s "
+        f"(slice {figures['scored_slice']}, score {figures['score']:.2f})"
+    )
     if args.json:
         print(json.dumps(figures, indent=2, default=str))
 

@@ -93,10 +93,14 @@ def main() -> int:
         server.stop()
         gap = np.array(gaps)
         ideal = args.cases * args.latency / args.concurrency
-        print(f"cases {args.cases}, latency {args.latency} s, concurrency {args.concurrency}: {inspected} inspected, "
-              f"{requests} requests, {elapsed:.2f} s (ideal {ideal:.2f} s, ratio {elapsed / ideal:.2f})")
-        print(f"GUI event loop during the batch: longest stall {gap.max():.1f} ms (target < 100 ms), "
-              f"p99 gap {np.percentile(gap, 99):.1f} ms, median {np.median(gap):.1f} ms, {gap.size} ticks")
+        print(
+            f"cases {args.cases}, latency {args.latency} s, concurrency {args.concurrency}: {inspected} inspected, "
+            f"{requests} requests, {elapsed:.2f} s (ideal {ideal:.2f} s, ratio {elapsed / ideal:.2f})"
+        )
+        print(
+            f"GUI event loop during the batch: longest stall {gap.max():.1f} ms (target < 100 ms), "
+            f"p99 gap {np.percentile(gap, 99):.1f} ms, median {np.median(gap):.1f} ms, {gap.size} ticks"
+        )
         worst = int(np.argmax(gap))
         print(f"the longest stall came {gap[:worst].sum() / 1000:.2f} s after the start ({worst}/{gap.size} ticks)")
         print(f"status bar: {window.batch_panel.label.text()}")

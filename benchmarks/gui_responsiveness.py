@@ -32,8 +32,13 @@ def cold_start(runs: int, home: Path) -> list[float]:
     times = []
     for _ in range(runs):
         started = time.time()
-        out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "_startup_probe.py"), str(project)],
-                             capture_output=True, text=True, env=env, timeout=120)
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "_startup_probe.py"), str(project)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         shown = [line for line in out.stdout.splitlines() if line.startswith("SHOWN")]
         if not shown:
             raise RuntimeError(f"start-up probe failed: {out.stderr[-2000:]}")
@@ -86,8 +91,7 @@ def stall_during_vlm(window, app, case_id: int, latency_s: float) -> dict[str, f
     gaps: list[float] = []
     with LoopbackVLM() as server:
         server.enqueue(delay_s=latency_s)
-        window.set_endpoint(EndpointSettings(base_url=server.base_url, model="loopback-vlm",
-                                             timeout_s=latency_s + 30))
+        window.set_endpoint(EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=latency_s + 30))
         done: list[int] = []
         window.inspection_finished.connect(lambda cid: done.append(cid))
         window.case_browser.select_case(case_id)
@@ -115,8 +119,12 @@ def stall_during_vlm(window, app, case_id: int, latency_s: float) -> dict[str, f
         elapsed = time.perf_counter() - started
         timer.stop()
     gaps_ms = [g * 1000 for g in gaps]
-    return {"request_s": elapsed, "max_stall_ms": max(gaps_ms), "p99_gap_ms": statistics.quantiles(gaps_ms, n=100)[98],
-            "ticks": len(gaps_ms)}
+    return {
+        "request_s": elapsed,
+        "max_stall_ms": max(gaps_ms),
+        "p99_gap_ms": statistics.quantiles(gaps_ms, n=100)[98],
+        "ticks": len(gaps_ms),
+    }
 
 
 def main() -> None:
@@ -130,8 +138,10 @@ def main() -> None:
         tmp = Path(tmp_name)
         os.environ["ANOMALENS_HOME"] = str(tmp / "home")
         starts = cold_start(args.runs, tmp / "home")
-        print(f"cold start to window shown: median {statistics.median(starts):.2f} s "
-              f"(runs: {', '.join(f'{s:.2f}' for s in starts)})")
+        print(
+            f"cold start to window shown: median {statistics.median(starts):.2f} s "
+            f"(runs: {', '.join(f'{s:.2f}' for s in starts)})"
+        )
 
         from PySide6.QtWidgets import QApplication
 
@@ -147,9 +157,11 @@ def main() -> None:
         app.processEvents()
         png = large_png(tmp)
         large = open_large(window, app.processEvents, png)
-        print(f"4096x4096 PNG ({png.stat().st_size / 1e6:.1f} MB): import {large['import_s']:.2f} s, "
-              f"decode {large['decode_s']:.2f} s, convert for display {large['prepare_s']:.2f} s (worker thread), "
-              f"show in viewer {large['show_s']:.2f} s (GUI thread)")
+        print(
+            f"4096x4096 PNG ({png.stat().st_size / 1e6:.1f} MB): import {large['import_s']:.2f} s, "
+            f"decode {large['decode_s']:.2f} s, convert for display {large['prepare_s']:.2f} s (worker thread), "
+            f"show in viewer {large['show_s']:.2f} s (GUI thread)"
+        )
 
         from inspector.model import Profile
 
@@ -160,10 +172,12 @@ def main() -> None:
         for attempt in ("first", "second"):
             stall = stall_during_vlm(window, app, large["case_id"], args.latency)
             stalls.append(stall)
-            print(f"{attempt} VLM request, {args.latency:.0f} s simulated latency (4096² case, prompt composed "
-                  f"in the background): {stall['request_s']:.2f} s; longest event-loop stall "
-                  f"{stall['max_stall_ms']:.1f} ms; p99 gap {stall['p99_gap_ms']:.1f} ms over {stall['ticks']} "
-                  "timer ticks (target < 100 ms)")
+            print(
+                f"{attempt} VLM request, {args.latency:.0f} s simulated latency (4096² case, prompt composed "
+                f"in the background): {stall['request_s']:.2f} s; longest event-loop stall "
+                f"{stall['max_stall_ms']:.1f} ms; p99 gap {stall['p99_gap_ms']:.1f} ms over {stall['ticks']} "
+                "timer ticks (target < 100 ms)"
+            )
         window.force_close = True
         window.close()
         if args.json:

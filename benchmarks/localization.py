@@ -98,8 +98,7 @@ def _load_methods(heatmap_available: bool, sam_checkpoint: Path | None, sam_mode
     return methods
 
 
-def proposals(defects: list[Path], maps: list[np.ndarray] | None, sam_checkpoint: Path | None,
-              sam_model: str) -> None:
+def proposals(defects: list[Path], maps: list[np.ndarray] | None, sam_checkpoint: Path | None, sam_model: str) -> None:
     """Top-k recall of defect components and timings for each available proposal method."""
     methods = _load_methods(maps is not None, sam_checkpoint, sam_model)
     if not methods:
@@ -125,16 +124,24 @@ def proposals(defects: list[Path], maps: list[np.ndarray] | None, sam_checkpoint
                 mark_times.append(time.perf_counter() - t0)
         rec = proposal_recall(found, masks, top_k=TOP_K)
         counts = [len(f) for f in found]
-        line = (f"proposals '{name}': top-{TOP_K} recall {rec.recall:.3f} ({rec.n_hit}/{rec.n_components} "
-                f"components), top-{TOP_K} precision {rec.precision:.3f}; {np.mean(counts):.1f} proposals "
-                f"per image; {_ms(times)} per image")
+        line = (
+            f"proposals '{name}': top-{TOP_K} recall {rec.recall:.3f} ({rec.n_hit}/{rec.n_components} "
+            f"components), top-{TOP_K} precision {rec.precision:.3f}; {np.mean(counts):.1f} proposals "
+            f"per image; {_ms(times)} per image"
+        )
         if mark_times:
             line += f"; marks {_ms(mark_times)} per image"
         print(line)
 
 
-def selected_marks(tests: list[Path], is_defect: list[bool], maps: list[np.ndarray], endpoint: str | None,
-                   model: str, max_side: int = 1024) -> None:
+def selected_marks(
+    tests: list[Path],
+    is_defect: list[bool],
+    maps: list[np.ndarray],
+    endpoint: str | None,
+    model: str,
+    max_side: int = 1024,
+) -> None:
     """Region precision / recall of *selected* marks, over normal and defect images alike.
 
     Marks are the hybrid proposals (heat-map blobs outlined by segments), drawn as the app draws
@@ -159,8 +166,11 @@ def selected_marks(tests: list[Path], is_defect: list[bool], maps: list[np.ndarr
 
         settings = EndpointSettings(base_url=endpoint, model=model, timeout_s=120)
         client = VlmClient(settings, resolve_api_key(settings))
-    profile = Profile(name="magnetic tile", class_name="magnetic tile",
-                      normal_standards="An even, finely ground grey surface without holes, cracks, breaks or frays.")
+    profile = Profile(
+        name="magnetic tile",
+        class_name="magnetic tile",
+        normal_standards="An even, finely ground grey surface without holes, cracks, breaks or frays.",
+    )
     method = HybridProposals()
     chosen, truths, times, prompts = [], [], [], []
     for path, defect, heat in zip(tests, is_defect, maps, strict=True):
@@ -173,8 +183,9 @@ def selected_marks(tests: list[Path], is_defect: list[bool], maps: list[np.ndarr
         if client is not None:
             view = View("image", image, ViewMap("pixel_scale", {"scale_x": 1.0, "scale_y": 1.0}))
             plan = MarkingPlan("hybrid", [("image", marked.image)], records=marked.mark_map())
-            prompts.append((compose(profile, [view], [], PromptSwitches(set_of_mark=True, references=False),
-                                    marks=plan), marked))
+            prompts.append(
+                (compose(profile, [view], [], PromptSwitches(set_of_mark=True, references=False), marks=plan), marked)
+            )
 
     async def ask_all() -> list[list[np.ndarray]]:
         picked = []
@@ -193,9 +204,11 @@ def selected_marks(tests: list[Path], is_defect: list[bool], maps: list[np.ndarr
         chosen = asyncio.run(ask_all())
     scores = region_precision_recall(chosen, truths)
     who = f"VLM {model} at {endpoint}" if client is not None else "offline detector (heat peak >= 0.5)"
-    line = (f"selected marks, {who}: region precision {scores.precision:.3f} ({scores.n_correct}/"
-            f"{scores.n_selected} selected marks hit a defect), region recall {scores.recall:.3f} "
-            f"({scores.n_hit}/{scores.n_components} defect components)")
+    line = (
+        f"selected marks, {who}: region precision {scores.precision:.3f} ({scores.n_correct}/"
+        f"{scores.n_selected} selected marks hit a defect), region recall {scores.recall:.3f} "
+        f"({scores.n_hit}/{scores.n_components} defect components)"
+    )
     if times:
         line += f"; {_ms(times)} per request"
     print(line)
@@ -203,19 +216,27 @@ def selected_marks(tests: list[Path], is_defect: list[bool], maps: list[np.ndarr
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
-                        help="folder holding magnetic_tile/ (default: <repo>/../shared/data)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT.parent / "shared" / "data",
+        help="folder holding magnetic_tile/ (default: <repo>/../shared/data)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="permutation seed for choosing references")
     parser.add_argument("--refs", type=int, default=16, help="number of normal references")
     parser.add_argument("--normals", type=int, default=100, help="normal test images")
     parser.add_argument("--limit", type=int, help="first N images per defect class and N normals (quick run)")
     parser.add_argument("--skip-proposals", action="store_true", help="heat-map figures only")
-    parser.add_argument("--deep-map-only", action="store_true",
-                        help="heat map from the stride-32 scoring map alone (the detector before offline-2)")
+    parser.add_argument(
+        "--deep-map-only",
+        action="store_true",
+        help="heat map from the stride-32 scoring map alone (the detector before offline-2)",
+    )
     parser.add_argument("--sam-checkpoint", type=Path, help="segment-anything checkpoint (never downloaded)")
     parser.add_argument("--sam-model", default="vit_b", help="segment-anything model type of the checkpoint")
-    parser.add_argument("--endpoint", help="OpenAI-compatible base URL: select marks with this VLM "
-                                           "(key from OPENAI_API_KEY)")
+    parser.add_argument(
+        "--endpoint", help="OpenAI-compatible base URL: select marks with this VLM (key from OPENAI_API_KEY)"
+    )
     parser.add_argument("--model", default="gpt-4o", help="model name for --endpoint")
     args = parser.parse_args(argv)
 
@@ -235,9 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     maps = heatmaps(refs, normals + defects, [False] * len(normals) + [True] * len(defects), args.deep_map_only)
     print(f"heat maps done in {time.perf_counter() - t0:.0f} s")
     if not args.skip_proposals:
-        proposals(defects, maps[len(normals):], args.sam_checkpoint, args.sam_model)
-        selected_marks(normals + defects, [False] * len(normals) + [True] * len(defects), maps,
-                       args.endpoint, args.model)
+        proposals(defects, maps[len(normals) :], args.sam_checkpoint, args.sam_model)
+        selected_marks(
+            normals + defects, [False] * len(normals) + [True] * len(defects), maps, args.endpoint, args.model
+        )
     return 0
 
 

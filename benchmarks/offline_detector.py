@@ -60,12 +60,12 @@ def images_in(folder: Path, suffixes: set[str] = IMAGE_SUFFIXES) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
 
 
-def run(name: str, refs: list[Path], normals: list[Path], anomalies: list[Path], with_masks: bool,
-        image_size: int) -> None:
+def run(
+    name: str, refs: list[Path], normals: list[Path], anomalies: list[Path], with_masks: bool, image_size: int
+) -> None:
     from inspector.detector.offline import OfflineDetector
 
-    print(f"\n== {name}: {len(refs)} references, {len(normals)} normal + {len(anomalies)} anomalous "
-          "test images")
+    print(f"\n== {name}: {len(refs)} references, {len(normals)} normal + {len(anomalies)} anomalous test images")
     det = OfflineDetector(image_size=image_size)
     ref_images = [load_rgb(p) for p in refs]
     t0 = time.perf_counter()
@@ -73,8 +73,10 @@ def run(name: str, refs: list[Path], normals: list[Path], anomalies: list[Path],
     fit_s = time.perf_counter() - t0
     cal = det.calibration
     assert cal is not None
-    print(f"fit: {fit_s:.2f} s  (threshold {cal.threshold:.3f}, leave-one-out mean "
-          f"{cal.loo_scores.mean():.3f}, spread {cal.spread:.3f})")
+    print(
+        f"fit: {fit_s:.2f} s  (threshold {cal.threshold:.3f}, leave-one-out mean "
+        f"{cal.loo_scores.mean():.3f}, spread {cal.spread:.3f})"
+    )
 
     scores, raws, labels, groups = [], [], [], []
     pix_scores, pix_labels = [], []
@@ -95,8 +97,10 @@ def run(name: str, refs: list[Path], normals: list[Path], anomalies: list[Path],
                 pix_labels.append(mask[::2, ::2].ravel())
     n = len(labels)
     raws_a, labels_a, scores_a = np.array(raws), np.array(labels, bool), np.array(scores)
-    print(f"score: {np.mean(times) * 1000:.0f} ms per image mean, {np.median(times) * 1000:.0f} ms median "
-          f"(over {n}; the median resists other processes competing for the cores)")
+    print(
+        f"score: {np.mean(times) * 1000:.0f} ms per image mean, {np.median(times) * 1000:.0f} ms median "
+        f"(over {n}; the median resists other processes competing for the cores)"
+    )
     print(f"image AUROC: {auroc(raws_a, labels_a):.4f}")
     if with_masks:
         print(f"pixel AUROC: {auroc(np.concatenate(pix_scores), np.concatenate(pix_labels)):.4f}")
@@ -106,14 +110,20 @@ def run(name: str, refs: list[Path], normals: list[Path], anomalies: list[Path],
             per_class.append(f"{cls.removeprefix('MT_')} {auroc(raws_a[sel], labels_a[sel]):.3f}")
         print("per class (vs. all normals): " + ", ".join(per_class))
     flagged = scores_a >= 0.5
-    print(f"at score >= 0.5: false-positive rate {flagged[~labels_a].mean():.3f}, "
-          f"true-positive rate {flagged[labels_a].mean():.3f}")
+    print(
+        f"at score >= 0.5: false-positive rate {flagged[~labels_a].mean():.3f}, "
+        f"true-positive rate {flagged[labels_a].mean():.3f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
-                        help="folder holding magnetic_tile/ and brain_mri/ (default: <repo>/../shared/data)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT.parent / "shared" / "data",
+        help="folder holding magnetic_tile/ and brain_mri/ (default: <repo>/../shared/data)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="permutation seed for choosing references")
     parser.add_argument("--refs", type=int, default=16, help="number of normal references")
     parser.add_argument("--normals", type=int, default=200, help="magnetic_tile normal test images")
@@ -123,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
 
     tile, brain = args.data / "magnetic_tile", args.data / "brain_mri"
     if not tile.is_dir() and not brain.is_dir():
-        print(f"error: no benchmark data at {args.data} (expected magnetic_tile/ and brain_mri/); "
-              "pass --data DIR", file=sys.stderr)
+        print(
+            f"error: no benchmark data at {args.data} (expected magnetic_tile/ and brain_mri/); pass --data DIR",
+            file=sys.stderr,
+        )
         return 2
 
     import torch
@@ -133,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     get_model()
-    print(f"model load: {time.perf_counter() - t0:.2f} s  (torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads)")
+    print(
+        f"model load: {time.perf_counter() - t0:.2f} s  (torch {torch.__version__}, {torch.get_num_threads()} threads)"
+    )
 
     if tile.is_dir() and args.only in (None, "magnetic_tile"):
         jpg = {".jpg"}  # the .png beside each image is its mask
@@ -144,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"for comparison: {ANOMALIB_TILE}")
     if brain.is_dir() and args.only in (None, "brain_mri"):
         refs, normals = choose(images_in(brain / "no"), args.refs, None, args.seed)
-        run("brain_mri", refs, normals, images_in(brain / "yes"), with_masks=False,
-            image_size=args.image_size)
+        run("brain_mri", refs, normals, images_in(brain / "yes"), with_masks=False, image_size=args.image_size)
     return 0
 
 

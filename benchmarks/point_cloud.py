@@ -61,12 +61,14 @@ def bench_load(n: int, folder: Path, repeat: int) -> None:
     side = int(np.ceil(np.sqrt(2 * n)))
     files = {
         "PLY binary little endian": write_ply(folder / "le.ply", part.points, colors, part.normals),
-        "PLY binary big endian": write_ply(folder / "be.ply", part.points, colors, part.normals,
-                                           fmt="binary_big_endian"),
+        "PLY binary big endian": write_ply(
+            folder / "be.ply", part.points, colors, part.normals, fmt="binary_big_endian"
+        ),
         "PLY ASCII": write_ply(folder / "ascii.ply", part.points, colors, part.normals, fmt="ascii"),
         "PCD binary": write_pcd(folder / "bin.pcd", part.points, colors, part.normals),
-        "PCD binary_compressed (LZF)": write_pcd(folder / "lzf.pcd", part.points, colors, part.normals,
-                                                 data="binary_compressed"),
+        "PCD binary_compressed (LZF)": write_pcd(
+            folder / "lzf.pcd", part.points, colors, part.normals, data="binary_compressed"
+        ),
         "PCD ASCII": write_pcd(folder / "ascii.pcd", part.points, colors, part.normals, data="ascii"),
         "XYZ text (x y z r g b)": write_xyz(folder / "scan.xyz", part.points, colors),
         "MVTec 3D-AD XYZ TIFF": write_xyz_tiff(folder / "mvtec", part.points, (side, side), colors),
@@ -150,8 +152,12 @@ def bench_export(n: int, repeat: int) -> None:
         if backend == "vtk" and not raster.vtk_available():
             continue
         os.environ["ANOMALENS_POINT_RENDERER"] = "numpy" if backend == "numpy" else ""
-        for label, options in (("grid 6 x 320 px", {}), ("separate 6 x 320 px", {"layout": "separate"}),
-                               ("grid, shaded", {"shaded": True}), ("grid 6 x 224 px (detector)", {"size": 224})):
+        for label, options in (
+            ("grid 6 x 320 px", {}),
+            ("separate 6 x 320 px", {"layout": "separate"}),
+            ("grid, shaded", {"shaded": True}),
+            ("grid 6 x 224 px (detector)", {"size": 224}),
+        ):
             times = []
             for _ in range(repeat):
                 loaded = LoadedCase("point_cloud", plugin_module("cloud").PointCloud(cloud.points), {})
@@ -183,8 +189,9 @@ def bench_detector(n_refs: int, n_test: int, plain_depth: bool = False) -> None:
     detector = OfflineDetector()
     detector.fit(refs)
     fit_s = time.perf_counter() - started
-    context = OfflineContext(references=lambda: [], image_detector=lambda: detector, progress=lambda f: None,
-                             is_cancelled=lambda: False)
+    context = OfflineContext(
+        references=lambda: [], image_detector=lambda: detector, progress=lambda f: None, is_cancelled=lambda: False
+    )
     labels, scores, decided, point_aurocs, per_case = [], [], [], [], []
     for i in range(n_test):
         for defect in ("", "dent" if i % 2 else "bump"):
@@ -206,13 +213,17 @@ def bench_detector(n_refs: int, n_test: int, plain_depth: bool = False) -> None:
     s = np.array(scores)
     normals_flagged = float(np.mean([d is False for d, lab in zip(decided, labels, strict=True) if not lab]))
     kind = "plain depth" if plain_depth else "shaded relief (the app's setting)"
-    print(f"\n== Offline detector on synthetic parts, {kind}: {n_refs} normal references; test {n_test} normal, "
-          f"{n_test // 2 + n_test % 2} bumped, {n_test // 2} dented ==")
+    print(
+        f"\n== Offline detector on synthetic parts, {kind}: {n_refs} normal references; test {n_test} normal, "
+        f"{n_test // 2 + n_test % 2} bumped, {n_test // 2} dented =="
+    )
     print(f"image AUROC                      {auroc(s, y):.3f}")
     print(f"point AUROC (mean over defects)  {np.mean(point_aurocs):.3f}  (front-most points of the 6 views)")
     print(f"accuracy at the calibrated 0.5   {np.mean(decided):.3f}  (normals flagged: {normals_flagged:.0%})")
-    print(f"fit {fit_s:.1f} s (rendering + fitting {n_refs} references); "
-          f"per case {statistics.median(per_case):.2f} s median (render + score + map to points)")
+    print(
+        f"fit {fit_s:.1f} s (rendering + fitting {n_refs} references); "
+        f"per case {statistics.median(per_case):.2f} s median (render + score + map to points)"
+    )
 
 
 def main() -> None:
@@ -224,8 +235,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0, help="per frame-rate measurement")
     parser.add_argument("--only", choices=("load", "viewer", "export", "detector"), action="append")
-    parser.add_argument("--compare-depth", action="store_true",
-                        help="also run the detector on plain depth renders (why the app uses relief)")
+    parser.add_argument(
+        "--compare-depth",
+        action="store_true",
+        help="also run the detector on plain depth renders (why the app uses relief)",
+    )
     args = parser.parse_args()
     parts = args.only or ["load", "viewer", "export", "detector"]
     print(f"Machine: {os.cpu_count()} CPUs; numpy {np.__version__}")

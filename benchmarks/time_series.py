@@ -48,8 +48,9 @@ def write_million(folder: Path, n: int = 1_000_000) -> tuple[Path, Path]:
     a[700_000:700_020] += 25
     b = np.cumsum(rng.normal(0, 0.01, n))
     b[rng.choice(n, 500, replace=False)] = np.nan
-    frame = pd.DataFrame({"timestamp": pd.Timestamp("2025-01-01") + pd.to_timedelta(t, unit="s"),
-                          "temperature": a, "pressure": b})
+    frame = pd.DataFrame(
+        {"timestamp": pd.Timestamp("2025-01-01") + pd.to_timedelta(t, unit="s"), "temperature": a, "pressure": b}
+    )
     csv, parquet = folder / "million.csv", folder / "million.parquet"
     frame.to_csv(csv, index=False, date_format="%Y-%m-%d %H:%M:%S", float_format="%.5f")
     frame.to_parquet(parquet)
@@ -66,8 +67,10 @@ def bench_load(plugin, csv: Path, parquet: Path, runs: int):
             loaded = plugin.read(path)
             times.append(time.perf_counter() - started)
         size = path.stat().st_size / 1e6
-        print(f"{path.suffix[1:]:8s} {size:7.1f} MB  read {statistics.median(times):6.2f} s (median of {runs}, "
-              f"min {min(times):.2f})  -> {loaded.data.length} samples, NaN {loaded.metadata['nan_counts']}")
+        print(
+            f"{path.suffix[1:]:8s} {size:7.1f} MB  read {statistics.median(times):6.2f} s (median of {runs}, "
+            f"min {min(times):.2f})  -> {loaded.data.length} samples, NaN {loaded.metadata['nan_counts']}"
+        )
     return loaded
 
 
@@ -109,8 +112,10 @@ def bench_viewer(loaded, seconds: float = 4.0) -> None:
             frame_times.append(time.perf_counter() - t0)
             count += 1
         rate = count / sum(frame_times)
-        print(f"{label:34s} {rate:6.1f} /s  (median {statistics.median(frame_times) * 1000:.1f} ms, "
-              f"worst {max(frame_times) * 1000:.1f} ms, {count} steps)")
+        print(
+            f"{label:34s} {rate:6.1f} /s  (median {statistics.median(frame_times) * 1000:.1f} ms, "
+            f"worst {max(frame_times) * 1000:.1f} ms, {count} steps)"
+        )
 
     def pan(k: int) -> None:
         (lo, hi), _ = plot.viewRange()
@@ -144,8 +149,10 @@ def bench_render(plugin, loaded, nab_cases) -> None:
     started = time.perf_counter()
     views = plugin.render(loaded, {})
     elapsed = time.perf_counter() - started
-    print(f"1 M samples x 2 columns: {len(views)} images {views[0].image.shape[1]}x{views[0].image.shape[0]} "
-          f"in {elapsed * 1000:.0f} ms ({elapsed / len(views) * 1000:.0f} ms per image)")
+    print(
+        f"1 M samples x 2 columns: {len(views)} images {views[0].image.shape[1]}x{views[0].image.shape[0]} "
+        f"in {elapsed * 1000:.0f} ms ({elapsed / len(views) * 1000:.0f} ms per image)"
+    )
     if nab_cases:
         images = 0
         started = time.perf_counter()
@@ -159,11 +166,18 @@ def bench_nab(plugin, nab_cases, options: dict, title: str, breakdown: bool) -> 
     from inspector.plugins import OfflineContext
 
     nab = _plugin_module("nab_scoring")
-    print(f"\n== Detector quality on NAB, {title} ({len(nab_cases)} files, "
-          f"{sum(c.data.length for _, _, c in nab_cases)} samples, "
-          f"{sum(len(c.data.labels) for _, _, c in nab_cases)} windows)")
-    context = OfflineContext(references=list, image_detector=lambda: None, progress=lambda f: None,
-                             is_cancelled=lambda: False, options=options)
+    print(
+        f"\n== Detector quality on NAB, {title} ({len(nab_cases)} files, "
+        f"{sum(c.data.length for _, _, c in nab_cases)} samples, "
+        f"{sum(len(c.data.labels) for _, _, c in nab_cases)} windows)"
+    )
+    context = OfflineContext(
+        references=list,
+        image_detector=lambda: None,
+        progress=lambda f: None,
+        is_cancelled=lambda: False,
+        options=options,
+    )
     profile = nab.PROFILES["standard"]
     files, counts = [], defaultdict(lambda: [0, 0, 0, 0])
     started = time.perf_counter()
@@ -185,11 +199,15 @@ def bench_nab(plugin, nab_cases, options: dict, title: str, breakdown: bool) -> 
     fixed = [nab.score_file(f, 0.5, profile) for f in files]
     at_best = [nab.score_file(f, threshold, profile) for f in files]
     score = nab.normalised(total, null, perfect)
-    print(f"NAB standard score, threshold optimised over the corpus (as NAB): {score:.1f}"
-          f"  (threshold {threshold:.3f}; raw {total:.2f}, null {null:.2f}, perfect {perfect})")
+    print(
+        f"NAB standard score, threshold optimised over the corpus (as NAB): {score:.1f}"
+        f"  (threshold {threshold:.3f}; raw {total:.2f}, null {null:.2f}, perfect {perfect})"
+    )
     fixed_raw = sum(s.raw for s in fixed)
-    print(f"NAB standard score at the detector's fixed threshold 0.5:          "
-          f"{nab.normalised(fixed_raw, null, perfect):.1f}")
+    print(
+        f"NAB standard score at the detector's fixed threshold 0.5:          "
+        f"{nab.normalised(fixed_raw, null, perfect):.1f}"
+    )
     for other in ("reward_low_FP_rate", "reward_low_FN_rate"):
         weights = nab.PROFILES[other]
         swept = [nab.sweep_file(f.name, f.group, f.scores, f.windows, weights) for f in files]
@@ -197,13 +215,17 @@ def bench_nab(plugin, nab_cases, options: dict, title: str, breakdown: bool) -> 
         _, other_total = nab.sweep_thresholds(swept, weights).best()
         print(f"NAB {other} score (optimised threshold): {nab.normalised(other_total, other_null, perfect):.1f}")
     p, r, f1 = nab.prf(*counts["all"])
-    print(f"range precision {p:.3f}  recall {r:.3f}  F1 {f1:.3f}  ({counts['all'][1]} ranges reported; a range is "
-          f"correct when it overlaps a window, a window found when a range overlaps it)")
+    print(
+        f"range precision {p:.3f}  recall {r:.3f}  F1 {f1:.3f}  ({counts['all'][1]} ranges reported; a range is "
+        f"correct when it overlaps a window, a window found when a range overlaps it)"
+    )
     print(PUBLISHED)
     if not breakdown:
         return
-    print(f"\n{'group':24s} {'files':>5s} {'win':>4s} {'TP':>4s} {'FN':>4s} {'FP rows':>7s} {'raw':>8s} "
-          f"{'NAB':>6s} {'rangeP':>6s} {'rangeR':>6s} {'F1':>5s}   (NAB columns at the corpus threshold)")
+    print(
+        f"\n{'group':24s} {'files':>5s} {'win':>4s} {'TP':>4s} {'FN':>4s} {'FP rows':>7s} {'raw':>8s} "
+        f"{'NAB':>6s} {'rangeP':>6s} {'rangeR':>6s} {'F1':>5s}   (NAB columns at the corpus threshold)"
+    )
     groups = sorted({f.group for f in files})
     for group in groups:
         members = [f for f in files if f.group == group]
@@ -213,9 +235,11 @@ def bench_nab(plugin, nab_cases, options: dict, title: str, breakdown: bool) -> 
         g_null = nab.null_total(members, profile)
         norm = nab.normalised(raw, g_null, g_perfect) if g_perfect else float("nan")
         p, r, f1 = nab.prf(*counts[group])
-        print(f"{group:24s} {len(members):5d} {g_perfect:4d} {sum(s.tp for s in scored):4d} "
-              f"{sum(s.fn for s in scored):4d} {sum(s.fp for s in scored):7d} {raw:8.2f} "
-              f"{'   n/a' if np.isnan(norm) else f'{norm:6.1f}'} {p:6.3f} {r:6.3f} {f1:5.3f}")
+        print(
+            f"{group:24s} {len(members):5d} {g_perfect:4d} {sum(s.tp for s in scored):4d} "
+            f"{sum(s.fn for s in scored):4d} {sum(s.fp for s in scored):7d} {raw:8.2f} "
+            f"{'   n/a' if np.isnan(norm) else f'{norm:6.1f}'} {p:6.3f} {r:6.3f} {f1:5.3f}"
+        )
 
 
 def main() -> None:
@@ -245,18 +269,26 @@ def main() -> None:
     bench_render(plugin, loaded, nab_cases)
     from inspector.plugins import OfflineContext
 
-    context = OfflineContext(references=list, image_detector=lambda: None, progress=lambda f: None,
-                             is_cancelled=lambda: False)
+    context = OfflineContext(
+        references=list, image_detector=lambda: None, progress=lambda f: None, is_cancelled=lambda: False
+    )
     started = time.perf_counter()
     outcome = plugin.offline_detect(loaded, context)
-    print(f"\n== Detector on the 1 M-sample series: {time.perf_counter() - started:.2f} s, "
-          f"{len(outcome.regions)} ranges, first {outcome.regions[0].detail['samples'] if outcome.regions else None}; "
-          f"sample_scores pooled to {len(outcome.details['sample_scores'])} values "
-          f"(step {outcome.details['sample_scores_step']})")
+    print(
+        f"\n== Detector on the 1 M-sample series: {time.perf_counter() - started:.2f} s, "
+        f"{len(outcome.regions)} ranges, first {outcome.regions[0].detail['samples'] if outcome.regions else None}; "
+        f"sample_scores pooled to {len(outcome.details['sample_scores'])} values "
+        f"(step {outcome.details['sample_scores_step']})"
+    )
     if nab_cases:
         bench_nab(plugin, nab_cases, {}, "default settings", breakdown=True)
-        bench_nab(plugin, nab_cases, {"detector": {"exclude_flagged": False}},
-                  "variant: flagged samples kept in the reference (more masking)", breakdown=False)
+        bench_nab(
+            plugin,
+            nab_cases,
+            {"detector": {"exclude_flagged": False}},
+            "variant: flagged samples kept in the reference (more masking)",
+            breakdown=False,
+        )
 
 
 if __name__ == "__main__":

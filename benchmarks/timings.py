@@ -207,6 +207,7 @@ def worker_cancel() -> float | None:
     runner = AsyncRunner()
     runner.start_and_wait()
     try:
+
         async def slow(job) -> None:
             await asyncio.sleep(30)
 

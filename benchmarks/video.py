@@ -57,17 +57,17 @@ def stamp(index: int) -> np.ndarray:
         _TEXTURE = gaussian_filter(noise, 3)
         _TEXTURE = (_TEXTURE - _TEXTURE.min()) / (np.ptp(_TEXTURE) or 1.0) * 200 + 20
     shift = (index * 2) % 1800
-    gray = _TEXTURE[:, shift:shift + W] + rng.normal(0, 3, (H, W))
+    gray = _TEXTURE[:, shift : shift + W] + rng.normal(0, 3, (H, W))
     img = np.repeat(np.clip(gray, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
     img[..., 2] = np.clip(gray * 0.8 + 30, 0, 255).astype(np.uint8)
     for bit in range(BITS):
         x = 10 + bit * 40
-        img[10:40, x:x + 30] = 255 if (index >> bit) & 1 else 0
+        img[10:40, x : x + 30] = 255 if (index >> bit) & 1 else 0
     return img
 
 
 def read_stamp(rgb: np.ndarray) -> int:
-    return sum(1 << bit for bit in range(BITS) if rgb[18:32, 16 + bit * 40: 34 + bit * 40].mean() > 128)
+    return sum(1 << bit for bit in range(BITS) if rgb[18:32, 16 + bit * 40 : 34 + bit * 40].mean() > 128)
 
 
 def write_video(path: Path, frames: int, codec: str = "libx264", gop: int = 60) -> float:
@@ -98,8 +98,10 @@ def bench_container(plugin, path: Path, seeks: int, check_stamps: bool = True) -
     loaded = plugin.read(path)
     opened = time.perf_counter() - started
     source = loaded.data
-    print(f"  {path.name}: {source.frame_count} frames {source.size[0]}x{source.size[1]}, "
-          f"{loaded.metadata.get('keyframes')} keyframes, open {opened * 1000:.0f} ms")
+    print(
+        f"  {path.name}: {source.frame_count} frames {source.size[0]}x{source.size[1]}, "
+        f"{loaded.metadata.get('keyframes')} keyframes, open {opened * 1000:.0f} ms"
+    )
     rng = np.random.default_rng(0)
     targets = rng.integers(0, source.frame_count, seeks)
     times, wrong = [], 0
@@ -138,8 +140,10 @@ def bench_folder(plugin, folder: Path, seeks: int) -> None:
         t = time.perf_counter()
         source.frame(int(index))
         times.append(time.perf_counter() - t)
-    print(f"  frames folder {folder.parent.parent.name}/{folder.name}: {source.frame_count} frames "
-          f"{source.size[0]}x{source.size[1]}, open {opened * 1000:.0f} ms; random access: {percentiles(times)}")
+    print(
+        f"  frames folder {folder.parent.parent.name}/{folder.name}: {source.frame_count} frames "
+        f"{source.size[0]}x{source.size[1]}, open {opened * 1000:.0f} ms; random access: {percentiles(times)}"
+    )
 
 
 class VideoScorer:
@@ -169,10 +173,15 @@ class VideoScorer:
         loaded = self.plugin.read(folder)
         labels = np.zeros(loaded.data.frame_count, bool)
         for a, b in loaded.metadata.get("ground_truth_frames", []):
-            labels[a:b + 1] = True
-        context = OfflineContext(references=lambda: self.references, image_detector=lambda: None,
-                                 progress=lambda f: None, is_cancelled=lambda: False, options=self.options,
-                                 reference_sources=lambda: self.sources)
+            labels[a : b + 1] = True
+        context = OfflineContext(
+            references=lambda: self.references,
+            image_detector=lambda: None,
+            progress=lambda f: None,
+            is_cancelled=lambda: False,
+            options=self.options,
+            reference_sources=lambda: self.sources,
+        )
         started = time.perf_counter()
         outcome = self.plugin.offline_detect(loaded, context)
         per_frame = (time.perf_counter() - started) / len(outcome.details["scored_frames"])
@@ -193,8 +202,10 @@ def bench_detector(plugin, ped2: Path, options: dict[str, int]) -> None:
     references = _references(plugin, training, 6)
     scorer = VideoScorer(plugin, references, options)
     size = options.get("image_size") or scorer.detect.DETECTOR_SETTINGS["image_size"]
-    print(f"  references: {len(references)} frames (2 from each of the {len(training)} training videos); "
-          f"fit {scorer.fit_s:.1f} s; input {size} px, every {options['frame_step']} frame(s) scored")
+    print(
+        f"  references: {len(references)} frames (2 from each of the {len(training)} training videos); "
+        f"fit {scorer.fit_s:.1f} s; input {size} px, every {options['frame_step']} frame(s) scored"
+    )
     scores, raws, labels, per_video = [], [], [], []
     for folder in sorted((ped2 / "testing" / "frames").iterdir()):
         score, raw, label, outcome, per_frame = scorer(folder)
@@ -202,19 +213,27 @@ def bench_detector(plugin, ped2: Path, options: dict[str, int]) -> None:
         raws.append(raw)
         labels.append(label)
         per_video.append(auroc(score, label))
-        print(f"    test {folder.name}: {label.size} frames, {int(label.sum())} anomalous; AUROC {per_video[-1]:.3f}; "
-              f"verdict {'anomalous' if outcome.anomalous else 'normal'} (score {outcome.score:.2f}); "
-              f"{per_frame * 1000:.0f} ms/frame")
+        print(
+            f"    test {folder.name}: {label.size} frames, {int(label.sum())} anomalous; AUROC {per_video[-1]:.3f}; "
+            f"verdict {'anomalous' if outcome.anomalous else 'normal'} (score {outcome.score:.2f}); "
+            f"{per_frame * 1000:.0f} ms/frame"
+        )
     score, label = np.concatenate(scores), np.concatenate(labels)
-    print(f"  frame-level AUROC, pooled over {label.size} test frames: {auroc(score, label):.3f} "
-          f"(per-video mean {np.mean(per_video):.3f}); without the temporal smoothing: "
-          f"{auroc(np.concatenate(raws), label):.3f}")
+    print(
+        f"  frame-level AUROC, pooled over {label.size} test frames: {auroc(score, label):.3f} "
+        f"(per-video mean {np.mean(per_video):.3f}); without the temporal smoothing: "
+        f"{auroc(np.concatenate(raws), label):.3f}"
+    )
     above = score >= 0.5
-    print(f"  at the calibrated threshold 0.5: {above[label].mean() * 100:.0f} % of anomalous frames flagged, "
-          f"{above[~label].mean() * 100:.0f} % of normal frames flagged")
+    print(
+        f"  at the calibrated threshold 0.5: {above[label].mean() * 100:.0f} % of anomalous frames flagged, "
+        f"{above[~label].mean() * 100:.0f} % of normal frames flagged"
+    )
     times = np.array(scorer.frame_times) * 1000
-    print(f"  time per scored frame (decode + features + kNN): median {np.median(times):.0f} ms, fastest video "
-          f"{times.min():.0f} ms, slowest {times.max():.0f} ms (2 cores shared with other jobs)")
+    print(
+        f"  time per scored frame (decode + features + kNN): median {np.median(times):.0f} ms, fastest video "
+        f"{times.min():.0f} ms, slowest {times.max():.0f} ms (2 cores shared with other jobs)"
+    )
     print("  published for comparison (full 12-video protocol, object-centric): AI-VAD 0.991")
 
 
@@ -229,11 +248,13 @@ def bench_holdout(plugin, ped2: Path, options: dict[str, int]) -> None:
     anomalous_scores = np.concatenate([t[0][t[2]] for t in tests])
     values = np.r_[normal_scores, anomalous_scores]
     truth = np.r_[np.zeros(normal_scores.size), np.ones(anomalous_scores.size)]
-    print(f"  hold-out: {len(scorer.references)} references from training 01-08; {normal_scores.size} frames of "
-          f"8 unseen normal videos vs {anomalous_scores.size} anomalous test frames: AUROC {auroc(values, truth):.3f}; "
-          f"at 0.5: {np.mean(normal_scores >= 0.5) * 100:.1f} % normal frames flagged, "
-          f"{np.mean(anomalous_scores >= 0.5) * 100:.0f} % anomalous frames flagged; videos called anomalous: "
-          f"{sum(n[3].anomalous for n in normal)}/8 normal, {sum(t[3].anomalous for t in tests)}/6 anomalous")
+    print(
+        f"  hold-out: {len(scorer.references)} references from training 01-08; {normal_scores.size} frames of "
+        f"8 unseen normal videos vs {anomalous_scores.size} anomalous test frames: AUROC {auroc(values, truth):.3f}; "
+        f"at 0.5: {np.mean(normal_scores >= 0.5) * 100:.1f} % normal frames flagged, "
+        f"{np.mean(anomalous_scores >= 0.5) * 100:.0f} % anomalous frames flagged; videos called anomalous: "
+        f"{sum(n[3].anomalous for n in normal)}/8 normal, {sum(t[3].anomalous for t in tests)}/6 anomalous"
+    )
 
 
 def main() -> None:
@@ -254,8 +275,10 @@ def main() -> None:
         for name in () if args.skip_containers else ("bench.mp4", "bench.mkv"):
             path = Path(tmp) / name
             took = write_video(path, args.frames)
-            print(f"  wrote {name}: {args.frames} frames {W}x{H} @ {FPS} fps, H.264 GOP 60 + B-frames "
-                  f"({path.stat().st_size / 1e6:.1f} MB, {took:.0f} s to encode)")
+            print(
+                f"  wrote {name}: {args.frames} frames {W}x{H} @ {FPS} fps, H.264 GOP 60 + B-frames "
+                f"({path.stat().st_size / 1e6:.1f} MB, {took:.0f} s to encode)"
+            )
             bench_container(plugin, path, args.seeks)
     ped2 = args.data / "ucsd_ped2"
     if not ped2.is_dir():

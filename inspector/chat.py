@@ -45,9 +45,15 @@ def conversation(store: ProjectStore, verdict: Verdict) -> list[ChatTurn]:
         params = json.loads(row["params_json"] or "{}")
         if params.get("followup_of") != verdict.id:
             continue
-        turns.append(ChatTurn(question=str(params.get("question", "")), answer=row["raw_text"] or "",
-                              model=row["model"] or "", created_at=row["created_at"] or "",
-                              error=row["error"] if row["status"] == "error" else None))
+        turns.append(
+            ChatTurn(
+                question=str(params.get("question", "")),
+                answer=row["raw_text"] or "",
+                model=row["model"] or "",
+                created_at=row["created_at"] or "",
+                error=row["error"] if row["status"] == "error" else None,
+            )
+        )
     return turns
 
 
@@ -59,14 +65,28 @@ def stored_prompt(store: ProjectStore, prompt_id: int) -> ComposedPrompt:
     images = []
     for position, image in enumerate(row["images"]):
         info: dict[str, Any] = details[position] if position < len(details) else {}
-        images.append(PromptImage(role=image["role"], label=image["label"], png=store.get_blob(image["blob_sha256"]),
-                                  sha256=image["blob_sha256"], caption=str(info.get("caption", "")),
-                                  width=int(info.get("width", 0)), height=int(info.get("height", 0)),
-                                  scale=float(info.get("scale", 1.0))))
-    return ComposedPrompt(system=row["system_text"], text=row["user_text"], images=images,
-                          switches=PromptSwitches.from_dict(record.get("switches") or {}),
-                          preset=str(record.get("preset", "")), preset_version=str(record.get("preset_version", "")),
-                          edited=bool(record.get("edited")), sha256=row["sha256"])
+        images.append(
+            PromptImage(
+                role=image["role"],
+                label=image["label"],
+                png=store.get_blob(image["blob_sha256"]),
+                sha256=image["blob_sha256"],
+                caption=str(info.get("caption", "")),
+                width=int(info.get("width", 0)),
+                height=int(info.get("height", 0)),
+                scale=float(info.get("scale", 1.0)),
+            )
+        )
+    return ComposedPrompt(
+        system=row["system_text"],
+        text=row["user_text"],
+        images=images,
+        switches=PromptSwitches.from_dict(record.get("switches") or {}),
+        preset=str(record.get("preset", "")),
+        preset_version=str(record.get("preset_version", "")),
+        edited=bool(record.get("edited")),
+        sha256=row["sha256"],
+    )
 
 
 def _verdict_turns(store: ProjectStore, verdict: Verdict) -> list[dict[str, Any]]:
@@ -83,8 +103,9 @@ def _verdict_turns(store: ProjectStore, verdict: Verdict) -> list[dict[str, Any]
     return turns
 
 
-async def ask_followup(store: ProjectStore, case: Case, verdict: Verdict, question: str,
-                       endpoint: EndpointSettings, client=None) -> ChatTurn:
+async def ask_followup(
+    store: ProjectStore, case: Case, verdict: Verdict, question: str, endpoint: EndpointSettings, client=None
+) -> ChatTurn:
     """Ask one follow-up question about a VLM verdict and store the turn (also when it fails)."""
     from inspector.vlm.client import VlmClient, VlmError
 
@@ -94,8 +115,10 @@ async def ask_followup(store: ProjectStore, case: Case, verdict: Verdict, questi
     if len(question) > MAX_QUESTION_CHARS:
         raise ChatError(f"The question is too long ({len(question)} characters; at most {MAX_QUESTION_CHARS}).")
     if verdict.source != VerdictSource.VLM or verdict.prompt_id is None or verdict.id is None:
-        raise ChatError("Follow-up questions continue a conversation with the model: inspect the case with the "
-                        "VLM first (this verdict comes from the offline detector).")
+        raise ChatError(
+            "Follow-up questions continue a conversation with the model: inspect the case with the "
+            "VLM first (this verdict comes from the offline detector)."
+        )
     if not endpoint.configured:
         raise ChatError("Set a VLM endpoint first (Settings ▸ VLM endpoint).")
     assert case.id is not None
@@ -108,19 +131,41 @@ async def ask_followup(store: ProjectStore, case: Case, verdict: Verdict, questi
         if turn.error is None:
             messages += [{"role": "user", "content": turn.question}, {"role": "assistant", "content": turn.answer}]
     messages.append({"role": "user", "content": question})
-    params = {"followup_of": verdict.id, "question": question, "temperature": endpoint.temperature,
-              "max_tokens": endpoint.max_tokens}
+    params = {
+        "followup_of": verdict.id,
+        "question": question,
+        "temperature": endpoint.temperature,
+        "max_tokens": endpoint.max_tokens,
+    }
     try:
         answer = await client.chat(messages)
     except VlmError as exc:
-        store.save_answer(case.id, verdict.prompt_id, endpoint=endpoint.base_url, model=endpoint.model,
-                          params=params, raw_text="", response=None, status="error", error=exc.user_message)
+        store.save_answer(
+            case.id,
+            verdict.prompt_id,
+            endpoint=endpoint.base_url,
+            model=endpoint.model,
+            params=params,
+            raw_text="",
+            response=None,
+            status="error",
+            error=exc.user_message,
+        )
         raise ChatError(exc.user_message) from exc
     finally:
         if own_client:
             await client.aclose()
-    store.save_answer(case.id, verdict.prompt_id, endpoint=endpoint.base_url, model=answer.model or endpoint.model,
-                      params=params, raw_text=answer.raw_text, response=answer.response, status=FOLLOWUP,
-                      latency_s=answer.latency_s, prompt_tokens=answer.prompt_tokens,
-                      completion_tokens=answer.completion_tokens)
+    store.save_answer(
+        case.id,
+        verdict.prompt_id,
+        endpoint=endpoint.base_url,
+        model=answer.model or endpoint.model,
+        params=params,
+        raw_text=answer.raw_text,
+        response=answer.response,
+        status=FOLLOWUP,
+        latency_s=answer.latency_s,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+    )
     return conversation(store, verdict)[-1]

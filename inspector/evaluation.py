@@ -73,13 +73,20 @@ def collect_rows(store: ProjectStore) -> list[Row]:
                 continue
             if verdict.prompt_id is not None and verdict.prompt_id not in variants:
                 variants[verdict.prompt_id] = _variant(store, verdict.prompt_id)
-            rows.append(Row(
-                case_id=case.id, case=case.name, truth=truth_label == "anomalous",
-                predicted=verdict.anomalous if verdict.parse_status == ParseStatus.PARSED else None,
-                score=verdict.score, source=str(verdict.source), profile=profile.name if profile else "(none)",
-                variant=variants[verdict.prompt_id] if verdict.prompt_id is not None else "offline detector",
-                model=verdict.model, class_name=profile.class_name if profile else "",
-            ))
+            rows.append(
+                Row(
+                    case_id=case.id,
+                    case=case.name,
+                    truth=truth_label == "anomalous",
+                    predicted=verdict.anomalous if verdict.parse_status == ParseStatus.PARSED else None,
+                    score=verdict.score,
+                    source=str(verdict.source),
+                    profile=profile.name if profile else "(none)",
+                    variant=variants[verdict.prompt_id] if verdict.prompt_id is not None else "offline detector",
+                    model=verdict.model,
+                    class_name=profile.class_name if profile else "",
+                )
+            )
     return rows
 
 
@@ -116,9 +123,15 @@ def metrics(rows: list[Row], key: dict[str, str] | None = None) -> GroupMetrics:
     values = np.array([r.score for r in scored], float)
     both = labels.any() and (~labels).any()
     return GroupMetrics(
-        key=key or {}, n=n, unparsed=n - len(parsed),
-        accuracy=(tp + tn) / len(parsed) if parsed else None, precision=precision, recall=recall, f1=f1,
-        auroc=auroc(values, labels) if both else None, ap=average_precision(values, labels) if both else None,
+        key=key or {},
+        n=n,
+        unparsed=n - len(parsed),
+        accuracy=(tp + tn) / len(parsed) if parsed else None,
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        auroc=auroc(values, labels) if both else None,
+        ap=average_precision(values, labels) if both else None,
         roc=roc_curve(values, labels) if both else [],
     )
 
@@ -195,29 +208,38 @@ def to_json(results: dict[str, list[GroupMetrics]]) -> str:
 
 def _svg_roc(groups: list[GroupMetrics], size: int = 260) -> str:
     colours = ["#1f6feb", "#f85149", "#3fb950", "#d29922", "#a371f7", "#db61a2"]
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" viewBox="0 0 {size} {size}">',
-             f'<rect width="{size}" height="{size}" fill="#fff" stroke="#ccc"/>',
-             f'<line x1="0" y1="{size}" x2="{size}" y2="0" stroke="#ddd" stroke-dasharray="4"/>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" viewBox="0 0 {size} {size}">',
+        f'<rect width="{size}" height="{size}" fill="#fff" stroke="#ccc"/>',
+        f'<line x1="0" y1="{size}" x2="{size}" y2="0" stroke="#ddd" stroke-dasharray="4"/>',
+    ]
     for i, g in enumerate(g for g in groups if g.roc):
         points = " ".join(f"{fpr * size:.1f},{(1 - tpr) * size:.1f}" for fpr, tpr in g.roc)
-        parts.append(f'<polyline fill="none" stroke="{colours[i % len(colours)]}" stroke-width="2" points="{points}">'
-                     f"<title>{html.escape(', '.join(g.key.values()) or 'all')}: AUROC {_fmt(g.auroc)}</title>"
-                     "</polyline>")
+        parts.append(
+            f'<polyline fill="none" stroke="{colours[i % len(colours)]}" stroke-width="2" points="{points}">'
+            f"<title>{html.escape(', '.join(g.key.values()) or 'all')}: AUROC {_fmt(g.auroc)}</title>"
+            "</polyline>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
 
 def to_html(results: dict[str, list[GroupMetrics]], title: str = "Anomalens evaluation") -> str:
     """A self-contained report: one table and one ROC plot per grouping."""
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-           "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
-           "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}</style>",
-           f"</head><body><h1>{html.escape(title)}</h1>",
-           "<p>Ground truth: the operator's decisions (else the labels cases were imported with). Unparsed "
-           "answers are counted, not scored. AUROC/AP use the verdict scores.</p>"]
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}</style>",
+        f"</head><body><h1>{html.escape(title)}</h1>",
+        "<p>Ground truth: the operator's decisions (else the labels cases were imported with). Unparsed "
+        "answers are counted, not scored. AUROC/AP use the verdict scores.</p>",
+    ]
     for grouping, groups in results.items():
-        out.append(f"<h2>{html.escape(grouping)}</h2><table><tr><th>group</th>"
-                   + "".join(f"<th>{c}</th>" for c in _COLUMNS) + "</tr>")
+        out.append(
+            f"<h2>{html.escape(grouping)}</h2><table><tr><th>group</th>"
+            + "".join(f"<th>{c}</th>" for c in _COLUMNS)
+            + "</tr>"
+        )
         for g in groups:
             label = html.escape("; ".join(f"{k}={v}" for k, v in g.key.items()) or "all")
             out.append(f"<tr><td>{label}</td>" + "".join(f"<td>{_fmt(getattr(g, c))}</td>" for c in _COLUMNS) + "</tr>")

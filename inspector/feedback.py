@@ -51,8 +51,9 @@ def promote_to_reference(service: InspectionService, case: Case, profile: Profil
     assert case.id is not None and profile.id is not None
     decision = service.store.latest_decision(case.id)
     if decision is None or decision.label != "normal":
-        raise FeedbackError(f"{case.name}: only a case the operator has confirmed as normal (N) can become "
-                            "a normal reference.")
+        raise FeedbackError(
+            f"{case.name}: only a case the operator has confirmed as normal (N) can become a normal reference."
+        )
     plugin = service.registry.modality(case.modality)
     loaded = service.load_case(case)
     if plugin.reference_images is not None:
@@ -67,8 +68,9 @@ def promote_to_reference(service: InspectionService, case: Case, profile: Profil
     return len(images)
 
 
-def add_expected_defect(service: InspectionService, profile: Profile, description: str,
-                        case: Case | None = None) -> None:
+def add_expected_defect(
+    service: InspectionService, profile: Profile, description: str, case: Case | None = None
+) -> None:
     """Add a confirmed defect description (one line) to the profile's expected defects."""
     text = " ".join(description.split()).strip().rstrip(".")
     if not text:

@@ -60,7 +60,10 @@ def decode_image(data: bytes, name: str = "image") -> tuple[np.ndarray, dict[str
         raise CaseReadError(f"{name}: the image is damaged and cannot be decoded ({text})") from None
 
     metadata: dict[str, Any] = {
-        "format": image.format or "", "mode": image.mode, "width": image.width, "height": image.height,
+        "format": image.format or "",
+        "mode": image.mode,
+        "width": image.width,
+        "height": image.height,
     }
     orientation = image.getexif().get(0x0112, 1) if hasattr(image, "getexif") else 1
     if orientation and orientation != 1:

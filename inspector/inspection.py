@@ -143,18 +143,28 @@ class InspectionService:
         # readers that know the truth (labelled datasets: Ped2 folders, NAB series) say so
         ground_truth = metadata.get("ground_truth") if metadata.get("ground_truth") in ("normal", "anomalous") else None
         case = Case(
-            name=path.name, modality=modality, source_path=str(path.resolve()), source_sha256=sha,
-            metadata=metadata, profile_id=profile_id, ground_truth=ground_truth,
-            status=CaseStatus.ERROR if read_error else CaseStatus.NOT_INSPECTED, error=read_error,
+            name=path.name,
+            modality=modality,
+            source_path=str(path.resolve()),
+            source_sha256=sha,
+            metadata=metadata,
+            profile_id=profile_id,
+            ground_truth=ground_truth,
+            status=CaseStatus.ERROR if read_error else CaseStatus.NOT_INSPECTED,
+            error=read_error,
         )
         case = self.store.add_case(case, source_bytes=data if read_error is None else None)
         if loaded is not None and case.id is not None:
             self._remember(case.id, loaded)
         return case, "failed" if read_error else "added"
 
-    def import_files(self, paths: Sequence[str | Path], profile_id: int | None = None,
-                     progress: Callable[[int, int], None] | None = None,
-                     is_cancelled: Callable[[], bool] | None = None) -> ImportResult:
+    def import_files(
+        self,
+        paths: Sequence[str | Path],
+        profile_id: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        is_cancelled: Callable[[], bool] | None = None,
+    ) -> ImportResult:
         result = ImportResult()
         for index, path in enumerate(paths):
             if is_cancelled is not None and is_cancelled():
@@ -262,7 +272,8 @@ class InspectionService:
         except Exception as exc:
             log.exception("reference conversion failed on %s", path)
             raise InspectionError(
-                f"{path.name}: could not be used as a reference ({type(exc).__name__}: {exc})") from exc
+                f"{path.name}: could not be used as a reference ({type(exc).__name__}: {exc})"
+            ) from exc
         # which file they came from, for the detector's calibration (a hash: names can identify patients)
         source = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
         for name, rgb in images:
@@ -282,9 +293,14 @@ class InspectionService:
 
     # ----------------------------------------------------------------- prompts
 
-    def compose_prompt(self, case: Case, profile: Profile, switches: PromptSwitches | None = None,
-                       text_override: str | None = None,
-                       render_options: dict | None = None) -> ComposedPrompt:
+    def compose_prompt(
+        self,
+        case: Case,
+        profile: Profile,
+        switches: PromptSwitches | None = None,
+        text_override: str | None = None,
+        render_options: dict | None = None,
+    ) -> ComposedPrompt:
         """Render the case's views and compose the prompt.
 
         Render options: the profile's ``settings["render"]`` (e.g. the number of depth views), then
@@ -301,8 +317,15 @@ class InspectionService:
             refs = self.reference_images(profile.id) if profile.id is not None else []
             references = [(name, rgb) for name, rgb, _ in refs[: switches.max_references]]
         marks = self._plan_marks(profile, views, references, options) if switches.set_of_mark else None
-        prompt = compose(profile, views, references, switches=switches, preset=profile.domain_preset or None,
-                         text_override=text_override, marks=marks)
+        prompt = compose(
+            profile,
+            views,
+            references,
+            switches=switches,
+            preset=profile.domain_preset or None,
+            text_override=text_override,
+            marks=marks,
+        )
         with self._lock:
             self._view_maps[prompt.sha256] = {view.label: view.view_map for view in views}
             while len(self._view_maps) > 256:
@@ -316,8 +339,7 @@ class InspectionService:
         own = profile.settings.get("localization") if isinstance(profile.settings, dict) else None
         return localization_settings(self.localization, own if isinstance(own, dict) else None)
 
-    def _plan_marks(self, profile: Profile, views: list, references: list[tuple[str, np.ndarray]],
-                    options: dict):
+    def _plan_marks(self, profile: Profile, views: list, references: list[tuple[str, np.ndarray]], options: dict):
         """Proposals and numbered marks on the current view (Set-of-Mark); operator-drawn boxes first.
 
         Drawn regions come from the viewer in case pixels (``render_options["drawn_regions"]``) and
@@ -336,16 +358,28 @@ class InspectionService:
         if options.get("drawn_regions") and on_drawn_slice and "scale_x" in params and "scale_y" in params:
             sx, sy = float(params["scale_x"]) or 1.0, float(params["scale_y"]) or 1.0
             drawn = [[b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy] for b in options["drawn_regions"] if len(b) == 4]
-        key = _marks_key(views[index].image if views else None, settings, drawn, references, index,
-                         [ref.blob_sha256 for ref in self.store.references(profile.id)] if profile.id else [])
+        key = _marks_key(
+            views[index].image if views else None,
+            settings,
+            drawn,
+            references,
+            index,
+            [ref.blob_sha256 for ref in self.store.references(profile.id)] if profile.id else [],
+        )
         with self._lock:
             cached = self._mark_plans.get(key)
         if cached is not None:  # the preview composed it already: SAM on a CPU takes a minute
             return cached
         try:
-            plan = plan_marks(views, settings, max_side=DEFAULT_MAX_SIDE,
-                              detector=lambda: self._fitted_detector(profile, None, None),
-                              drawn_boxes=drawn, references=references, view_index=index)
+            plan = plan_marks(
+                views,
+                settings,
+                max_side=DEFAULT_MAX_SIDE,
+                detector=lambda: self._fitted_detector(profile, None, None),
+                drawn_boxes=drawn,
+                references=references,
+                view_index=index,
+            )
         except (SetOfMarkError, SamUnavailableError) as exc:
             raise InspectionError(str(exc)) from exc
         with self._lock:
@@ -356,14 +390,18 @@ class InspectionService:
 
     def _store_prompt(self, prompt: ComposedPrompt) -> int:
         return self.store.save_prompt(
-            prompt.sha256, prompt.system, prompt.text, prompt.to_record(),
+            prompt.sha256,
+            prompt.system,
+            prompt.text,
+            prompt.to_record(),
             [(img.role, img.label, img.png) for img in prompt.images],
         )
 
     # ----------------------------------------------------------------- VLM
 
-    async def inspect_with_vlm(self, case: Case, prompt: ComposedPrompt, endpoint: EndpointSettings,
-                               client=None) -> Verdict:
+    async def inspect_with_vlm(
+        self, case: Case, prompt: ComposedPrompt, endpoint: EndpointSettings, client=None
+    ) -> Verdict:
         """Ask the endpoint; store the prompt, the raw answer as it arrives, then the verdict.
 
         An answer that cannot be read (and is not a refusal) gets one extraction turn in the same
@@ -375,25 +413,37 @@ class InspectionService:
 
         assert case.id is not None
         prompt_id = self._store_prompt(prompt)
-        params = {"temperature": endpoint.temperature, "max_tokens": endpoint.max_tokens,
-                  "logprobs": endpoint.request_logprobs, "timeout_s": endpoint.timeout_s}
+        params = {
+            "temperature": endpoint.temperature,
+            "max_tokens": endpoint.max_tokens,
+            "logprobs": endpoint.request_logprobs,
+            "timeout_s": endpoint.timeout_s,
+        }
         own_client = client is None
         if client is None:
             client = VlmClient(endpoint, resolve_api_key(endpoint))
         try:
             answer = await self._request(case, prompt_id, endpoint, params, client.ask(prompt))
             answer_id = self.store.save_answer(
-                case.id, prompt_id, endpoint=endpoint.base_url, model=answer.model or endpoint.model,
-                params=params, raw_text=answer.raw_text, response=answer.response, status="ok",
-                latency_s=answer.latency_s, prompt_tokens=answer.prompt_tokens,
+                case.id,
+                prompt_id,
+                endpoint=endpoint.base_url,
+                model=answer.model or endpoint.model,
+                params=params,
+                raw_text=answer.raw_text,
+                response=answer.response,
+                status="ok",
+                latency_s=answer.latency_s,
+                prompt_tokens=answer.prompt_tokens,
                 completion_tokens=answer.completion_tokens,
             )
             parsed = parse_answer(answer.raw_text, answer.logprobs)
             extraction = None
             marks_judged = self._marks_judged(prompt, answer.raw_text)
             if endpoint.extraction_turn and needs_extraction(parsed, prompt, marks_judged):
-                extraction = await self._extraction_turn(case, prompt, prompt_id, endpoint, params, client,
-                                                         answer.raw_text, answer_id)
+                extraction = await self._extraction_turn(
+                    case, prompt, prompt_id, endpoint, params, client, answer.raw_text, answer_id
+                )
         finally:
             if own_client:
                 await client.aclose()
@@ -410,19 +460,43 @@ class InspectionService:
         try:
             return await request
         except VlmError as exc:
-            self.store.save_answer(case.id, prompt_id, endpoint=endpoint.base_url, model=endpoint.model,
-                                   params=params, raw_text="", response=None, status="error",
-                                   error=exc.user_message)
+            self.store.save_answer(
+                case.id,
+                prompt_id,
+                endpoint=endpoint.base_url,
+                model=endpoint.model,
+                params=params,
+                raw_text="",
+                response=None,
+                status="error",
+                error=exc.user_message,
+            )
             self.store.update_case(case.id, error=exc.user_message)
             raise InspectionError(exc.user_message) from exc
         except BaseException:  # cancelled: record that the request was abandoned, then re-raise
-            self.store.save_answer(case.id, prompt_id, endpoint=endpoint.base_url, model=endpoint.model,
-                                   params=params, raw_text="", response=None, status="cancelled")
+            self.store.save_answer(
+                case.id,
+                prompt_id,
+                endpoint=endpoint.base_url,
+                model=endpoint.model,
+                params=params,
+                raw_text="",
+                response=None,
+                status="cancelled",
+            )
             raise
 
-    async def _extraction_turn(self, case: Case, prompt: ComposedPrompt, prompt_id: int,
-                               endpoint: EndpointSettings, params: dict, client, first_answer: str,
-                               first_answer_id: int) -> Extraction:
+    async def _extraction_turn(
+        self,
+        case: Case,
+        prompt: ComposedPrompt,
+        prompt_id: int,
+        endpoint: EndpointSettings,
+        params: dict,
+        client,
+        first_answer: str,
+        first_answer_id: int,
+    ) -> Extraction:
         """Ask the model to restate its verdict; store the turn. A failed turn leaves the first answer."""
         from inspector.vlm.answers import parse_answer
         from inspector.vlm.client import prompt_messages
@@ -432,24 +506,37 @@ class InspectionService:
         # a cached first answer is a copy: the turn belongs to the stored original, where the cache
         # (and the next run) looks for it
         of = getattr(client, "source_answer_id", None) or first_answer_id
-        turn_params = {**params, "turn": EXTRACTION, "extraction_of": of,
-                       "question": request.question, "structured": request.schema is not None}
+        turn_params = {
+            **params,
+            "turn": EXTRACTION,
+            "extraction_of": of,
+            "question": request.question,
+            "structured": request.schema is not None,
+        }
         messages = extraction_messages(prompt_messages(prompt), first_answer, request)
         try:
-            answer = await self._request(case, prompt_id, endpoint, turn_params,
-                                         client.extract(messages, request.schema))
+            answer = await self._request(
+                case, prompt_id, endpoint, turn_params, client.extract(messages, request.schema)
+            )
         except InspectionError as exc:
             return Extraction(answer_id=None, parsed=None, raw_text="", error=str(exc))
         replayed = answer is getattr(client, "extraction", None)  # served from the cache: no request, no cost
         answer_id = self.store.save_answer(
-            case.id, prompt_id, endpoint=endpoint.base_url, model=answer.model or endpoint.model,
+            case.id,
+            prompt_id,
+            endpoint=endpoint.base_url,
+            model=answer.model or endpoint.model,
             params={**turn_params, "extraction_of": first_answer_id} if replayed else turn_params,
-            raw_text=answer.raw_text, response=answer.response, status="cached" if replayed else EXTRACTION,
-            latency_s=answer.latency_s, prompt_tokens=answer.prompt_tokens,
+            raw_text=answer.raw_text,
+            response=answer.response,
+            status="cached" if replayed else EXTRACTION,
+            latency_s=answer.latency_s,
+            prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,
         )
-        return Extraction(answer_id=answer_id, parsed=parse_answer(answer.raw_text, answer.logprobs),
-                          raw_text=answer.raw_text)
+        return Extraction(
+            answer_id=answer_id, parsed=parse_answer(answer.raw_text, answer.logprobs), raw_text=answer.raw_text
+        )
 
     def _marks_judged(self, prompt: ComposedPrompt, raw_text: str) -> bool | None:
         """Whether a Set-of-Mark answer judged its marks (selected, rejected or "no mark"); marks only
@@ -459,8 +546,9 @@ class InspectionService:
         answer, _ = self._read_marks(prompt, raw_text)
         return answer.judged
 
-    def verdict_from_answer(self, case: Case, prompt: ComposedPrompt, parsed, raw_text: str,
-                            extraction: Extraction | None = None) -> Verdict:
+    def verdict_from_answer(
+        self, case: Case, prompt: ComposedPrompt, parsed, raw_text: str, extraction: Extraction | None = None
+    ) -> Verdict:
         """A parsed answer as a verdict: regions placed on the case, Set-of-Mark marks and hybrid score.
 
         With an extraction turn, its verdict, score and marks fill what the first answer lacked; a
@@ -479,17 +567,25 @@ class InspectionService:
             details["refused"] = True
         if parsed.status == ParseStatus.UNPARSED:
             if first.refused:
-                explanation = ("The model declined to judge this case (a refusal, stored as unparsed and "
-                               "not guessed). See the raw answer.")
+                explanation = (
+                    "The model declined to judge this case (a refusal, stored as unparsed and "
+                    "not guessed). See the raw answer."
+                )
             elif extraction is not None and details["extraction"]["outcome"] == "contradicts":
-                explanation = ("The model's restated verdict contradicts what its first answer was read to "
-                               "say; the verdict is left unparsed, not guessed. See both turns in the raw answer.")
+                explanation = (
+                    "The model's restated verdict contradicts what its first answer was read to "
+                    "say; the verdict is left unparsed, not guessed. See both turns in the raw answer."
+                )
             else:
-                explanation = ("The model's answer could not be read as a verdict; it is stored as unparsed "
-                               "and not guessed. See the raw answer.")
+                explanation = (
+                    "The model's answer could not be read as a verdict; it is stored as unparsed "
+                    "and not guessed. See the raw answer."
+                )
         elif extraction is not None and extraction.used(first):
-            explanation = (f"{raw_text.strip()}\n\n(Verdict restated by the model in a second turn: the first "
-                           "answer could not be read in full.)").strip()
+            explanation = (
+                f"{raw_text.strip()}\n\n(Verdict restated by the model in a second turn: the first "
+                "answer could not be read in full.)"
+            ).strip()
         mark_regions: list[Region] = []
         if prompt.localization:  # a Set-of-Mark prompt (possibly with no marks on a blank view)
             from inspector.localization import hybrid
@@ -498,17 +594,22 @@ class InspectionService:
             mark_answer, outcome = self._read_marks(prompt, raw_text)
             if not mark_answer.judged and extraction is not None and extraction.raw_text:
                 mark_answer, outcome = self._read_marks(prompt, extraction.raw_text)
-            p_vlm = hybrid.vlm_probability(parsed.anomalous, parsed.score) \
-                if parsed.status == ParseStatus.PARSED else None
+            p_vlm = (
+                hybrid.vlm_probability(parsed.anomalous, parsed.score) if parsed.status == ParseStatus.PARSED else None
+            )
             offline = prompt.localization.get("offline_score")
             weight = float(prompt.localization.get("vlm_weight", hybrid.DEFAULT_VLM_WEIGHT))
             mark_regions = self._locate_marks(case, prompt, mark_answer, p_vlm, weight)
             details["marks"] = outcome
             placed = {r.detail.get("mark") for r in mark_regions}
-            details["mark_answer"] = {"said_none": mark_answer.said_none, "found": mark_answer.found,
-                                      "unknown": mark_answer.unknown, "method": mark_answer.method,
-                                      "proposals": prompt.localization.get("method", ""),
-                                      "unplaced": [n for n in mark_answer.selected if n not in placed]}
+            details["mark_answer"] = {
+                "said_none": mark_answer.said_none,
+                "found": mark_answer.found,
+                "unknown": mark_answer.unknown,
+                "method": mark_answer.method,
+                "proposals": prompt.localization.get("method", ""),
+                "unplaced": [n for n in mark_answer.selected if n not in placed],
+            }
             if offline is not None:
                 combined = hybrid.combine(float(offline), p_vlm, weight)
                 details["hybrid"] = combined.to_dict()
@@ -519,9 +620,17 @@ class InspectionService:
         if extraction is not None and extraction.raw_text:
             raw_answer = f"{raw_text}\n\n--- extraction turn ---\n{extraction.raw_text}"
         return Verdict(
-            case_id=case.id, source=VerdictSource.VLM, anomalous=anomalous, score=score,
-            score_source=score_source, explanation=explanation, parse_status=parsed.status,
-            model="", regions=regions, details=details, raw_answer=raw_answer,
+            case_id=case.id,
+            source=VerdictSource.VLM,
+            anomalous=anomalous,
+            score=score,
+            score_source=score_source,
+            explanation=explanation,
+            parse_status=parsed.status,
+            model="",
+            regions=regions,
+            details=details,
+            raw_answer=raw_answer,
         )
 
     @staticmethod
@@ -531,17 +640,24 @@ class InspectionService:
 
         numbers = [int(m["mark"]) for m in prompt.marks]
         answer = parse_mark_answer(raw_text, numbers)
-        outcome = [{
-            "mark": int(m["mark"]), "source": m.get("source", ""), "proposal_score": m.get("score"),
-            "offline_peak": m.get("offline_peak"),
-            "selected": int(m["mark"]) in answer.selected, "rejected": int(m["mark"]) in answer.rejected,
-            "mentioned": int(m["mark"]) in answer.mentioned,
-            "reason": answer.reasons.get(int(m["mark"]), ""),
-        } for m in prompt.marks]
+        outcome = [
+            {
+                "mark": int(m["mark"]),
+                "source": m.get("source", ""),
+                "proposal_score": m.get("score"),
+                "offline_peak": m.get("offline_peak"),
+                "selected": int(m["mark"]) in answer.selected,
+                "rejected": int(m["mark"]) in answer.rejected,
+                "mentioned": int(m["mark"]) in answer.mentioned,
+                "reason": answer.reasons.get(int(m["mark"]), ""),
+            }
+            for m in prompt.marks
+        ]
         return answer, outcome
 
-    def _locate_marks(self, case: Case, prompt: ComposedPrompt, answer, p_vlm: float | None,
-                      weight: float) -> list[Region]:
+    def _locate_marks(
+        self, case: Case, prompt: ComposedPrompt, answer, p_vlm: float | None, weight: float
+    ) -> list[Region]:
         """The selected marks as regions of the case, through the modality's `locate`."""
         from inspector.localization.hybrid import region_score
         from inspector.localization.set_of_mark import mark_item
@@ -555,8 +671,11 @@ class InspectionService:
             for region in placed:
                 region.detail = {**region.detail, "mark": number}
                 region.label = region.label or f"mark {number}"
-                region.score = region_score(p_vlm, record.get("offline_peak"), weight) if p_vlm is not None \
+                region.score = (
+                    region_score(p_vlm, record.get("offline_peak"), weight)
+                    if p_vlm is not None
                     else float(region.score)
+                )
                 regions.append(region)
         return regions
 
@@ -584,8 +703,9 @@ class InspectionService:
 
     # ----------------------------------------------------------------- offline detector
 
-    def _fitted_detector(self, profile: Profile, progress: Callable[[float], None] | None,
-                         is_cancelled: Callable[[], bool] | None):
+    def _fitted_detector(
+        self, profile: Profile, progress: Callable[[float], None] | None, is_cancelled: Callable[[], bool] | None
+    ):
         from inspector.detector.offline import OfflineDetector
 
         refs = self.reference_images(profile.id) if profile.id is not None else []
@@ -595,22 +715,32 @@ class InspectionService:
                 f"The offline detector compares a case with normal references, and the profile "
                 f"{profile.name!r} has none. Add at least one normal reference image to the profile."
             )
-        key = hashlib.sha256("|".join(f"{sha}/{src}" for (_, _, sha), src in zip(refs, sources, strict=False))
-                             .encode()).hexdigest()
+        key = hashlib.sha256(
+            "|".join(f"{sha}/{src}" for (_, _, sha), src in zip(refs, sources, strict=False)).encode()
+        ).hexdigest()
         with self._fit_lock:  # two composes or inspections at once fit once, the second waits
             with self._lock:
                 detector = self._detectors.get(key)
             if detector is None:
                 detector = OfflineDetector()
-                detector.fit([rgb for _, rgb, _ in refs], progress=progress, is_cancelled=is_cancelled,
-                             sources=sources if len(sources) == len(refs) else None)
+                detector.fit(
+                    [rgb for _, rgb, _ in refs],
+                    progress=progress,
+                    is_cancelled=is_cancelled,
+                    sources=sources if len(sources) == len(refs) else None,
+                )
                 with self._lock:
                     self._detectors = {key: detector}  # one profile's bank at a time keeps memory flat
         return detector
 
-    def inspect_offline(self, case: Case, profile: Profile, progress: Callable[[float], None] | None = None,
-                        is_cancelled: Callable[[], bool] | None = None,
-                        render_options: dict | None = None) -> Verdict:
+    def inspect_offline(
+        self,
+        case: Case,
+        profile: Profile,
+        progress: Callable[[float], None] | None = None,
+        is_cancelled: Callable[[], bool] | None = None,
+        render_options: dict | None = None,
+    ) -> Verdict:
         """Score the case against the profile's references with the built-in detector (no VLM).
 
         `render_options` (what the viewer shows: the current slice, a frame range) reach a
@@ -637,8 +767,11 @@ class InspectionService:
             detector = self._fitted_detector(profile, progress, is_cancelled)
             result = detector.score(plugin.offline_input(loaded))  # type: ignore[misc]
             outcome = OfflineOutcome(
-                anomalous=result.anomalous, score=float(result.score), explanation=result.explanation,
-                regions=list(result.regions), heatmap=result.heatmap,
+                anomalous=result.anomalous,
+                score=float(result.score),
+                explanation=result.explanation,
+                regions=list(result.regions),
+                heatmap=result.heatmap,
                 summary=f"raw score {result.raw_score:.4f}, threshold {result.threshold:.4f}",
             )
         if is_cancelled is not None and is_cancelled():
@@ -648,10 +781,15 @@ class InspectionService:
             heat_png = encode_png((np.clip(outcome.heatmap, 0, 1) * 255).astype(np.uint8))
         elapsed = time.perf_counter() - started
         verdict = Verdict(
-            case_id=case.id, source=VerdictSource.OFFLINE, anomalous=bool(outcome.anomalous),
-            score=float(outcome.score), score_source=ScoreSource.OFFLINE_CALIBRATED,
-            explanation=outcome.explanation, parse_status=ParseStatus.PARSED,
-            model=outcome.model or "EfficientNet-Lite0 patch kNN (offline)", regions=list(outcome.regions),
+            case_id=case.id,
+            source=VerdictSource.OFFLINE,
+            anomalous=bool(outcome.anomalous),
+            score=float(outcome.score),
+            score_source=ScoreSource.OFFLINE_CALIBRATED,
+            explanation=outcome.explanation,
+            parse_status=ParseStatus.PARSED,
+            model=outcome.model or "EfficientNet-Lite0 patch kNN (offline)",
+            regions=list(outcome.regions),
             details=dict(outcome.details),
             raw_answer=f"{outcome.summary}, {elapsed:.2f} s" if outcome.summary else f"{elapsed:.2f} s",
         )
@@ -672,8 +810,9 @@ class InspectionService:
         return gray[:, :, 0].astype(np.float32) / 255.0
 
 
-def _marks_key(image: np.ndarray | None, settings: dict, drawn: list, references: list, index: int,
-               reference_hashes: list[str]) -> str:
+def _marks_key(
+    image: np.ndarray | None, settings: dict, drawn: list, references: list, index: int, reference_hashes: list[str]
+) -> str:
     """What a marking plan depends on: the view's pixels, the settings, drawn boxes, references."""
     import json
 
@@ -681,8 +820,11 @@ def _marks_key(image: np.ndarray | None, settings: dict, drawn: list, references
     if image is not None:
         digest.update(str(image.shape).encode())
         digest.update(np.ascontiguousarray(image).tobytes())
-    digest.update(json.dumps([settings, drawn, index, reference_hashes, [name for name, _ in references]],
-                             sort_keys=True, default=str).encode())
+    digest.update(
+        json.dumps(
+            [settings, drawn, index, reference_hashes, [name for name, _ in references]], sort_keys=True, default=str
+        ).encode()
+    )
     return digest.hexdigest()
 
 

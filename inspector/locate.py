@@ -154,5 +154,6 @@ def locate_box(item: dict[str, Any], queries: list[QueryView]) -> Region | None:
     if view_map is not None:
         x0, y0 = view_map.view_to_case_xy(x0, y0)
         x1, y1 = view_map.view_to_case_xy(x1, y1)
-    return Region(x0, y0, x1, y1, score=1.0, label=str(item.get("label", "")), reason=str(item.get("reason", "")),
-                  detail=detail)
+    return Region(
+        x0, y0, x1, y1, score=1.0, label=str(item.get("label", "")), reason=str(item.get("reason", "")), detail=detail
+    )

@@ -168,14 +168,25 @@ class Region:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "x0": self.x0, "y0": self.y0, "x1": self.x1, "y1": self.y1,
-            "score": self.score, "label": self.label, "reason": self.reason, "detail": self.detail,
+            "x0": self.x0,
+            "y0": self.y0,
+            "x1": self.x1,
+            "y1": self.y1,
+            "score": self.score,
+            "label": self.label,
+            "reason": self.reason,
+            "detail": self.detail,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Region:
-        return cls(**{k: d[k] for k in ("x0", "y0", "x1", "y1")}, score=d.get("score", 0.0),
-                   label=d.get("label", ""), reason=d.get("reason", ""), detail=dict(d.get("detail") or {}))
+        return cls(
+            **{k: d[k] for k in ("x0", "y0", "x1", "y1")},
+            score=d.get("score", 0.0),
+            label=d.get("label", ""),
+            reason=d.get("reason", ""),
+            detail=dict(d.get("detail") or {}),
+        )
 
 
 @dataclass

@@ -283,7 +283,8 @@ def _is_bundled(file: Path) -> bool:
 
     try:
         return file.resolve().parent.parent == bundled_plugins_dir().resolve() or (
-            file.resolve().parent == bundled_plugins_dir().resolve())
+            file.resolve().parent == bundled_plugins_dir().resolve()
+        )
     except OSError:
         return False
 
@@ -300,8 +301,10 @@ def discover(dirs: Iterable[Path] | None = None) -> PluginRegistry:
                     raise TypeError("it defines no register(registry) function")
                 wanted = getattr(module, "PLUGIN_API_VERSION", PLUGIN_API_VERSION)
                 if wanted not in SUPPORTED_PLUGIN_APIS:
-                    raise RuntimeError(f"it needs plugin API {wanted}, this workstation provides "
-                                       f"{', '.join(map(str, SUPPORTED_PLUGIN_APIS))} (see docs/plugins.md)")
+                    raise RuntimeError(
+                        f"it needs plugin API {wanted}, this workstation provides "
+                        f"{', '.join(map(str, SUPPORTED_PLUGIN_APIS))} (see docs/plugins.md)"
+                    )
                 register(registry)
                 registry.loaded.append(name)
             except Exception as exc:  # noqa: BLE001 - any plugin failure is reported, not fatal

@@ -87,8 +87,13 @@ class PromptImage:
 
     def to_record(self) -> dict[str, Any]:
         return {
-            "role": self.role, "label": self.label, "sha256": self.sha256, "caption": self.caption,
-            "width": self.width, "height": self.height, "scale": self.scale,
+            "role": self.role,
+            "label": self.label,
+            "sha256": self.sha256,
+            "caption": self.caption,
+            "width": self.width,
+            "height": self.height,
+            "scale": self.scale,
         }
 
 
@@ -172,21 +177,31 @@ class Preset:
     answer_format: str
     # Set-of-Mark wording; optional in preset files (older presets get these defaults).
     marks_intro: str = (
-        "The image captioned \"Marked image\" shows the image to inspect again, with numbered marks drawn on "
-        "candidate regions. Decide for each mark whether the region under it is anomalous.")
+        'The image captioned "Marked image" shows the image to inspect again, with numbered marks drawn on '
+        "candidate regions. Decide for each mark whether the region under it is anomalous."
+    )
     marks_caption: str = "Marked image: {label}"
-    marks_reference_caption: str = ("Normal reference {index} with marks R1, R2, …, for comparison only "
-                                    "(answer with the numbers of the image to inspect): {label}")
+    marks_reference_caption: str = (
+        "Normal reference {index} with marks R1, R2, …, for comparison only "
+        "(answer with the numbers of the image to inspect): {label}"
+    )
     marks_answer_format: str = (
-        "List the anomalous marks in \"marks\" as [{\"mark\": number, \"reason\": \"what is wrong there\"}], "
-        "or an empty list when no mark covers an anomaly. Point at regions by their mark numbers only.")
+        'List the anomalous marks in "marks" as [{"mark": number, "reason": "what is wrong there"}], '
+        "or an empty list when no mark covers an anomaly. Point at regions by their mark numbers only."
+    )
     marks_answer_text: str = (
-        "Start your answer with the single word \"Anomalous\" or \"Normal\". Then name the numbers of the "
-        "marks that cover an anomaly and say why for each, or say \"no mark\" when none does.")
+        'Start your answer with the single word "Anomalous" or "Normal". Then name the numbers of the '
+        'marks that cover an anomaly and say why for each, or say "no mark" when none does.'
+    )
 
 
-_OPTIONAL_PRESET_FIELDS = ("marks_intro", "marks_caption", "marks_reference_caption", "marks_answer_format",
-                           "marks_answer_text")
+_OPTIONAL_PRESET_FIELDS = (
+    "marks_intro",
+    "marks_caption",
+    "marks_reference_caption",
+    "marks_answer_format",
+    "marks_answer_text",
+)
 _PRESET_FIELDS = tuple(f for f in Preset.__dataclass_fields__ if f not in _OPTIONAL_PRESET_FIELDS)
 _ALL_PRESET_FIELDS = tuple(Preset.__dataclass_fields__)
 
@@ -217,8 +232,9 @@ def _preset_file(name: str) -> Path | None:
 
 def available_presets() -> list[str]:
     """Names of the bundled presets and those of the registered plugins, sorted."""
-    names = {p.stem for folder in (presets_dir(), *_plugin_preset_folders) if folder.is_dir()
-             for p in folder.glob("*.json")}
+    names = {
+        p.stem for folder in (presets_dir(), *_plugin_preset_folders) if folder.is_dir() for p in folder.glob("*.json")
+    }
     return sorted(names)
 
 
@@ -248,8 +264,11 @@ def with_profile_overrides(preset: Preset, profile: Profile) -> Preset:
     overrides = profile.settings.get("prompt_overrides") if isinstance(profile.settings, dict) else None
     if not isinstance(overrides, dict):
         return preset
-    changes = {k: v for k, v in overrides.items() if k in _ALL_PRESET_FIELDS and k not in ("name", "version")
-               and isinstance(v, str)}
+    changes = {
+        k: v
+        for k, v in overrides.items()
+        if k in _ALL_PRESET_FIELDS and k not in ("name", "version") and isinstance(v, str)
+    }
     if not changes:
         return preset
     return replace(preset, version=f"{preset.version}+profile", **changes)
@@ -257,6 +276,7 @@ def with_profile_overrides(preset: Preset, profile: Profile) -> Preset:
 
 def _fill(template: str, **values: Any) -> str:
     """Replace ``{name}`` placeholders we know; other braces (JSON examples) stay as they are."""
+
     def sub(match: re.Match[str]) -> str:
         key = match.group(1)
         return str(values[key]) if key in values else match.group(0)
@@ -301,8 +321,16 @@ def _prompt_image(role: str, label: str, caption: str, image: np.ndarray, max_si
     small, _ = downscale(image, max_side)
     png = encode_png(small)
     height, width = small.shape[:2]
-    return PromptImage(role=role, label=label, png=png, sha256=hashlib.sha256(png).hexdigest(),
-                       caption=caption, width=width, height=height, scale=width / original_width)
+    return PromptImage(
+        role=role,
+        label=label,
+        png=png,
+        sha256=hashlib.sha256(png).hexdigest(),
+        caption=caption,
+        width=width,
+        height=height,
+        scale=width / original_width,
+    )
 
 
 def compose(
@@ -342,8 +370,9 @@ def compose(
     if switches.standards:
         standards = profile.normal_standards.strip()
         # one defect per line in the profile; a sentence in the prompt ("crack; blowhole; stain")
-        defects = "; ".join(line.strip().rstrip(".;,") for line in profile.expected_defects.splitlines()
-                            if line.strip())
+        defects = "; ".join(
+            line.strip().rstrip(".;,") for line in profile.expected_defects.splitlines() if line.strip()
+        )
         if standards:
             parts.append(_fill(p.standards_template, standards=standards, class_name=subject))
         if defects:
@@ -366,9 +395,15 @@ def compose(
     if marks is not None:
         marked_refs = dict(marks.marked_references)
         images += [
-            _prompt_image("marked_reference", name, _fill(p.marks_reference_caption, index=i, label=name),
-                          marked_refs[name], max_side)
-            for i, (name, _) in enumerate(chosen_refs, start=1) if name in marked_refs
+            _prompt_image(
+                "marked_reference",
+                name,
+                _fill(p.marks_reference_caption, index=i, label=name),
+                marked_refs[name],
+                max_side,
+            )
+            for i, (name, _) in enumerate(chosen_refs, start=1)
+            if name in marked_refs
         ]
     marked_views = dict(marks.marked) if marks is not None else {}
     for view in views:
@@ -376,8 +411,9 @@ def compose(
         images.append(query)
         if view.label in marked_views:
             # Drawn on the image as sent: same size, so the same scale maps it back to the view.
-            marked = _prompt_image("marked", view.label, _fill(p.marks_caption, label=view.label),
-                                   marked_views[view.label], max_side)
+            marked = _prompt_image(
+                "marked", view.label, _fill(p.marks_caption, label=view.label), marked_views[view.label], max_side
+            )
             marked.scale = query.scale
             images.append(marked)
 

@@ -120,9 +120,13 @@ class InspectionSession:
 
     # ------------------------------------------------------------------ batches
 
-    async def inspect_pending(self, default: Profile, case_ids: Sequence[int] | None = None,
-                              progress_callback: ProgressCallback | None = None,
-                              is_cancelled: IsCancelled | None = None) -> list[BatchProgress]:
+    async def inspect_pending(
+        self,
+        default: Profile,
+        case_ids: Sequence[int] | None = None,
+        progress_callback: ProgressCallback | None = None,
+        is_cancelled: IsCancelled | None = None,
+    ) -> list[BatchProgress]:
         """Finish every unfinished batch (each with its own model and prompt variant, today's address
         and key), then ask the VLM about the cases still not inspected (of `case_ids`, else all).
 
@@ -136,9 +140,16 @@ class InspectionSession:
         results: list[BatchProgress] = []
         for batch_id in self.store.unfinished_batches():
             stored_model = self.store.batch(batch_id)["endpoint"].get("model") or endpoint.model
-            progress = await resume_batch(self.service, batch_id, profile_for, replace(endpoint, model=stored_model),
-                                          self.settings.limits, progress_callback=progress_callback,
-                                          is_cancelled=is_cancelled, prices=self.settings.prices)
+            progress = await resume_batch(
+                self.service,
+                batch_id,
+                profile_for,
+                replace(endpoint, model=stored_model),
+                self.settings.limits,
+                progress_callback=progress_callback,
+                is_cancelled=is_cancelled,
+                prices=self.settings.prices,
+            )
             results.append(progress)
             if progress.status != "done":
                 return results
@@ -148,23 +159,39 @@ class InspectionSession:
             results.append(await self.inspect_cases(remaining, default, progress_callback, is_cancelled))
         return results
 
-    async def inspect_cases(self, case_ids: Sequence[int], default: Profile,
-                            progress_callback: ProgressCallback | None = None,
-                            is_cancelled: IsCancelled | None = None,
-                            variant: Variant | None = None) -> BatchProgress:
+    async def inspect_cases(
+        self,
+        case_ids: Sequence[int],
+        default: Profile,
+        progress_callback: ProgressCallback | None = None,
+        is_cancelled: IsCancelled | None = None,
+        variant: Variant | None = None,
+    ) -> BatchProgress:
         """One new VLM batch over exactly these cases (an explicit selection: inspected again if
         they were before), with a variant's switches and model when given."""
         endpoint = self.settings.endpoint
         if variant is not None and variant.model:
             endpoint = replace(endpoint, model=variant.model)
-        return await run_batch(self.service, list(case_ids), profile_resolver(self.store, default), endpoint,
-                               self.settings.limits, progress_callback=progress_callback,
-                               is_cancelled=is_cancelled, prices=self.settings.prices,
-                               switches=variant.switches if variant is not None else None)
+        return await run_batch(
+            self.service,
+            list(case_ids),
+            profile_resolver(self.store, default),
+            endpoint,
+            self.settings.limits,
+            progress_callback=progress_callback,
+            is_cancelled=is_cancelled,
+            prices=self.settings.prices,
+            switches=variant.switches if variant is not None else None,
+        )
 
-    async def ab_comparison(self, case_ids: Sequence[int], variants: Sequence[Variant], default: Profile,
-                            progress_callback: ProgressCallback | None = None,
-                            is_cancelled: IsCancelled | None = None) -> BatchProgress:
+    async def ab_comparison(
+        self,
+        case_ids: Sequence[int],
+        variants: Sequence[Variant],
+        default: Profile,
+        progress_callback: ProgressCallback | None = None,
+        is_cancelled: IsCancelled | None = None,
+    ) -> BatchProgress:
         """Variant A, then B, on the same cases; stops at a variant that did not finish."""
         if not variants:
             raise InspectionError("An A/B comparison needs at least one variant.")
@@ -176,10 +203,14 @@ class InspectionSession:
         assert progress is not None
         return progress
 
-    def inspect_offline(self, case_ids: Sequence[int], default: Profile,
-                        progress_callback: ProgressCallback | None = None,
-                        is_cancelled: IsCancelled | None = None,
-                        on_error: Callable[[Case, str], None] | None = None) -> BatchProgress:
+    def inspect_offline(
+        self,
+        case_ids: Sequence[int],
+        default: Profile,
+        progress_callback: ProgressCallback | None = None,
+        is_cancelled: IsCancelled | None = None,
+        on_error: Callable[[Case, str], None] | None = None,
+    ) -> BatchProgress:
         """Score the cases with the offline detector, one after the other; a case that fails is
         counted (and reported to `on_error`) and the rest go on."""
         profile_for = profile_resolver(self.store, default)
@@ -225,10 +256,16 @@ class PromptInputs:
     localization: str  # the Set-of-Mark settings the marks were drawn with
 
     @classmethod
-    def of(cls, service: InspectionService, profile: Profile, switches: PromptSwitches,
-           render_options: dict[str, Any] | None) -> PromptInputs:
-        return cls(profile, switches, repr(sorted((render_options or {}).items())),
-                   repr(sorted(service.localization.items())))
+    def of(
+        cls,
+        service: InspectionService,
+        profile: Profile,
+        switches: PromptSwitches,
+        render_options: dict[str, Any] | None,
+    ) -> PromptInputs:
+        return cls(
+            profile, switches, repr(sorted((render_options or {}).items())), repr(sorted(service.localization.items()))
+        )
 
 
 @dataclass
@@ -247,14 +284,25 @@ class PreparedCase:
     prompt_inputs: PromptInputs | None = None  # what `prompt` was composed from
 
 
-def prepare_case(service: InspectionService, case_id: int, profile: Profile | None, switches: PromptSwitches,
-                 render_options: dict[str, Any] | None = None) -> PreparedCase:
+def prepare_case(
+    service: InspectionService,
+    case_id: int,
+    profile: Profile | None,
+    switches: PromptSwitches,
+    render_options: dict[str, Any] | None = None,
+) -> PreparedCase:
     """Read the case and compose its prompt; a case that cannot be read, or a prompt that cannot be
     composed, is still prepared, with the `problem` said (the case stays visible)."""
     store = service.store
     case = store.case(case_id)
-    prepared = PreparedCase(case=case, loaded=None, prompt=None, verdict=store.latest_verdict(case_id),
-                            heatmap=None, decision=store.latest_decision(case_id))
+    prepared = PreparedCase(
+        case=case,
+        loaded=None,
+        prompt=None,
+        verdict=store.latest_verdict(case_id),
+        heatmap=None,
+        decision=store.latest_decision(case_id),
+    )
     try:
         prepared.loaded = service.load_case(case)
     except InspectionError as exc:

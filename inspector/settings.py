@@ -149,8 +149,10 @@ def load_settings(path: Path | None = None) -> AppSettings:
         warnings.append("endpoint: not an object, using defaults")
         endpoint_data = {}
     if any(k.lower() in _SECRET_FIELDS for k in endpoint_data):
-        warnings.append("endpoint: a secret field was found in the settings file and ignored; "
-                        "store the API key in the keyring or an environment variable")
+        warnings.append(
+            "endpoint: a secret field was found in the settings file and ignored; "
+            "store the API key in the keyring or an environment variable"
+        )
     endpoint = EndpointSettings.from_dict(endpoint_data, warnings)
 
     recent_raw = data.get("recent_projects", [])
@@ -252,9 +254,7 @@ def store_api_key(base_url: str, key: str) -> None:
         keyring.set_password(KEYRING_SERVICE, base_url, key)
     except (KeyringError, RuntimeError, OSError) as exc:
         # The backend's message is not shown: some include the value they failed to write.
-        raise KeyringUnavailableError(
-            f"The OS keyring refused to store the API key ({type(exc).__name__})."
-        ) from None
+        raise KeyringUnavailableError(f"The OS keyring refused to store the API key ({type(exc).__name__}).") from None
 
 
 def forget_api_key(base_url: str) -> None:

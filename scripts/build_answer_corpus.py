@@ -71,9 +71,16 @@ def main(folder: Path, second_dir: Path | None = None) -> None:
             seen.add(text.strip())
             key = source_key(source)
             sources.setdefault(key, {k: source[k] for k in ("repo", "path", "commit", "url", "title") if source.get(k)})
-            entry = {"text": text, "states": row["states"], "split": split_of(text), "source": key,
-                     "model": row.get("model", ""), "domain": row.get("domain", ""),
-                     "question": row.get("question", ""), "why": row.get("why", "")}
+            entry = {
+                "text": text,
+                "states": row["states"],
+                "split": split_of(text),
+                "source": key,
+                "model": row.get("model", ""),
+                "domain": row.get("domain", ""),
+                "question": row.get("question", ""),
+                "why": row.get("why", ""),
+            }
             for field in ("marks", "marks_normal", "marks_mentioned", "ranges", "templated"):
                 if field in row:
                     entry[field] = row[field]
@@ -82,15 +89,19 @@ def main(folder: Path, second_dir: Path | None = None) -> None:
             answers.append(entry)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     document = {
-        "about": ("Real answers of vision-language models about anomalies, copied from public sources "
-                  "(each answer names its source; `sources` gives repository, path and commit). Labels say "
-                  "what the answer itself states, judged by reading it, not whether the item is truly "
-                  "anomalous. Nothing here comes from Cao et al. (2023) or its case repository. Most texts were "
-                  "extracted by script from the stored files; some were transcribed from the search tool's output "
-                  "and may differ from the source in whitespace or an escaped character."),
+        "about": (
+            "Real answers of vision-language models about anomalies, copied from public sources "
+            "(each answer names its source; `sources` gives repository, path and commit). Labels say "
+            "what the answer itself states, judged by reading it, not whether the item is truly "
+            "anomalous. Nothing here comes from Cao et al. (2023) or its case repository. Most texts were "
+            "extracted by script from the stored files; some were transcribed from the search tool's output "
+            "and may differ from the source in whitespace or an escaped character."
+        ),
         "split_rule": "heldout when sha256(text.strip()) starts with a hex digit 0-7, else dev; tune on dev only",
-        "second_reader": ("`second` is a blind second reading of the verdict answers (texts and questions only); "
-                          "answers without it were added after that reading"),
+        "second_reader": (
+            "`second` is a blind second reading of the verdict answers (texts and questions only); "
+            "answers without it were added after that reading"
+        ),
         "sources": dict(sorted(sources.items())),
         "answers": answers,
     }

@@ -18,7 +18,7 @@ CROP = 224
 
 
 def crops(texture: np.ndarray, origins: list[tuple[int, int]]) -> list[np.ndarray]:
-    return [texture[y:y + CROP, x:x + CROP].copy() for x, y in origins]
+    return [texture[y : y + CROP, x : x + CROP].copy() for x, y in origins]
 
 
 def paint_crack(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -47,7 +47,7 @@ def paint_stain(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = img.astype(np.float32)
     cy, cx = rng.integers(60, 160, size=2)
     yy, xx = np.mgrid[: img.shape[0], : img.shape[1]]
-    r2 = ((yy - cy) ** 2 / 30.0**2 + (xx - cx) ** 2 / 18.0**2)
+    r2 = (yy - cy) ** 2 / 30.0**2 + (xx - cx) ** 2 / 18.0**2
     out = out + 95 * np.exp(-r2 * 2.0)
     return np.clip(out, 0, 255).astype(np.uint8)
 

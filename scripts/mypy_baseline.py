@@ -49,8 +49,16 @@ def normalise(line: str) -> str | None:
 
 
 def run_mypy(extra: list[str]) -> Counter[str]:
-    command = [sys.executable, "-m", "mypy", "--no-pretty", "--no-error-summary", "--hide-error-context",
-               "--no-color-output", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--no-pretty",
+        "--no-error-summary",
+        "--hide-error-context",
+        "--no-color-output",
+        *extra,
+    ]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     entries = Counter(entry for entry in map(normalise, proc.stdout.splitlines()) if entry is not None)
     # 0: clean, 1: type errors; anything else (2: bad config, crash) is not a result to compare
@@ -110,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  + {entry}")
             return 1
         write_baseline(args.baseline, current)
-        print(f"{args.baseline.name}: {sum(current.values())} entries ({sum(fixed.values())} removed, "
-              f"{sum(moved.values())} moved with their file, {sum(new.values())} added)")
+        print(
+            f"{args.baseline.name}: {sum(current.values())} entries ({sum(fixed.values())} removed, "
+            f"{sum(moved.values())} moved with their file, {sum(new.values())} added)"
+        )
         return 0
 
     if new:
@@ -120,11 +130,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {entry}")
         print("Fix them (run `.venv/bin/python -m mypy` for line numbers); the baseline never grows.")
     if fixed:
-        print(f"mypy: {sum(fixed.values())} baseline entries are now fixed; shrink the baseline with "
-              "`.venv/bin/python scripts/mypy_baseline.py --update`.")
+        print(
+            f"mypy: {sum(fixed.values())} baseline entries are now fixed; shrink the baseline with "
+            "`.venv/bin/python scripts/mypy_baseline.py --update`."
+        )
     if moved:
-        print(f"mypy: {sum(moved.values())} baseline entries moved with a renamed file; `--update` records "
-              "their new paths.")
+        print(
+            f"mypy: {sum(moved.values())} baseline entries moved with a renamed file; `--update` records "
+            "their new paths."
+        )
     if not new:
         print(f"mypy: no new errors ({sum(current.values())} known, baseline {sum(baseline.values())}).")
     return 1 if new else 0

@@ -85,8 +85,14 @@ def main() -> None:
         def show(name: str) -> int:
             case_id = cases[name].id
             window.case_browser.select_case(case_id)
-            wait_until(app, lambda: window._current is not None and window._current.case.id == case_id
-                       and window._current.prompt is not None)
+            wait_until(
+                app,
+                lambda: (
+                    window._current is not None
+                    and window._current.case.id == case_id
+                    and window._current.prompt is not None
+                ),
+            )
             return case_id
 
         def inspect() -> None:
@@ -104,20 +110,27 @@ def main() -> None:
 
         # 2. Offline verdicts on the other modalities' demo cases (the point cloud's VTK view is read
         # with vtkWindowToImageFilter and painted into the grab, which cannot read OpenGL content).
-        shots = [("head_ct_focus", "dicom_offline.png"), ("coolant_temperature.csv", "time_series_offline.png"),
-                 ("walkway_clip_cart.mp4", "video_offline.png"), ("panel_dented.ply", "point_cloud_offline.png")]
+        shots = [
+            ("head_ct_focus", "dicom_offline.png"),
+            ("coolant_temperature.csv", "time_series_offline.png"),
+            ("walkway_clip_cart.mp4", "video_offline.png"),
+            ("panel_dented.ply", "point_cloud_offline.png"),
+        ]
         for name, shot in shots:
             show(name)
             inspect()
             save_window(window, args.out / shot)
 
         # 2. VLM verdict on the blowhole case from the loopback server.
-        answer = json.dumps({
-            "anomalous": True, "confidence": 0.86,
-            "reason": "A dark, round pit about 20 px across sits on the brick face below the centre; the "
-                      "normal standards allow only fine uniform grain, and the references show none.",
-            "regions": [],
-        })
+        answer = json.dumps(
+            {
+                "anomalous": True,
+                "confidence": 0.86,
+                "reason": "A dark, round pit about 20 px across sits on the brick face below the centre; the "
+                "normal standards allow only fine uniform grain, and the references show none.",
+                "regions": [],
+            }
+        )
         with LoopbackVLM(responder=lambda request: Reply(answer, p_anomalous=0.94)) as server:
             window.set_endpoint(EndpointSettings(base_url=server.base_url, model="loopback-vlm (test server)"))
             show("panel_05_blowhole.png")
@@ -129,16 +142,27 @@ def main() -> None:
             # fills that mask. The marked image as sent is saved too.
             window.set_localization({"method": "hybrid"})
             window.prompt_panel.set_of_mark.setChecked(True)
-            wait_until(app, lambda: window._current is not None and window._current.prompt is not None
-                       and bool(window._current.prompt.marks), timeout=300)
+            wait_until(
+                app,
+                lambda: (
+                    window._current is not None
+                    and window._current.prompt is not None
+                    and bool(window._current.prompt.marks)
+                ),
+                timeout=300,
+            )
             prompt = window._current.prompt
             best = max(prompt.marks, key=lambda m: m.get("offline_peak") or 0.0)
             marked = next(img for img in prompt.images if img.role == "marked")
             (args.out / "set_of_mark_prompt.png").write_bytes(marked.png)
-            answer = json.dumps({
-                "anomalous": True, "confidence": 0.86, "reason": "A dark, round pit on the brick face.",
-                "marks": [{"mark": best["mark"], "reason": "dark round pit, not in the references"}],
-            })
+            answer = json.dumps(
+                {
+                    "anomalous": True,
+                    "confidence": 0.86,
+                    "reason": "A dark, round pit on the brick face.",
+                    "marks": [{"mark": best["mark"], "reason": "dark round pit, not in the references"}],
+                }
+            )
             inspect()
             window.grab().save(str(args.out / "set_of_mark.png"))
         window.force_close = True

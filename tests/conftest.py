@@ -80,6 +80,7 @@ def pytest_pycollect_makemodule(module_path, parent):
         return _GuiModuleWithoutQt.from_parent(parent, path=module_path)
     return None
 
+
 # Qt picks its platform at QApplication creation; the test command runs under Xvfb with xcb so
 # VTK can render, and falls back to offscreen where no display exists.
 if not os.environ.get("QT_QPA_PLATFORM"):

@@ -42,8 +42,15 @@ _DATA_URL = re.compile(r"^data:image/(png|jpeg|jpg|webp|gif);base64,(.*)$", re.D
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
 _POSITIVE = {"true", "anomalous", "yes", "abnormal"}
 _NEGATIVE = {"false", "normal", "no"}
-_OPPOSITE = {"true": "false", "false": "true", "anomalous": "normal", "normal": "anomalous",
-             "yes": "no", "no": "yes", "abnormal": "normal"}
+_OPPOSITE = {
+    "true": "false",
+    "false": "true",
+    "anomalous": "normal",
+    "normal": "anomalous",
+    "yes": "no",
+    "no": "yes",
+    "abnormal": "normal",
+}
 
 
 @dataclass
@@ -85,15 +92,21 @@ class RecordedRequest:
 
 
 class _RequestError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None,
-                 code: str | None = None, error_type: str = "invalid_request_error") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        error_type: str = "invalid_request_error",
+    ) -> None:
         super().__init__(message)
-        self.status, self.message, self.param, self.code, self.error_type = (
-            status, message, param, code, error_type)
+        self.status, self.message, self.param, self.code, self.error_type = (status, message, param, code, error_type)
 
 
-def error_body(message: str, error_type: str = "invalid_request_error", param: str | None = None,
-               code: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, error_type: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     """An error body shaped like the OpenAI API's."""
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
@@ -133,8 +146,9 @@ class LoopbackVLM:
         server.block_on_close = False
         self._server = server
         self._stopping.clear()
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="loopback-vlm", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="loopback-vlm", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -202,8 +216,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None
+    ) -> None:
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
@@ -231,9 +246,16 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") == "/v1/models":
             record.status = 200
             created = int(time.time())
-            self._send_json(200, {"object": "list", "data": [
-                {"id": m, "object": "model", "created": created, "owned_by": "loopback"}
-                for m in self.loopback.models]})
+            self._send_json(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": m, "object": "model", "created": created, "owned_by": "loopback"}
+                        for m in self.loopback.models
+                    ],
+                },
+            )
             return
         record.status = 404
         self._send_json(404, error_body(f"Unknown path {self.path}", code="unknown_url"))
@@ -300,9 +322,12 @@ class _Handler(BaseHTTPRequestHandler):
         given = header[7:] if header.startswith("Bearer ") else ""
         if given != expected:
             # The real API echoes (part of) the wrong key; the client must not pass it on.
-            raise _RequestError(401, f"Incorrect API key provided: {given}. You can find your API key "
-                                     "at https://platform.openai.com/account/api-keys.",
-                                code="invalid_api_key")
+            raise _RequestError(
+                401,
+                f"Incorrect API key provided: {given}. You can find your API key "
+                "at https://platform.openai.com/account/api-keys.",
+                code="invalid_api_key",
+            )
 
 
 def _validate_chat_request(request: Any, record: RecordedRequest, loopback: LoopbackVLM) -> None:
@@ -313,8 +338,12 @@ def _validate_chat_request(request: Any, record: RecordedRequest, loopback: Loop
     if not isinstance(model, str) or not model:
         raise _RequestError(400, "you must provide a model parameter", param="model")
     if loopback.strict_model and model not in loopback.models:
-        raise _RequestError(404, f"The model `{model}` does not exist or you do not have access to it.",
-                            param="model", code="model_not_found")
+        raise _RequestError(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
     if request.get("stream"):
         raise _RequestError(400, "Streaming is not supported by the loopback server.", param="stream")
     messages = request.get("messages")
@@ -338,40 +367,52 @@ def _validate_message(message: Any, i: int, record: RecordedRequest) -> None:
     if content is None and role == "assistant":
         return
     if not isinstance(content, list) or not content:
-        raise _RequestError(400, f"Invalid type for '{where}.content': expected a string or an array of "
-                                 "content parts.", param=f"{where}.content")
+        raise _RequestError(
+            400,
+            f"Invalid type for '{where}.content': expected a string or an array of content parts.",
+            param=f"{where}.content",
+        )
     for j, part in enumerate(content):
         part_where = f"{where}.content[{j}]"
         if not isinstance(part, dict):
-            raise _RequestError(400, f"Invalid type for '{part_where}': expected an object.",
-                                param=part_where)
+            raise _RequestError(400, f"Invalid type for '{part_where}': expected an object.", param=part_where)
         kind = part.get("type")
         if kind == "text":
             if not isinstance(part.get("text"), str):
-                raise _RequestError(400, f"Missing required parameter: '{part_where}.text'.",
-                                    param=f"{part_where}.text")
+                raise _RequestError(
+                    400, f"Missing required parameter: '{part_where}.text'.", param=f"{part_where}.text"
+                )
         elif kind == "image_url":
             if role != "user":
-                raise _RequestError(400, f"Image content parts are only allowed in user messages "
-                                         f"('{part_where}').", param=part_where)
+                raise _RequestError(
+                    400, f"Image content parts are only allowed in user messages ('{part_where}').", param=part_where
+                )
             _decode_image(part.get("image_url"), part_where, record)
         else:
-            raise _RequestError(400, f"Invalid value: {kind!r}. Supported values are: 'text' and "
-                                     f"'image_url'.", param=f"{part_where}.type")
+            raise _RequestError(
+                400,
+                f"Invalid value: {kind!r}. Supported values are: 'text' and 'image_url'.",
+                param=f"{part_where}.type",
+            )
 
 
 def _decode_image(image_url: Any, where: str, record: RecordedRequest) -> None:
     if not isinstance(image_url, dict) or not isinstance(image_url.get("url"), str):
-        raise _RequestError(400, f"Missing required parameter: '{where}.image_url.url'.",
-                            param=f"{where}.image_url.url")
+        raise _RequestError(
+            400, f"Missing required parameter: '{where}.image_url.url'.", param=f"{where}.image_url.url"
+        )
     detail = image_url.get("detail", "auto")
     if detail not in ("auto", "low", "high"):
         raise _RequestError(400, f"Invalid value for '{where}.image_url.detail': {detail!r}.")
     match = _DATA_URL.match(image_url["url"])
     if not match:
-        raise _RequestError(400, "Invalid image URL: expected a base64-encoded data URL with an image "
-                                 "MIME type (e.g. 'data:image/png;base64,...').",
-                            param=f"{where}.image_url.url", code="invalid_image_url")
+        raise _RequestError(
+            400,
+            "Invalid image URL: expected a base64-encoded data URL with an image "
+            "MIME type (e.g. 'data:image/png;base64,...').",
+            param=f"{where}.image_url.url",
+            code="invalid_image_url",
+        )
     try:
         data = base64.b64decode(match.group(2), validate=True)
         with Image.open(io.BytesIO(data)) as probe:
@@ -380,9 +421,12 @@ def _decode_image(image_url: Any, where: str, record: RecordedRequest) -> None:
             image.load()
             size, fmt = image.size, image.format or "?"
     except (binascii.Error, ValueError, OSError, Image.DecompressionBombError):
-        raise _RequestError(400, "You uploaded an unsupported image. Please make sure your image is "
-                                 "a valid PNG, JPEG, GIF or WebP.", param=where,
-                            code="invalid_image_format") from None
+        raise _RequestError(
+            400,
+            "You uploaded an unsupported image. Please make sure your image is a valid PNG, JPEG, GIF or WebP.",
+            param=where,
+            code="invalid_image_format",
+        ) from None
     if fmt not in ("PNG", "JPEG", "WEBP", "GIF"):
         raise _RequestError(400, f"Unsupported image format {fmt}.", param=where, code="invalid_image_format")
     record.image_sizes.append(size)
@@ -392,8 +436,9 @@ def _decode_image(image_url: Any, where: str, record: RecordedRequest) -> None:
 def _validate_sampling(request: dict[str, Any], loopback: LoopbackVLM) -> None:
     temperature = request.get("temperature")
     if temperature is not None and (not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2):
-        raise _RequestError(400, f"Invalid 'temperature': {temperature!r}; expected a number from 0 to 2.",
-                            param="temperature")
+        raise _RequestError(
+            400, f"Invalid 'temperature': {temperature!r}; expected a number from 0 to 2.", param="temperature"
+        )
     for name in ("max_tokens", "max_completion_tokens"):
         value = request.get(name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -407,18 +452,21 @@ def _validate_sampling(request: dict[str, Any], loopback: LoopbackVLM) -> None:
             raise _RequestError(400, f"Invalid 'response_format.type': {kind!r}.", param="response_format")
         if kind == "json_schema":
             spec = response_format.get("json_schema")
-            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) \
-                    or not isinstance(spec.get("schema"), dict):
-                raise _RequestError(400, "'response_format.json_schema' needs a 'name' and a 'schema' object.",
-                                    param="response_format")
+            if (
+                not isinstance(spec, dict)
+                or not isinstance(spec.get("name"), str)
+                or not isinstance(spec.get("schema"), dict)
+            ):
+                raise _RequestError(
+                    400, "'response_format.json_schema' needs a 'name' and a 'schema' object.", param="response_format"
+                )
     logprobs = request.get("logprobs")
     top = request.get("top_logprobs")
     if logprobs and loopback.reject_logprobs:
         raise _RequestError(400, "logprobs is not supported for this model.", param="logprobs")
     if top is not None:
         if not isinstance(top, int) or not 0 <= top <= 20:
-            raise _RequestError(400, f"Invalid 'top_logprobs': {top!r}; expected 0 to 20.",
-                                param="top_logprobs")
+            raise _RequestError(400, f"Invalid 'top_logprobs': {top!r}; expected 0 to 20.", param="top_logprobs")
         if not logprobs:
             raise _RequestError(400, "'top_logprobs' requires 'logprobs' to be true.", param="top_logprobs")
 
@@ -440,8 +488,7 @@ def _token_entry(token: str, logprob: float) -> dict[str, Any]:
 def _is_verdict_position(before: str) -> bool:
     """A JSON value after a key (``"anomalous": ``, ``"verdict": "``) or the answer's first word."""
     stripped = before.rstrip()
-    return (stripped.endswith(":") or re.search(r":\s*\"$", stripped) is not None
-            or not stripped.strip("*#>-_`'\" "))
+    return stripped.endswith(":") or re.search(r":\s*\"$", stripped) is not None or not stripped.strip("*#>-_`'\" ")
 
 
 def _logprobs(text: str, p_anomalous: float | None, top_n: int) -> list[dict[str, Any]]:
@@ -470,34 +517,37 @@ def _logprobs(text: str, p_anomalous: float | None, top_n: int) -> list[dict[str
     return content
 
 
-def _completion(request: dict[str, Any], reply: Reply, completion_id: str,
-                record: RecordedRequest) -> dict[str, Any]:
+def _completion(request: dict[str, Any], reply: Reply, completion_id: str, record: RecordedRequest) -> dict[str, Any]:
     """A response body in the exact OpenAI ``chat.completion`` shape."""
     prompt_tokens = 0
     for message in request["messages"]:
         content = message.get("content")
-        texts = [content] if isinstance(content, str) else [
-            p.get("text", "") for p in content or [] if p.get("type") == "text"]
+        texts = (
+            [content]
+            if isinstance(content, str)
+            else [p.get("text", "") for p in content or [] if p.get("type") == "text"]
+        )
         prompt_tokens += 4 + sum(len(tokenize(t)) for t in texts)
     prompt_tokens += 85 * len(record.image_sizes)
     completion_tokens = len(tokenize(reply.text))
     logprobs = None
     if request.get("logprobs"):
         top_n = int(request.get("top_logprobs") or 0)
-        logprobs = {"content": _logprobs(reply.text, reply.p_anomalous, top_n),
-                    "refusal": None}
+        logprobs = {"content": _logprobs(reply.text, reply.p_anomalous, top_n), "refusal": None}
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": request["model"],
         "system_fingerprint": "fp_loopback",
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": reply.text, "refusal": None, "annotations": []},
-            "logprobs": logprobs,
-            "finish_reason": reply.finish_reason,
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply.text, "refusal": None, "annotations": []},
+                "logprobs": logprobs,
+                "finish_reason": reply.finish_reason,
+            }
+        ],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,

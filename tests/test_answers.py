@@ -16,15 +16,23 @@ from tests.loopback_vlm import _logprobs
 # (answer, expected verdict); None means it must stay UNPARSED.
 ANSWERS: list[tuple[str, bool | None]] = [
     # JSON, as asked
-    ('{"anomalous": true, "confidence": 0.86, "reason": "A crack runs across the rim.", '
-     '"regions": [{"box": [10, 20, 60, 80], "label": "crack"}]}', True),
-    ('{"anomalous": false, "confidence": 0.95, "reason": "The bottle matches the references.", '
-     '"regions": []}', False),
+    (
+        '{"anomalous": true, "confidence": 0.86, "reason": "A crack runs across the rim.", '
+        '"regions": [{"box": [10, 20, 60, 80], "label": "crack"}]}',
+        True,
+    ),
+    ('{"anomalous": false, "confidence": 0.95, "reason": "The bottle matches the references.", "regions": []}', False),
     ('```json\n{"anomalous": true, "confidence": 0.7, "reason": "Scratch near the top."}\n```', True),
-    ('Here is my assessment:\n```json\n{\n  "anomalous": false,\n  "confidence": 0.9,\n  "reason": "No '
-     'defects."\n}\n```\nLet me know if you need more detail.', False),
-    ('After comparing with the reference image, my verdict is {"anomalous": true, "confidence": 0.6, '
-     '"reason": "Missing screw at the lower left."} as requested.', True),
+    (
+        'Here is my assessment:\n```json\n{\n  "anomalous": false,\n  "confidence": 0.9,\n  "reason": "No '
+        'defects."\n}\n```\nLet me know if you need more detail.',
+        False,
+    ),
+    (
+        'After comparing with the reference image, my verdict is {"anomalous": true, "confidence": 0.6, '
+        '"reason": "Missing screw at the lower left."} as requested.',
+        True,
+    ),
     ('{"anomalous": "yes", "confidence": "80%", "reason": "Dent on the side."}', True),
     ('{"anomalous": "Normal", "reason": "All good."}', False),
     ("{'anomalous': True, 'confidence': 0.75, 'reason': 'stain on the label'}", True),
@@ -99,29 +107,40 @@ def test_there_are_enough_cases() -> None:
 
 
 def test_json_fields_are_read() -> None:
-    parsed = parse_answer('{"anomalous": true, "confidence": 0.86, "reason": " A crack. ", '
-                          '"regions": [{"box": [1, 2, 3, 4], "label": "crack"}, [5, 6, 7, 8], 3, "junk"]}')
+    parsed = parse_answer(
+        '{"anomalous": true, "confidence": 0.86, "reason": " A crack. ", '
+        '"regions": [{"box": [1, 2, 3, 4], "label": "crack"}, [5, 6, 7, 8], 3, "junk"]}'
+    )
     assert parsed.method == "json"
     assert parsed.confidence == pytest.approx(0.86)
     assert parsed.explanation == "A crack."
-    assert parsed.regions == [{"box": [1, 2, 3, 4], "label": "crack"}, {"box": [5.0, 6.0, 7.0, 8.0]},
-                              {"mark": 3}]
+    assert parsed.regions == [{"box": [1, 2, 3, 4], "label": "crack"}, {"box": [5.0, 6.0, 7.0, 8.0]}, {"mark": 3}]
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ('{"anomalous": true, "confidence": 0.8}', 0.8),
-    ('{"anomalous": false, "confidence": 0.8}', pytest.approx(0.2)),
-    ('{"anomalous": true, "confidence": 85}', 0.85),
-    ('{"anomalous": false, "confidence": "90%"}', pytest.approx(0.1)),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ('{"anomalous": true, "confidence": 0.8}', 0.8),
+        ('{"anomalous": false, "confidence": 0.8}', pytest.approx(0.2)),
+        ('{"anomalous": true, "confidence": 85}', 0.85),
+        ('{"anomalous": false, "confidence": "90%"}', pytest.approx(0.1)),
+    ],
+)
 def test_stated_confidence_becomes_p_anomalous(raw: str, expected: float) -> None:
     parsed = parse_answer(raw)
     assert parsed.score_source == ScoreSource.STATED_CONFIDENCE
     assert parsed.score == expected
 
 
-@pytest.mark.parametrize("raw", ['{"anomalous": true, "confidence": "high"}', '{"anomalous": true}',
-                                 '{"anomalous": true, "confidence": 250}', "Anomalous."])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"anomalous": true, "confidence": "high"}',
+        '{"anomalous": true}',
+        '{"anomalous": true, "confidence": 250}',
+        "Anomalous.",
+    ],
+)
 def test_no_score_without_confidence_or_logprobs(raw: str) -> None:
     parsed = parse_answer(raw)
     assert parsed.parsed
@@ -130,19 +149,33 @@ def test_no_score_without_confidence_or_logprobs(raw: str) -> None:
 
 
 def _token(token: str, logprob: float, top: list[tuple[str, float]]) -> dict:
-    return {"token": token, "logprob": logprob, "bytes": list(token.encode()),
-            "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top]}
+    return {
+        "token": token,
+        "logprob": logprob,
+        "bytes": list(token.encode()),
+        "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top],
+    }
 
 
 def test_logprob_score_from_json_value_token() -> None:
     raw = '{"anomalous": true, "confidence": 0.9}'
     tokens = [
-        _token('{"', -0.01, []), _token("anomal", -0.01, []), _token("ous", -0.01, []),
+        _token('{"', -0.01, []),
+        _token("anomal", -0.01, []),
+        _token("ous", -0.01, []),
         _token('":', -0.01, []),
-        _token(" true", math.log(0.6), [(" true", math.log(0.6)), (" false", math.log(0.3)),
-                                        ("true", math.log(0.06)), (" null", math.log(0.02))]),
-        _token(",", -0.01, []), _token(' "', -0.01, []), _token("confidence", -0.01, []),
-        _token('":', -0.01, []), _token(" 0", -0.1, []), _token(".9", -0.1, []), _token("}", -0.01, []),
+        _token(
+            " true",
+            math.log(0.6),
+            [(" true", math.log(0.6)), (" false", math.log(0.3)), ("true", math.log(0.06)), (" null", math.log(0.02))],
+        ),
+        _token(",", -0.01, []),
+        _token(' "', -0.01, []),
+        _token("confidence", -0.01, []),
+        _token('":', -0.01, []),
+        _token(" 0", -0.1, []),
+        _token(".9", -0.1, []),
+        _token("}", -0.01, []),
     ]
     parsed = parse_answer(raw, tokens)
     assert parsed.score_source == ScoreSource.LOGPROB
@@ -154,9 +187,11 @@ def test_logprob_score_from_json_value_token() -> None:
 
 def test_logprob_score_from_leading_word_split_into_tokens() -> None:
     raw = "Normal. The surface is clean."
-    tokens = [_token("Normal", math.log(0.7), [("Normal", math.log(0.7)), ("An", math.log(0.2)),
-                                               ("The", math.log(0.05))]),
-              _token(".", -0.01, []), _token(" The surface is clean.", -0.5, [])]
+    tokens = [
+        _token("Normal", math.log(0.7), [("Normal", math.log(0.7)), ("An", math.log(0.2)), ("The", math.log(0.05))]),
+        _token(".", -0.01, []),
+        _token(" The surface is clean.", -0.5, []),
+    ]
     parsed = parse_answer(raw, tokens)
     assert parsed.anomalous is False
     assert parsed.score_source == ScoreSource.LOGPROB
@@ -185,8 +220,12 @@ def test_unparsed_answers_get_no_score_even_with_logprobs() -> None:
 
 @pytest.mark.parametrize("p", [0.05, 0.5, 0.93])
 def test_loopback_logprobs_round_trip(p: float) -> None:
-    for raw in ('{"anomalous": true, "confidence": 0.8, "reason": "Normal wear is not it."}',
-                '{"anomalous": false, "confidence": 0.8}', "Anomalous. A dent.", "Normal."):
+    for raw in (
+        '{"anomalous": true, "confidence": 0.8, "reason": "Normal wear is not it."}',
+        '{"anomalous": false, "confidence": 0.8}',
+        "Anomalous. A dent.",
+        "Normal.",
+    ):
         parsed = parse_answer(raw, _logprobs(raw, p, 5))
         assert parsed.score_source == ScoreSource.LOGPROB, raw
         assert parsed.score == pytest.approx(p, abs=1e-6), raw
@@ -238,8 +277,11 @@ def test_corpus_is_well_formed() -> None:
 
 def test_corpus_accuracy() -> None:
     results = _corpus_results()
-    wrong = [(item["family"], item["text"][:60], item["expected"], got)
-             for item, got in results if got is not item["expected"]]
+    wrong = [
+        (item["family"], item["text"][:60], item["expected"], got)
+        for item, got in results
+        if got is not item["expected"]
+    ]
     accuracy = 1 - len(wrong) / len(results)
     print("\n" + corpus_report())
     assert accuracy >= 0.97, f"accuracy {accuracy:.3f} on {len(results)} answers; wrong: {wrong}"
@@ -255,35 +297,41 @@ def test_corpus_never_turns_an_unreadable_answer_into_a_verdict() -> None:
     assert guessed == []
 
 
-@pytest.mark.parametrize(("answer", "expected"), [
-    ("Das Teil ist nicht defekt.", False),             # negation masks the bare "defekt"
-    ("Nicht in Ordnung.", True),                       # negated normal
-    ("Non è normale.", True),                          # Italian negation before the French "normale"
-    ("Il pezzo è normale.", False),
-    ("La pièce n'est pas défectueuse.", False),
-    ("No se observan defectos.", False),
-    ("没有缺陷", False),                                 # "no defect" contains no verdict word of its own
-    ("不正常", True),
-    ("異常は見られません。", False),                     # Japanese negation comes after the noun
-    ("正常ではありません。", True),
-    ("Forse anomalo.", None),                          # hedges in other languages
-    ("可能异常", None),
-    ("Je ne peux pas analyser cette image.", None),    # refusals in other languages
-])
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("Das Teil ist nicht defekt.", False),  # negation masks the bare "defekt"
+        ("Nicht in Ordnung.", True),  # negated normal
+        ("Non è normale.", True),  # Italian negation before the French "normale"
+        ("Il pezzo è normale.", False),
+        ("La pièce n'est pas défectueuse.", False),
+        ("No se observan defectos.", False),
+        ("没有缺陷", False),  # "no defect" contains no verdict word of its own
+        ("不正常", True),
+        ("異常は見られません。", False),  # Japanese negation comes after the noun
+        ("正常ではありません。", True),
+        ("Forse anomalo.", None),  # hedges in other languages
+        ("可能异常", None),
+        ("Je ne peux pas analyser cette image.", None),  # refusals in other languages
+    ],
+)
 def test_other_languages_and_their_negations(answer: str, expected: bool | None) -> None:
     assert parse_answer(answer).anomalous is expected
 
 
-@pytest.mark.parametrize(("answer", "expected"), [
-    ("Normal, probably, but the edge is unclear.", None),         # hedged leading word
-    ("Normal. Looking closer, there is a crack. Verdict: anomalous.", None),  # stated both ways
-    ("Anomalous samples have burrs. This one has none, so it is normal.", False),
-    ("The rim has a notch. Final verdict: anomalous.", True),
-    ("| Item | Verdict |\n|---|---|\n| Verdict | Normal |", False),
-    ("Frames 10-40 show a person climbing the fence. Anomalous.", True),
-    ('{"anomalous": false, "reason": "no defects, the surface is', None),   # cut-off JSON: no guessing
-    ("Not normal: the label is missing.", True),
-])
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("Normal, probably, but the edge is unclear.", None),  # hedged leading word
+        ("Normal. Looking closer, there is a crack. Verdict: anomalous.", None),  # stated both ways
+        ("Anomalous samples have burrs. This one has none, so it is normal.", False),
+        ("The rim has a notch. Final verdict: anomalous.", True),
+        ("| Item | Verdict |\n|---|---|\n| Verdict | Normal |", False),
+        ("Frames 10-40 show a person climbing the fence. Anomalous.", True),
+        ('{"anomalous": false, "reason": "no defects, the surface is', None),  # cut-off JSON: no guessing
+        ("Not normal: the label is missing.", True),
+    ],
+)
 def test_stated_verdicts_and_conclusions(answer: str, expected: bool | None) -> None:
     assert parse_answer(answer).anomalous is expected
 
@@ -299,9 +347,11 @@ def test_logprob_score_from_the_verdict_word_of_a_conclusion() -> None:
     assert parsed.anomalous is True
     assert parsed.score_source == ScoreSource.LOGPROB and parsed.score == pytest.approx(0.8)
     tagged = "<think>a scratch on the flange</think><answer>Yes</answer>"
-    tokens = [_token("<think>a scratch on the flange</think><answer>", -0.01, []),
-              _token("Yes", math.log(0.7), [("Yes", math.log(0.7)), ("No", math.log(0.3))]),
-              _token("</answer>", -0.01, [])]
+    tokens = [
+        _token("<think>a scratch on the flange</think><answer>", -0.01, []),
+        _token("Yes", math.log(0.7), [("Yes", math.log(0.7)), ("No", math.log(0.3))]),
+        _token("</answer>", -0.01, []),
+    ]
     parsed = parse_answer(tagged, tokens)
     assert parsed.anomalous is True and parsed.score == pytest.approx(0.7)
     # a finding without a verdict word has no verdict token: no logprob score is made up
@@ -310,8 +360,17 @@ def test_logprob_score_from_the_verdict_word_of_a_conclusion() -> None:
     assert parsed.anomalous is True and parsed.score is None and parsed.score_source == ScoreSource.NONE
 
 
-@pytest.mark.parametrize("text", ["[" * 60_000, "{" * 5_000 + "}" * 5_000, "<answer>" * 20_000,
-                                  "\\boxed{" * 20_000, "\n" * 100_000, "{'a': {'b': " * 3_000])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 60_000,
+        "{" * 5_000 + "}" * 5_000,
+        "<answer>" * 20_000,
+        "\\boxed{" * 20_000,
+        "\n" * 100_000,
+        "{'a': {'b': " * 3_000,
+    ],
+)
 def test_degenerate_answers_are_unparsed_not_a_crash(text: str) -> None:
     """A model stuck in a loop, or a broken server, must not take the reader down (timings: the
     benchmark `benchmarks/answers.py` prints the slowest)."""

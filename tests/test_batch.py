@@ -172,8 +172,11 @@ def test_cache_hit_makes_no_request_and_gives_identical_verdicts(project):
     assert n_again == 0 and again.requests == 0 and again.cached == 8 and again.done == 8
     for i in ids:
         new = service.store.latest_verdict(i)
-        assert (new.anomalous, new.score, new.explanation) == (before[i].anomalous, before[i].score,
-                                                               before[i].explanation)
+        assert (new.anomalous, new.score, new.explanation) == (
+            before[i].anomalous,
+            before[i].score,
+            before[i].explanation,
+        )
         assert service.store.answers(i)[-1]["status"] == "cached"
 
 
@@ -206,8 +209,15 @@ def test_resume_after_cancel_continues_only_pending_cases(project):
         def cancel_after_three() -> bool:
             return bool(seen) and seen[-1] >= 3
 
-        first = _run(service, ids, resolve, _endpoint(server), _fast(concurrency=1),
-                     progress_callback=lambda p: seen.append(p.done), is_cancelled=cancel_after_three)
+        first = _run(
+            service,
+            ids,
+            resolve,
+            _endpoint(server),
+            _fast(concurrency=1),
+            progress_callback=lambda p: seen.append(p.done),
+            is_cancelled=cancel_after_three,
+        )
         n_first = len(server.chat_requests)
         assert first.status == "cancelled" and 3 <= first.done < 8 and first.pending == 8 - first.done
         assert service.store.unfinished_batches() == [first.batch_id]
@@ -282,8 +292,7 @@ def test_main_batch_mode_uses_the_engine(tmp_path, registry, monkeypatch, capsys
     monkeypatch.setenv("ANOMALENS_TEST_KEY", "right-key")
     with LoopbackVLM(require_key="right-key") as server:
         endpoint = EndpointSettings(base_url=server.base_url, model="loopback-vlm", api_key_env="ANOMALENS_TEST_KEY")
-        monkeypatch.setattr(settings_module, "load_settings",
-                            lambda: settings_module.AppSettings(endpoint=endpoint))
+        monkeypatch.setattr(settings_module, "load_settings", lambda: settings_module.AppSettings(endpoint=endpoint))
         assert main.main(["--batch", str(tmp_path / "m.anomalens"), "--concurrency", "2"]) == 0
         assert len(server.chat_requests) == 3
     out = capsys.readouterr().out
@@ -301,14 +310,27 @@ def test_a_resumed_batch_asks_with_its_own_prompt_variant(project):
     with LoopbackVLM(responder=Timed(0.2)) as server:
         seen: list[int] = []
         zero_shot = PromptSwitches(references=False, max_references=0, standards=False)
-        first = _run(service, ids, resolve, _endpoint(server), _fast(concurrency=1), switches=zero_shot,
-                     progress_callback=lambda p: seen.append(p.done), is_cancelled=lambda: bool(seen) and seen[-1] >= 2)
+        first = _run(
+            service,
+            ids,
+            resolve,
+            _endpoint(server),
+            _fast(concurrency=1),
+            switches=zero_shot,
+            progress_callback=lambda p: seen.append(p.done),
+            is_cancelled=lambda: bool(seen) and seen[-1] >= 2,
+        )
         assert first.status == "cancelled"
         asyncio.run(resume_batch(service, first.batch_id, resolve, api_key="k"))
         requests = server.chat_requests
     assert len(requests) >= len(ids)
     for request in requests:
-        images = [part for message in request.body["messages"] if isinstance(message["content"], list)
-                  for part in message["content"] if part.get("type") == "image_url"]
+        images = [
+            part
+            for message in request.body["messages"]
+            if isinstance(message["content"], list)
+            for part in message["content"]
+            if part.get("type") == "image_url"
+        ]
         text = request.body["messages"][1]["content"][0]["text"]
         assert len(images) == 1 and "Even surface" not in text  # no reference, no standards: the variant

@@ -96,19 +96,28 @@ def test_a_b_comparison_runs_both_variants_and_opens_the_evaluation(qtbot, tmp_p
 
     def answer(request) -> Reply:
         # variant A (with a reference image) answers well, variant B (zero-shot) calls everything normal
-        images = sum(1 for m in request["messages"] if isinstance(m["content"], list)
-                     for part in m["content"] if part.get("type") == "image_url")
+        images = sum(
+            1
+            for m in request["messages"]
+            if isinstance(m["content"], list)
+            for part in m["content"]
+            if part.get("type") == "image_url"
+        )
         good = images > 1
-        return Reply(json.dumps({"anomalous": good, "confidence": 0.9 if good else 0.6, "reason": "r"}),
-                     p_anomalous=0.9 if good else 0.2)
+        return Reply(
+            json.dumps({"anomalous": good, "confidence": 0.9 if good else 0.6, "reason": "r"}),
+            p_anomalous=0.9 if good else 0.2,
+        )
 
     with LoopbackVLM(responder=answer) as server:
         window = _window(qtbot, tmp_path, registry, 4)
         for case in window.store.cases():
             window.store.record_decision(Decision(case_id=case.id, label="anomalous"))
         window.set_endpoint(EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=10))
-        variants = [Variant("loopback-vlm", PromptSwitches(max_references=1)),
-                    Variant("loopback-vlm", PromptSwitches(references=False, max_references=0))]
+        variants = [
+            Variant("loopback-vlm", PromptSwitches(max_references=1)),
+            Variant("loopback-vlm", PromptSwitches(references=False, max_references=0)),
+        ]
         with qtbot.waitSignal(window.evaluation_shown, timeout=60000):
             window.ab_comparison(variants)
         assert len(server.chat_requests) == 8

@@ -44,8 +44,13 @@ def inspected(tmp_path, registry):
     service = InspectionService(store, registry)
     profile = store.save_profile(Profile(name="Disc", class_name="brake disc"))
     case, _ = service.import_file(path, profile.id)
-    replies = iter([VERDICT, "The scratch runs from the top left to the centre, about 30 px long.",
-                    "It is most likely a handling mark, not a crack: the edges are smooth."])
+    replies = iter(
+        [
+            VERDICT,
+            "The scratch runs from the top left to the centre, about 30 px long.",
+            "It is most likely a handling mark, not a crack: the edges are smooth.",
+        ]
+    )
     server = LoopbackVLM(responder=lambda request: Reply(next(replies))).start()
     endpoint = EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=10)
     verdict = asyncio.run(service.inspect_with_vlm(case, service.compose_prompt(case, profile), endpoint))
@@ -68,8 +73,10 @@ def test_follow_ups_carry_the_images_the_first_answer_and_the_earlier_turns(insp
     assert messages[1][1].startswith("[1 images]")  # the case image, sent again
     assert json.loads(messages[2][1])["reason"] == "A dark scratch crosses the part."
     assert messages[3][1] == "Where exactly is the scratch?" and messages[5][1] == "Could it be a crack?"
-    assert [t.question for t in conversation(store, verdict)] == ["Where exactly is the scratch?",
-                                                                   "Could it be a crack?"]
+    assert [t.question for t in conversation(store, verdict)] == [
+        "Where exactly is the scratch?",
+        "Could it be a crack?",
+    ]
 
 
 def test_a_follow_up_after_an_extraction_turn_carries_that_turn(tmp_path, registry):

@@ -45,8 +45,13 @@ def test_demo_project_has_every_modality_and_every_case_renders(tmp_path, regist
 
 @pytest.mark.gui  # the self-test opens the main window (Qt on the display)
 def test_self_test_passes_from_source(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "main.py"), "--self-test"], capture_output=True,
-                            text=True, timeout=300, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--self-test"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "self-test OK" in result.stdout
     assert "Set-of-Mark: " in result.stdout and "SAM mask generator ran" in result.stdout

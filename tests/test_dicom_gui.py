@@ -25,12 +25,21 @@ def _answer_with_a_box(sent: dict):
     """Reply with a box on the (last) image to inspect, naming it by its caption as models do."""
 
     def respond(request: dict) -> Reply:
-        captions = [part["text"] for message in request["messages"] if isinstance(message["content"], list)
-                    for part in message["content"] if part["type"] == "text" and part["text"].startswith(CAPTION)]
-        label = captions[-1][len(CAPTION):]
+        captions = [
+            part["text"]
+            for message in request["messages"]
+            if isinstance(message["content"], list)
+            for part in message["content"]
+            if part["type"] == "text" and part["text"].startswith(CAPTION)
+        ]
+        label = captions[-1][len(CAPTION) :]
         sent["label"] = label
-        answer = {"anomalous": True, "confidence": 0.9, "reason": "A round hyperdense focus.",
-                  "regions": [{"view": label, "box": [96, 120, 192, 240], "label": "hyperdense focus"}]}
+        answer = {
+            "anomalous": True,
+            "confidence": 0.9,
+            "reason": "A round hyperdense focus.",
+            "regions": [{"view": label, "box": [96, 120, 192, 240], "label": "hyperdense focus"}],
+        }
         return Reply(json.dumps(answer), p_anomalous=0.9)
 
     return respond

@@ -44,8 +44,9 @@ def pydicom_values(path: Path) -> np.ndarray:
     return values[None] if values.ndim == 2 else values
 
 
-def write_ct_series(folder: Path, n: int = 9, size: tuple[int, int] = (128, 128), lesion: tuple[int, ...] = (),
-                    **kwargs) -> np.ndarray:
+def write_ct_series(
+    folder: Path, n: int = 9, size: tuple[int, int] = (128, 128), lesion: tuple[int, ...] = (), **kwargs
+) -> np.ndarray:
     hu = synthetic.ct_phantom(n, size, seed=n, lesion_slices=lesion)
     synthetic.write_series(folder, hu, **kwargs)
     return hu
@@ -74,14 +75,17 @@ def service(tmp_path, registry):
 # ---------------------------------------------------------------------- bundled files
 
 
-@pytest.mark.parametrize("name, shape, units, window_source", [
-    ("CT_small.dcm", (1, 128, 128), "HU", "auto"),  # signed 16-bit, rescale intercept -1024
-    ("MR_small.dcm", (1, 64, 64), "", "file"),  # signed 16-bit, WindowCenter/Width 600/1600
-    ("MR_small_bigendian.dcm", (1, 64, 64), "", "file"),
-    ("examples_overlay.dcm", (1, 300, 484), "", "file"),  # 12 bits stored in 16
-    ("image_dfl.dcm", (1, 512, 512), "", "auto"),  # 8-bit, deflated transfer syntax
-    ("rtdose.dcm", (15, 10, 10), "RELATIVE", "auto"),  # multi-frame, 32-bit, dose grid scaling
-])
+@pytest.mark.parametrize(
+    "name, shape, units, window_source",
+    [
+        ("CT_small.dcm", (1, 128, 128), "HU", "auto"),  # signed 16-bit, rescale intercept -1024
+        ("MR_small.dcm", (1, 64, 64), "", "file"),  # signed 16-bit, WindowCenter/Width 600/1600
+        ("MR_small_bigendian.dcm", (1, 64, 64), "", "file"),
+        ("examples_overlay.dcm", (1, 300, 484), "", "file"),  # 12 bits stored in 16
+        ("image_dfl.dcm", (1, 512, 512), "", "auto"),  # 8-bit, deflated transfer syntax
+        ("rtdose.dcm", (15, 10, 10), "RELATIVE", "auto"),  # multi-frame, 32-bit, dose grid scaling
+    ],
+)
 def test_bundled_grey_files_match_pydicom_in_modality_units(dicom, name, shape, units, window_source):
     path = bundled(name)
     loaded = dicom.read(path)
@@ -159,8 +163,9 @@ def test_missing_decoder_message_when_simulated(dicom, monkeypatch):
 
 def test_monochrome1_is_inverted_at_display_only(dicom, tmp_path):
     raw = np.tile(np.arange(0, 4000, 125, dtype=np.uint16), (8, 1))[None]  # 8 x 32, dark to bright
-    path = synthetic.write_multiframe(tmp_path / "cr.dcm", raw, modality="CR", photometric="MONOCHROME1",
-                                      bits_stored=12, window=(2000, 4000))
+    path = synthetic.write_multiframe(
+        tmp_path / "cr.dcm", raw, modality="CR", photometric="MONOCHROME1", bits_stored=12, window=(2000, 4000)
+    )
     volume = dicom.read(path).data
     assert volume.invert
     np.testing.assert_array_equal(volume.voxels[0], raw[0])  # values stay values
@@ -364,8 +369,9 @@ def test_reference_images_are_the_windowed_middle_slice(dicom, series):
 def test_service_composes_the_viewer_slice_and_stores_deidentified_metadata(service, series):
     case, outcome = service.import_file(series[0])
     assert outcome == "added" and case.modality == "dicom" and case.metadata["source_kind"] == "folder"
-    profile = service.store.save_profile(Profile(name="CT", class_name="chest CT", domain_preset="medical",
-                                                 modality="dicom"))
+    profile = service.store.save_profile(
+        Profile(name="CT", class_name="chest CT", domain_preset="medical", modality="dicom")
+    )
     prompt = service.compose_prompt(case, profile, render_options={"slice": 6, "window": [-600, 1500]})
     assert [img.label for img in prompt.queries] == ["slice 7/9, W 1500 L -600"]
     stored = service.store.case(case.id)
@@ -411,11 +417,18 @@ def test_loading_plugins_and_checking_folders_does_not_import_pydicom(tmp_path):
 
     folder = tmp_path / "series"
     write_ct_series(folder, n=2, size=(16, 16))
-    code = ("import sys; from inspector.plugins import discover; registry = discover(); "
-            f"assert registry.folder_modality(__import__('pathlib').Path({str(folder)!r})).name == 'dicom'; "
-            "print('pydicom' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parent.parent)
+    code = (
+        "import sys; from inspector.plugins import discover; registry = discover(); "
+        f"assert registry.folder_modality(__import__('pathlib').Path({str(folder)!r})).name == 'dicom'; "
+        "print('pydicom' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 

@@ -46,8 +46,16 @@ def _shown_pixels(viewer: DicomViewer) -> np.ndarray:
 def _wheel(viewer: DicomViewer, steps: int, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
     viewport = viewer.view.viewport()
     centre = QPointF(viewport.width() / 2, viewport.height() / 2)
-    event = QWheelEvent(centre, viewport.mapToGlobal(centre), QPoint(0, 0), QPoint(0, 120 * steps),
-                        Qt.MouseButton.NoButton, modifiers, Qt.ScrollPhase.NoScrollPhase, False)
+    event = QWheelEvent(
+        centre,
+        viewport.mapToGlobal(centre),
+        QPoint(0, 0),
+        QPoint(0, 120 * steps),
+        Qt.MouseButton.NoButton,
+        modifiers,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(viewport, event)
 
 
@@ -93,8 +101,12 @@ def test_wheel_keys_slider_and_spin_move_through_slices(qtbot, viewer):
 
 def test_presets_and_right_drag_change_the_window(qtbot, viewer):
     names = viewer.preset_names()
-    for expected in ("CT brain (W 80 L 40)", "CT bone (W 2000 L 500)", "CT lung (W 1500 L -600)",
-                     "CT soft tissue (W 400 L 50)"):
+    for expected in (
+        "CT brain (W 80 L 40)",
+        "CT bone (W 2000 L 500)",
+        "CT lung (W 1500 L -600)",
+        "CT soft tissue (W 400 L 50)",
+    ):
         assert expected in names
     assert any(name.startswith("Auto (") for name in names)
     with qtbot.waitSignal(viewer.render_options_changed):
@@ -127,10 +139,18 @@ def test_patient_data_is_hidden_until_asked_for(viewer):
 
 
 def test_regions_and_heat_map_show_on_their_slice_only(qtbot, viewer):
-    verdict = Verdict(case_id=1, source=VerdictSource.OFFLINE, anomalous=True, score=0.9,
-                      score_source=ScoreSource.OFFLINE_CALIBRATED, details={"slice": 3},
-                      regions=[Region(10, 20, 40, 50, score=0.9, label="lesion", detail={"slice": 3}),
-                               Region(5, 5, 15, 15, label="other", detail={"slice": 9})])
+    verdict = Verdict(
+        case_id=1,
+        source=VerdictSource.OFFLINE,
+        anomalous=True,
+        score=0.9,
+        score_source=ScoreSource.OFFLINE_CALIBRATED,
+        details={"slice": 3},
+        regions=[
+            Region(10, 20, 40, 50, score=0.9, label="lesion", detail={"slice": 3}),
+            Region(5, 5, 15, 15, label="other", detail={"slice": 9}),
+        ],
+    )
     heat = np.zeros((96, 128), np.float32)
     heat[20:50, 10:40] = 1.0
     viewer.show_verdict(verdict, heat)

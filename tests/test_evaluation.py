@@ -24,9 +24,11 @@ def test_average_precision_and_roc_by_hand():
 
 
 def _prompt(store: ProjectStore, sha: str, preset: str, shots: int) -> int:
-    record = {"preset": preset, "preset_version": "1.0",
-              "switches": {"task": True, "class_info": True, "standards": True, "references": True,
-                           "max_references": shots}}
+    record = {
+        "preset": preset,
+        "preset_version": "1.0",
+        "switches": {"task": True, "class_info": True, "standards": True, "references": True, "max_references": shots},
+    }
     return store.save_prompt(sha, "system", "text", record, [])
 
 
@@ -40,24 +42,58 @@ def project(tmp_path):
     score_a = [0.9, 0.8, 0.4, 0.3, 0.2, 0.1]  # variant A ranks perfectly, one miss at 0.5
     score_b = [0.6, 0.4, 0.7, 0.8, 0.2, 0.3]  # variant B is worse
     for i, anomalous in enumerate(truth):
-        case = store.add_case(Case(name=f"c{i}", modality="image", source_path="/x", source_sha256=f"{i:064d}",
-                                   profile_id=profile.id))
+        case = store.add_case(
+            Case(name=f"c{i}", modality="image", source_path="/x", source_sha256=f"{i:064d}", profile_id=profile.id)
+        )
         if i == 0:
             store.record_decision(Decision(case_id=case.id, label="anomalous"))
         else:
             store.update_case(case.id, ground_truth="anomalous" if anomalous else "normal")
         for prompt_id, scores in ((prompt_a, score_a), (prompt_b, score_b)):
-            store.save_verdict(Verdict(case_id=case.id, source=VerdictSource.VLM, anomalous=scores[i] >= 0.5,
-                                       score=scores[i], score_source=ScoreSource.LOGPROB, model="model-x",
-                                       prompt_id=prompt_id))
-        store.save_verdict(Verdict(case_id=case.id, source=VerdictSource.VLM, anomalous=None, score=None,
-                                   score_source=ScoreSource.NONE, parse_status=ParseStatus.UNPARSED,
-                                   model="model-y", prompt_id=prompt_a) if i == 5 else
-                           Verdict(case_id=case.id, source=VerdictSource.OFFLINE, anomalous=anomalous, score=0.5,
-                                   score_source=ScoreSource.OFFLINE_CALIBRATED, model="offline"))
+            store.save_verdict(
+                Verdict(
+                    case_id=case.id,
+                    source=VerdictSource.VLM,
+                    anomalous=scores[i] >= 0.5,
+                    score=scores[i],
+                    score_source=ScoreSource.LOGPROB,
+                    model="model-x",
+                    prompt_id=prompt_id,
+                )
+            )
+        store.save_verdict(
+            Verdict(
+                case_id=case.id,
+                source=VerdictSource.VLM,
+                anomalous=None,
+                score=None,
+                score_source=ScoreSource.NONE,
+                parse_status=ParseStatus.UNPARSED,
+                model="model-y",
+                prompt_id=prompt_a,
+            )
+            if i == 5
+            else Verdict(
+                case_id=case.id,
+                source=VerdictSource.OFFLINE,
+                anomalous=anomalous,
+                score=0.5,
+                score_source=ScoreSource.OFFLINE_CALIBRATED,
+                model="offline",
+            )
+        )
     unlabelled = store.add_case(Case(name="u", modality="image", source_path="/y", source_sha256="9" * 64))
-    store.save_verdict(Verdict(case_id=unlabelled.id, source=VerdictSource.VLM, anomalous=True, score=0.9,
-                               score_source=ScoreSource.LOGPROB, model="model-x", prompt_id=prompt_a))
+    store.save_verdict(
+        Verdict(
+            case_id=unlabelled.id,
+            source=VerdictSource.VLM,
+            anomalous=True,
+            score=0.9,
+            score_source=ScoreSource.LOGPROB,
+            model="model-x",
+            prompt_id=prompt_a,
+        )
+    )
     yield store
     store.close()
 

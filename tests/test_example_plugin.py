@@ -34,8 +34,9 @@ def _views_imports(path: Path) -> set[str]:
     """Modules of `views` that a file imports (absolute imports only; plugins have no others there)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    names |= {node.module for node in ast.walk(tree)
-              if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module}
+    names |= {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+    }
     return {n for n in names if n == "views" or n.startswith("views.")}
 
 
@@ -89,7 +90,9 @@ def test_its_samples_join_the_demo_and_are_inspected_offline(tmp_path, example_r
         assert "profilometer" in prompt.system and "ground steel surface" in prompt.text
         verdict = service.inspect_offline(cases["surface_scratch.npy"], profile)
         assert verdict.score is not None and store.case(cases["surface_scratch.npy"].id).status in (
-            CaseStatus.NORMAL, CaseStatus.ANOMALOUS)
+            CaseStatus.NORMAL,
+            CaseStatus.ANOMALOUS,
+        )
         # the built-in profiles come first, the brick panels leading (the demo opens on them)
         assert store.profiles()[0].modality == "image"
     finally:

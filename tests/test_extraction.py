@@ -23,8 +23,10 @@ from inspector.vlm.extraction import EXTRACTION
 from tests.conftest import textured_image
 from tests.loopback_vlm import LoopbackVLM, Reply
 
-UNREADABLE = ("The tile shows a fine grain texture with some darker patches near the upper edge. Whether "
-              "these patches matter depends on the tolerance of the line.")
+UNREADABLE = (
+    "The tile shows a fine grain texture with some darker patches near the upper edge. Whether "
+    "these patches matter depends on the tolerance of the line."
+)
 REFUSAL = "I'm sorry, but I can't help with assessing this image."
 
 
@@ -47,12 +49,14 @@ def _is_extraction(request: dict) -> bool:
     schema = (request.get("response_format") or {}).get("json_schema") or {}
     last = request["messages"][-1]
     return schema.get("name") == "anomaly_verdict_restated" or (
-        isinstance(last.get("content"), str) and "previous answer" in last["content"])
+        isinstance(last.get("content"), str) and "previous answer" in last["content"]
+    )
 
 
 def _scripted(first: str, restated: str | Reply):
     def responder(request: dict) -> str | Reply:
         return restated if _is_extraction(request) else first
+
     return responder
 
 
@@ -84,7 +88,10 @@ def test_unreadable_answer_gets_a_json_extraction_turn_and_its_verdict(project):
     assert second.image_sizes == first.image_sizes and second.image_sizes
     assert messages[2] == {"role": "assistant", "content": UNREADABLE}
     assert second.body["response_format"]["json_schema"]["schema"]["properties"]["verdict"]["enum"] == [
-        "anomalous", "normal", "undetermined"]
+        "anomalous",
+        "normal",
+        "undetermined",
+    ]
     # both turns are in the audit trail, and survive reopening the project
     service.store.close()
     reopened = ProjectStore(path)
@@ -132,8 +139,9 @@ def test_the_setting_turns_the_extraction_turn_off(project):
 
 def test_without_structured_output_the_turn_asks_for_one_word(project):
     service, profile, cases, _ = project
-    with LoopbackVLM(responder=_scripted(UNREADABLE, Reply("Normal.", p_anomalous=0.2)),
-                     reject_response_format=True) as server:
+    with LoopbackVLM(
+        responder=_scripted(UNREADABLE, Reply("Normal.", p_anomalous=0.2)), reject_response_format=True
+    ) as server:
         verdict = _inspect(service, profile, cases[0], _endpoint(server))
         last = server.chat_requests[-1]
     assert "response_format" not in last.body
@@ -167,14 +175,23 @@ def test_batches_count_the_extraction_turns_tokens_and_cost(project):
     prices = PriceTable({"loopback-vlm": Price(input_per_1k=0.5, output_per_1k=2.0)})
     server = LoopbackVLM(responder=_scripted(UNREADABLE, '{"verdict": "anomalous", "confidence": 0.7}')).start()
     try:
-        progress = asyncio.run(run_batch(service, ids, lambda case: profile, _endpoint(server),
-                                         BatchLimits(backoff_base_s=0.05, backoff_cap_s=0.2), api_key="k",
-                                         prices=prices))
+        progress = asyncio.run(
+            run_batch(
+                service,
+                ids,
+                lambda case: profile,
+                _endpoint(server),
+                BatchLimits(backoff_base_s=0.05, backoff_cap_s=0.2),
+                api_key="k",
+                prices=prices,
+            )
+        )
         assert len(server.chat_requests) == 2 * len(ids)
         # the same batch again is answered from the cache, extraction turns included: no request at all
         server.responder = _scripted(UNREADABLE, '{"verdict": "normal"}')
-        again = asyncio.run(run_batch(service, ids, lambda case: profile, _endpoint(server),
-                                      BatchLimits(), api_key="k", prices=prices))
+        again = asyncio.run(
+            run_batch(service, ids, lambda case: profile, _endpoint(server), BatchLimits(), api_key="k", prices=prices)
+        )
         assert len(server.chat_requests) == 2 * len(ids)
     finally:
         server.stop()
@@ -238,9 +255,18 @@ def test_an_extraction_turn_asked_for_a_cached_answer_is_reused_next_time(projec
     ids = [c.id for c in cases]
     server = LoopbackVLM(responder=_scripted(UNREADABLE, '{"verdict": "normal", "confidence": 0.6}')).start()
     try:
+
         def batch(turn: bool):
-            return asyncio.run(run_batch(service, ids, lambda case: profile, _endpoint(server, extraction_turn=turn),
-                                         BatchLimits(), api_key="k"))
+            return asyncio.run(
+                run_batch(
+                    service,
+                    ids,
+                    lambda case: profile,
+                    _endpoint(server, extraction_turn=turn),
+                    BatchLimits(),
+                    api_key="k",
+                )
+            )
 
         batch(False)
         assert len(server.chat_requests) == len(ids)
@@ -276,14 +302,27 @@ def test_the_verdict_panel_names_refusals_and_restated_verdicts(qtbot):
 
     panel = VerdictPanel()
     qtbot.addWidget(panel)
-    refused = Verdict(case_id=1, source=VerdictSource.VLM, anomalous=None, score=None,
-                      score_source=ScoreSource.NONE, parse_status=ParseStatus.UNPARSED, model="m",
-                      details={"refused": True})
+    refused = Verdict(
+        case_id=1,
+        source=VerdictSource.VLM,
+        anomalous=None,
+        score=None,
+        score_source=ScoreSource.NONE,
+        parse_status=ParseStatus.UNPARSED,
+        model="m",
+        details={"refused": True},
+    )
     panel.show_verdict(refused)
     assert panel.badge.text() == "MODEL DECLINED"
-    restated = Verdict(case_id=1, source=VerdictSource.VLM, anomalous=True, score=0.8,
-                       score_source=ScoreSource.EXTRACTION_LOGPROB, model="m",
-                       details={"extraction": {"used": True, "outcome": "used"}})
+    restated = Verdict(
+        case_id=1,
+        source=VerdictSource.VLM,
+        anomalous=True,
+        score=0.8,
+        score_source=ScoreSource.EXTRACTION_LOGPROB,
+        model="m",
+        details={"extraction": {"used": True, "outcome": "used"}},
+    )
     panel.show_verdict(restated)
     assert panel.badge.text() == "ANOMALOUS" and "extraction turn" in panel.source.text()
     assert "second turn" in panel.score_source.text()

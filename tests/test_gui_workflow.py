@@ -26,8 +26,9 @@ from views.main_window import MainWindow
 
 pytestmark = pytest.mark.gui
 
-ANOMALOUS_JSON = json.dumps({"anomalous": True, "confidence": 0.8, "reason": "A dark scratch crosses the part.",
-                             "regions": []})
+ANOMALOUS_JSON = json.dumps(
+    {"anomalous": True, "confidence": 0.8, "reason": "A dark scratch crosses the part.", "regions": []}
+)
 
 
 @pytest.fixture
@@ -67,8 +68,9 @@ def _registry():
 def _drop_files(widget, paths: list[Path]) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
-                       Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier
+    )
     widget.dropEvent(event)
 
 
@@ -104,6 +106,7 @@ def _setup_project(qtbot, window: MainWindow, tmp_path: Path, case_files: dict[s
 
 def test_full_workflow_against_loopback_vlm(qtbot, tmp_path, case_files):
     verdicts = {"next": Reply(ANOMALOUS_JSON, p_anomalous=0.97)}
+
     def respond(request):
         reply = verdicts["next"]
         return reply(request) if callable(reply) else reply

@@ -12,8 +12,9 @@ from inspector.imaging import CaseReadError, decode_image, read_image_file, resi
 from tests.conftest import textured_image
 
 
-@pytest.mark.parametrize("fmt,suffix", [("PNG", ".png"), ("JPEG", ".jpg"), ("BMP", ".bmp"), ("TIFF", ".tif"),
-                                        ("WEBP", ".webp")])
+@pytest.mark.parametrize(
+    "fmt,suffix", [("PNG", ".png"), ("JPEG", ".jpg"), ("BMP", ".bmp"), ("TIFF", ".tif"), ("WEBP", ".webp")]
+)
 def test_common_formats_decode_to_rgb(tmp_path, fmt, suffix):
     source = textured_image(1, (48, 64))
     path = tmp_path / f"img{suffix}"

@@ -55,8 +55,9 @@ def test_import_adds_good_files_and_records_bad_ones(tmp_path, service):
 
 def test_vlm_inspection_stores_prompt_answer_and_verdict(tmp_path, service):
     store = service.store
-    profile = store.save_profile(Profile(name="Tile", class_name="magnetic tile",
-                                         normal_standards="Even grey surface."))
+    profile = store.save_profile(
+        Profile(name="Tile", class_name="magnetic tile", normal_standards="Even grey surface.")
+    )
     service.add_reference_file(profile.id, _png(tmp_path / "ref.png", seed=5))
     case, _ = service.import_file(_png(tmp_path / "case.png", seed=6))
     reply = json.dumps({"anomalous": True, "confidence": 0.7, "reason": "A crack near the edge."})
@@ -130,10 +131,18 @@ def test_boxes_from_the_model_map_back_to_case_pixels(tmp_path, service):
     big = tmp_path / "big.png"
     Image.fromarray(textured_image(4, (1024, 2048))).save(big)
     case, _ = service.import_file(big)
-    reply = json.dumps({"anomalous": True, "confidence": 0.9, "reason": "dent",
-                        "regions": [{"view": "image", "box": [100, 50, 200, 150], "label": "dent"},
-                                    {"view": "not-sent", "box": [1, 1, 5, 5]},
-                                    {"box": "somewhere"}]})
+    reply = json.dumps(
+        {
+            "anomalous": True,
+            "confidence": 0.9,
+            "reason": "dent",
+            "regions": [
+                {"view": "image", "box": [100, 50, 200, 150], "label": "dent"},
+                {"view": "not-sent", "box": [1, 1, 5, 5]},
+                {"box": "somewhere"},
+            ],
+        }
+    )
     with LoopbackVLM(responder=lambda request: reply) as server:
         endpoint = EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=10)
         prompt = service.compose_prompt(case, profile)

@@ -178,7 +178,8 @@ def test_pro_curve_matches_a_threshold_by_threshold_loop():
     thresholds = np.unique(np.concatenate([h.ravel() for h in heat]))[::-1]
     assert fpr.size == pro.size == thresholds.size + 1  # (0, 0), then one point per distinct score
     for i, t in enumerate(thresholds, start=1):
-        overlaps = [float((h[lab == k] >= t).mean()) for h, (lab, n) in zip(heat, comps, strict=True)
-                    for k in range(1, n + 1)]
+        overlaps = [
+            float((h[lab == k] >= t).mean()) for h, (lab, n) in zip(heat, comps, strict=True) for k in range(1, n + 1)
+        ]
         assert fpr[i] == pytest.approx(float((normal >= t).mean()))
         assert pro[i] == pytest.approx(np.mean(overlaps))

@@ -21,8 +21,9 @@ from inspector.prompt import PromptImage
 
 def _query(label: str, width: int, height: int, view_map: ViewMap | None, scale: float = 1.0) -> QueryView:
     """A query view as sent: `width` x `height` sent pixels, `scale` = sent size / view size."""
-    image = PromptImage("query", label, b"", "", caption=f"Image to inspect: {label}",
-                        width=width, height=height, scale=scale)
+    image = PromptImage(
+        "query", label, b"", "", caption=f"Image to inspect: {label}", width=width, height=height, scale=scale
+    )
     return QueryView(image, view_map)
 
 
@@ -30,21 +31,28 @@ def l_mask(h: int, w: int) -> np.ndarray:
     """An L: the left third of the box, and its bottom third. The box corner opposite is empty."""
     mask = np.zeros((h, w), bool)
     mask[:, : w // 3] = True
-    mask[h - h // 3:, :] = True
+    mask[h - h // 3 :, :] = True
     return mask
 
 
 def two_part_mask(h: int, w: int, left: tuple[int, int], right: tuple[int, int]) -> np.ndarray:
     """Two vertical bars (column spans), rows 25%..75%: two blobs with a gap between them."""
     mask = np.zeros((h, w), bool)
-    mask[h // 4: 3 * h // 4, left[0]:left[1]] = True
-    mask[h // 4: 3 * h // 4, right[0]:right[1]] = True
+    mask[h // 4 : 3 * h // 4, left[0] : left[1]] = True
+    mask[h // 4 : 3 * h // 4, right[0] : right[1]] = True
     return mask
 
 
 def mark_item(box: list[float], view: str, mask: np.ndarray, mark: int, **extra) -> dict:
-    return {"box": box, "view": view, "mask": encode_mask(mask), "mark": mark, "label": "defect",
-            "reason": f"mark {mark} looks wrong", **extra}
+    return {
+        "box": box,
+        "view": view,
+        "mask": encode_mask(mask),
+        "mark": mark,
+        "label": "defect",
+        "reason": f"mark {mark} looks wrong",
+        **extra,
+    }
 
 
 # ------------------------------------------------------------------------------ the helper
@@ -91,8 +99,9 @@ def test_image_box_clipped_by_the_border_keeps_the_mask_aligned():
     assert (half.x0, half.x1) == (320, 400)
     np.testing.assert_array_equal(decode_mask(half.detail["mask"]), mask[:30, :20])
     # nothing of the mask left inside the image: the region keeps its box and number, not a wrong mask
-    outside = locate_box(mark_item([170, 100, 230, 140], "image", two_part_mask(40, 60, (35, 40), (45, 55)), 2),
-                         [_image_query()])
+    outside = locate_box(
+        mark_item([170, 100, 230, 140], "image", two_part_mask(40, 60, (35, 40), (45, 55)), 2), [_image_query()]
+    )
     assert outside.detail == {"mark": 2}
 
 
@@ -199,7 +208,7 @@ def test_point_cloud_mark_selects_only_the_points_inside_the_mask(cloud_case):
     local = (100, 120, 220, 200)
     box = [tx + local[0], ty + local[1], tx + local[2], ty + local[3]]
     mask = l_mask(80, 120)
-    under = index[box[1]:box[3], box[0]:box[2]]
+    under = index[box[1] : box[3], box[0] : box[2]]
     expected = _ids(under[mask])
     whole_box = _ids(under)
     assert 50 < expected.size < whole_box.size  # the L's empty corner covers points of the part
@@ -233,7 +242,7 @@ def test_point_cloud_mark_cut_by_its_tile_keeps_the_mask_aligned(cloud_case):
     assert region.detail["view"] == "view 1"
     assert (region.x0, region.x1) == (tw - 60, tw)
     np.testing.assert_array_equal(decode_mask(region.detail["mask"]), mask[:, :60])
-    expected = _ids(index[box[1]:box[3], box[0]:box[0] + 60][mask[:, :60]])
+    expected = _ids(index[box[1] : box[3], box[0] : box[0] + 60][mask[:, :60]])
     assert expected.size > 0 and region.detail["point_ids"] == expected.tolist()
 
 

@@ -29,13 +29,20 @@ pytestmark = pytest.mark.gui
 def l_mask(h: int, w: int) -> np.ndarray:
     mask = np.zeros((h, w), bool)
     mask[:, : w // 3] = True
-    mask[h - h // 3:, :] = True
+    mask[h - h // 3 :, :] = True
     return mask
 
 
 def verdict_with(*regions: Region) -> Verdict:
-    return Verdict(case_id=1, source=VerdictSource.VLM, anomalous=True, score=0.9,
-                   score_source=ScoreSource.LOGPROB, regions=list(regions), id=1)
+    return Verdict(
+        case_id=1,
+        source=VerdictSource.VLM,
+        anomalous=True,
+        score=0.9,
+        score_source=ScoreSource.LOGPROB,
+        regions=list(regions),
+        id=1,
+    )
 
 
 def grab(viewer) -> np.ndarray:
@@ -53,7 +60,7 @@ def cell_samples(viewer, overlay: MaskOverlay) -> tuple[list[QPoint], list[QPoin
     inside, outside = [], []
     for r in range(1, h - 1, 2):
         for c in range(1, w - 1, 2):
-            block = padded[r:r + 3, c:c + 3]
+            block = padded[r : r + 3, c : c + 3]
             if block.all() != block.any() or (r < 0.3 * h and c < 0.3 * w):
                 continue  # an edge cell, or under the number label
             point = viewer.view.mapFromScene(overlay.mapToScene(QPointF(c + 0.5, r + 0.5)))
@@ -112,8 +119,16 @@ def image_viewer(qtbot):
 def test_image_viewer_fills_the_mask_and_names_the_mark(image_viewer):
     viewer = image_viewer
     mask = l_mask(50, 60)  # a mask grid at half the case resolution: it is stretched over the box
-    region = Region(40, 30, 160, 130, score=1.0, label="dent", reason="a dent in the rim",
-                    detail={"mask": encode_mask(mask), "mark": 3})
+    region = Region(
+        40,
+        30,
+        160,
+        130,
+        score=1.0,
+        label="dent",
+        reason="a dent in the rim",
+        detail={"mask": encode_mask(mask), "mark": 3},
+    )
     plain = Region(170, 10, 190, 40, score=0.5, label="scratch")
     viewer.show_verdict(verdict_with(region, plain), None)
     assert len(viewer.region_items) == 2 and len(viewer.mask_items) == 1  # the plain box has no mask
@@ -192,8 +207,9 @@ def dicom_viewer(qtbot, tmp_path, registry):
 def test_dicom_viewer_shows_the_mask_on_its_slice_only(dicom_viewer):
     viewer, _ = dicom_viewer
     mask = l_mask(40, 60)
-    region = Region(20, 30, 80, 70, score=1.0, reason="a bright spot", detail={"slice": 3, "mask": encode_mask(mask),
-                                                                             "mark": 5})
+    region = Region(
+        20, 30, 80, 70, score=1.0, reason="a bright spot", detail={"slice": 3, "mask": encode_mask(mask), "mark": 5}
+    )
     viewer.show_verdict(verdict_with(region), None)
     (overlay,) = viewer.mask_items
     assert viewer.current_slice == 6 and not overlay.isVisible()
@@ -218,7 +234,7 @@ def test_dicom_viewer_draws_regions_per_slice(qtbot, tmp_path, dicom_viewer, reg
     tolerance = 1.5 / viewer.view.zoom_factor() + 0.5
     options = viewer.render_options()
     assert options["slice"] == 6 and options["drawn_regions"] == [pytest.approx([10, 20, 60, 50], abs=tolerance)]
-    (slice_index, item), = viewer.drawn_items
+    ((slice_index, item),) = viewer.drawn_items
     assert slice_index == 6 and item.isVisible()
     viewer.set_slice(7)
     assert "drawn_regions" not in viewer.render_options() and not item.isVisible()
@@ -254,8 +270,15 @@ def test_video_viewer_shows_the_mask_on_its_frame_only(qtbot, tmp_path, registry
     qtbot.waitExposed(viewer)
     viewer.show_case(loaded, VideoViewer.prepare_display(loaded))
     mask = l_mask(40, 60)
-    region = Region(40, 30, 130, 90, score=1.0, reason="someone running",
-                    detail={"frames": [12, 12], "mask": encode_mask(mask), "mark": 2})
+    region = Region(
+        40,
+        30,
+        130,
+        90,
+        score=1.0,
+        reason="someone running",
+        detail={"frames": [12, 12], "mask": encode_mask(mask), "mark": 2},
+    )
     viewer.show_verdict(verdict_with(region), None)  # a new verdict seeks to its first box
     qtbot.waitUntil(lambda: viewer.shown_frame() == 12, timeout=5000)
     (overlay,) = viewer.mask_items

@@ -97,7 +97,7 @@ def test_crowded_labels_never_overlap_and_stay_in_the_image():
     boxes = [m.label_box for m in marked.marks]
     for i, a in enumerate(boxes):
         assert 0 <= a[0] < a[2] <= shape[1] and 0 <= a[1] < a[3] <= shape[0]
-        for b in boxes[i + 1:]:
+        for b in boxes[i + 1 :]:
             assert not boxes_overlap(a, b), (a, b)
     # areas are non-increasing with the number
     areas = [m.area for m in marked.marks]
@@ -132,7 +132,8 @@ def test_mark_map_round_trips_masks_and_is_json():
         assert rec["mask"]["size"] == [rec["bbox"][3] - rec["bbox"][1], rec["bbox"][2] - rec["bbox"][0]]
         assert rec["source"] == "sam" and tuple(rec["anchor"]) == mark.anchor
     assert {tuple(map(tuple, np.argwhere(m))) for m in masks_from_map(records, shape).values()} == {
-        tuple(map(tuple, np.argwhere(m))) for m in masks}
+        tuple(map(tuple, np.argwhere(m))) for m in masks
+    }
     bad = dict(records[0], bbox=[0, 0, 500, 500])
     with pytest.raises(ValueError):
         mask_from_record(bad, shape)
@@ -203,8 +204,9 @@ def test_gray_input_deterministic_and_font_scales():
     assert np.array_equal(a.image, b.image)
     assert [m.label_box for m in a.marks] == [m.label_box for m in b.marks]
     small_h = a.marks[0].label_box[3] - a.marks[0].label_box[1]
-    big = render_marks(np.kron(gray, np.ones((4, 4), np.uint8)),
-                       [Proposal(np.kron(p.mask, np.ones((4, 4), bool))) for p in props])
+    big = render_marks(
+        np.kron(gray, np.ones((4, 4), np.uint8)), [Proposal(np.kron(p.mask, np.ones((4, 4), bool))) for p in props]
+    )
     big_h = big.marks[0].label_box[3] - big.marks[0].label_box[1]
     assert default_font_px((1024, 1024)) > default_font_px((256, 256)) >= 11
     assert big_h >= 2 * small_h and small_h >= 12
@@ -242,7 +244,7 @@ def test_a_small_mask_is_not_hidden_under_its_own_label():
     marked = render_marks(textured_image(1, shape), [Proposal(big, 0.5), Proposal(small, 0.9)])
     tiny = next(m for m in marked.marks if m.area == int(small.sum()))
     x0, y0, x1, y1 = tiny.label_box
-    covered = small[max(0, y0):y1, max(0, x0):x1].sum()
+    covered = small[max(0, y0) : y1, max(0, x0) : x1].sum()
     assert covered <= 0.25 * small.sum()
     # ... and stays close to it (within two label sizes of the mask)
     cy, cx = 100, 130

@@ -301,9 +301,13 @@ def test_answer_boxes_and_ranges_reach_the_modality_locator(tmp_path, service):
     """The loopback server stands in for a hosted VLM (no network here); the real client asks it."""
     profile = service.store.save_profile(Profile(name="strips", modality="strip"))
     case, _ = service.import_file(_strip_folder(tmp_path, "case"))
-    answer = {"anomalous": True, "confidence": 0.9, "reason": "strip 2 is darker",
-              "regions": [{"view": "strip 2", "box": [6, 4, 30, 20]}, {"view": "strip 9", "box": [1, 1, 5, 5]}],
-              "ranges": [[1, 2], [5, 9], {"start": 0, "end": 0, "reason": "edge"}]}
+    answer = {
+        "anomalous": True,
+        "confidence": 0.9,
+        "reason": "strip 2 is darker",
+        "regions": [{"view": "strip 2", "box": [6, 4, 30, 20]}, {"view": "strip 9", "box": [1, 1, 5, 5]}],
+        "ranges": [[1, 2], [5, 9], {"start": 0, "end": 0, "reason": "edge"}],
+    }
     with LoopbackVLM(responder=lambda request: Reply(json.dumps(answer))) as server:
         prompt = service.compose_prompt(case, profile, render_options={"strip": 2})
         assert [img.label for img in prompt.queries] == ["strip 2"]
@@ -350,38 +354,62 @@ def test_v2_project_gains_verdict_details(tmp_path):
         from inspector.model import Case, ScoreSource
 
         case = store.add_case(Case(name="c", modality="image", source_path="/x", source_sha256="0" * 64))
-        store.save_verdict(Verdict(case_id=case.id, source=VerdictSource.OFFLINE, anomalous=False, score=0.1,
-                                   score_source=ScoreSource.OFFLINE_CALIBRATED, details={"frame_scores": [0.1]}))
+        store.save_verdict(
+            Verdict(
+                case_id=case.id,
+                source=VerdictSource.OFFLINE,
+                anomalous=False,
+                score=0.1,
+                score_source=ScoreSource.OFFLINE_CALIBRATED,
+                details={"frame_scores": [0.1]},
+            )
+        )
         assert store.latest_verdict(case.id).details == {"frame_scores": [0.1]}
     columns = {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(verdicts)")}
     assert "details_json" in columns
 
 
-@pytest.mark.parametrize(("answer", "expected"), [
-    ('{"anomalous": true, "frames": [30, 60]}', [{"range": [30, 60], "unit": "frames"}]),
-    ('{"anomalous": true, "frames": [[1, 2], [7, 7]]}',
-     [{"range": [1, 2], "unit": "frames"}, {"range": [7, 7], "unit": "frames"}]),
-    ('{"anomalous": true, "ranges": [{"start": "2014-02-01 10:00", "end": "2014-02-01 12:00", "reason": "spike"}]}',
-     [{"range": ["2014-02-01 10:00", "2014-02-01 12:00"], "unit": "ranges", "reason": "spike"}]),
-    ('{"anomalous": true, "time_ranges": [{"range": [5, 9]}, [3], "nonsense", [null, 4]]}',
-     [{"range": [5, 9], "unit": "time_ranges"}]),
-    ('{"anomalous": false, "ranges": []}', []),
-])
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ('{"anomalous": true, "frames": [30, 60]}', [{"range": [30, 60], "unit": "frames"}]),
+        (
+            '{"anomalous": true, "frames": [[1, 2], [7, 7]]}',
+            [{"range": [1, 2], "unit": "frames"}, {"range": [7, 7], "unit": "frames"}],
+        ),
+        (
+            '{"anomalous": true, "ranges": [{"start": "2014-02-01 10:00", "end": "2014-02-01 12:00", '
+            '"reason": "spike"}]}',
+            [{"range": ["2014-02-01 10:00", "2014-02-01 12:00"], "unit": "ranges", "reason": "spike"}],
+        ),
+        (
+            '{"anomalous": true, "time_ranges": [{"range": [5, 9]}, [3], "nonsense", [null, 4]]}',
+            [{"range": [5, 9], "unit": "time_ranges"}],
+        ),
+        ('{"anomalous": false, "ranges": []}', []),
+    ],
+)
 def test_ranges_are_read_from_json_answers(answer, expected):
     assert parse_answer(answer).regions == expected
 
 
 @pytest.mark.gui  # the verdict panel's module imports Qt
-@pytest.mark.parametrize(("detail", "box", "expected"), [
-    ({"slice": 12}, (1, 2, 30, 40), "on slice 12 at (1, 2)–(30, 40)"),
-    ({"frames": [30, 61]}, (0, 0, 0, 0), "in frames 30–61"),
-    ({"frames": [7, 7]}, (0, 0, 0, 0), "in frame 7"),
-    ({"samples": [100, 250], "times": ["2014-02-01 10:00", "2014-02-01 12:00"]}, (0, 0, 0, 0),
-     "from 2014-02-01 10:00 to 2014-02-01 12:00"),
-    ({"samples": [100, 250]}, (0, 0, 0, 0), "in samples 100–250"),
-    ({"points": 5312, "view": "view 2"}, (3, 4, 50, 60), "covering 5312 points (view 2) at (3, 4)–(50, 60)"),
-    ({}, (0, 0, 0, 0), "(no location)"),
-])
+@pytest.mark.parametrize(
+    ("detail", "box", "expected"),
+    [
+        ({"slice": 12}, (1, 2, 30, 40), "on slice 12 at (1, 2)–(30, 40)"),
+        ({"frames": [30, 61]}, (0, 0, 0, 0), "in frames 30–61"),
+        ({"frames": [7, 7]}, (0, 0, 0, 0), "in frame 7"),
+        (
+            {"samples": [100, 250], "times": ["2014-02-01 10:00", "2014-02-01 12:00"]},
+            (0, 0, 0, 0),
+            "from 2014-02-01 10:00 to 2014-02-01 12:00",
+        ),
+        ({"samples": [100, 250]}, (0, 0, 0, 0), "in samples 100–250"),
+        ({"points": 5312, "view": "view 2"}, (3, 4, 50, 60), "covering 5312 points (view 2) at (3, 4)–(50, 60)"),
+        ({}, (0, 0, 0, 0), "(no location)"),
+    ],
+)
 def test_the_verdict_panel_says_where_a_region_is_in_modality_terms(detail, box, expected):
     from views.verdict_panel import where
 

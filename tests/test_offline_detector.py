@@ -143,8 +143,7 @@ def test_result_shapes_types_and_ranges(brick_detector):
         assert 0.0 <= res.score <= 1.0 and res.anomalous == (res.score >= 0.5)
         assert np.isfinite(res.raw_score) and np.isfinite(res.threshold)
         assert 1 <= len(res.regions) <= 5
-        assert all(isinstance(r, Region) and 0 <= r.x0 < r.x1 <= 90 and 0 <= r.y0 < r.y1 <= 100
-                   for r in res.regions)
+        assert all(isinstance(r, Region) and 0 <= r.x0 < r.x1 <= 90 and 0 <= r.y0 < r.y1 <= 100 for r in res.regions)
         assert [r.score for r in res.regions] == sorted((r.score for r in res.regions), reverse=True)
 
 

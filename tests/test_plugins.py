@@ -9,7 +9,7 @@ from inspector.model import LoadedCase, View, ViewMap
 from inspector.paths import bundled_plugins_dir
 from inspector.plugins import ModalityPlugin, PluginRegistry, UnsupportedFileError, discover
 
-GOOD_PLUGIN = '''
+GOOD_PLUGIN = """
 from inspector.model import LoadedCase, View, ViewMap
 from inspector.plugins import ModalityPlugin
 import numpy as np
@@ -24,7 +24,7 @@ def _render(case, options):
 def register(registry):
     registry.register_modality(ModalityPlugin(
         name="demo_signal", title="Demo signal", extensions=(".sig",), read=_read, render=_render))
-'''
+"""
 
 
 def _write(folder, name, text):
@@ -78,8 +78,13 @@ def test_modality_by_content_beats_a_misleading_extension(tmp_path, registry):
 
 def test_registering_the_same_modality_twice_is_refused():
     registry = PluginRegistry()
-    plugin = ModalityPlugin(name="x", title="X", extensions=(".X",), read=lambda p: LoadedCase("x", None),
-                            render=lambda c, o: [View("v", np.zeros((1, 1, 3), np.uint8), ViewMap("none"))])
+    plugin = ModalityPlugin(
+        name="x",
+        title="X",
+        extensions=(".X",),
+        read=lambda p: LoadedCase("x", None),
+        render=lambda c, o: [View("v", np.zeros((1, 1, 3), np.uint8), ViewMap("none"))],
+    )
     registry.register_modality(plugin)
     assert registry.supported_extensions() == [".x"]
     with pytest.raises(ValueError):

@@ -43,8 +43,15 @@ def sample_cloud(n: int = 600, seed: int = 0):
 # --------------------------------------------------------------------------------- writers
 
 
-def write_ply(path: Path, points, colors=None, normals=None, fmt: str = "binary_little_endian",
-              faces: int = 0, declared: int | None = None) -> Path:
+def write_ply(
+    path: Path,
+    points,
+    colors=None,
+    normals=None,
+    fmt: str = "binary_little_endian",
+    faces: int = 0,
+    declared: int | None = None,
+) -> Path:
     """PLY with float xyz, uchar colours, float normals; `faces` adds a face element after the
     vertices; `declared` lies about the vertex count in the header."""
     n = len(points)
@@ -54,8 +61,12 @@ def write_ply(path: Path, points, colors=None, normals=None, fmt: str = "binary_
     if normals is not None:
         props += [("nx", "f4"), ("ny", "f4"), ("nz", "f4")]
     names = {"f4": "float", "u1": "uchar"}
-    header = ["ply", f"format {fmt} 1.0", "comment written by the Anomalens tests",
-              f"element vertex {declared if declared is not None else n}"]
+    header = [
+        "ply",
+        f"format {fmt} 1.0",
+        "comment written by the Anomalens tests",
+        f"element vertex {declared if declared is not None else n}",
+    ]
     header += [f"property {names[t]} {p}" for p, t in props]
     if faces:
         header += [f"element face {faces}", "property list uchar int vertex_indices"]
@@ -93,13 +104,13 @@ def lzf_compress(data: bytes) -> bytes:
 
     def flush() -> None:
         for k in range(0, len(literal), 32):
-            chunk = literal[k:k + 32]
+            chunk = literal[k : k + 32]
             out.append(len(chunk) - 1)
             out.extend(chunk)
         literal.clear()
 
     while i < n:
-        key = data[i:i + 3]
+        key = data[i : i + 3]
         ref = table.get(key) if len(key) == 3 else None
         table[key] = i
         if ref is not None and 0 < i - ref <= 8192:
@@ -129,13 +140,20 @@ def lzf_literal(data: bytes) -> bytes:
     full = raw.size // 32
     body = np.empty((full, 33), np.uint8)
     body[:, 0] = 31
-    body[:, 1:] = raw[:full * 32].reshape(full, 32)
-    tail = raw[full * 32:]
+    body[:, 1:] = raw[: full * 32].reshape(full, 32)
+    tail = raw[full * 32 :]
     return body.tobytes() + (bytes([tail.size - 1]) + tail.tobytes() if tail.size else b"")
 
 
-def write_pcd(path: Path, points, colors=None, normals=None, data: str = "binary", organized: tuple | None = None,
-              declared: int | None = None) -> Path:
+def write_pcd(
+    path: Path,
+    points,
+    colors=None,
+    normals=None,
+    data: str = "binary",
+    organized: tuple | None = None,
+    declared: int | None = None,
+) -> Path:
     """PCD v0.7 with x y z [rgb packed as float] [normal_x ...]; `organized` = (height, width)."""
     n = len(points)
     cols = {"x": points[:, 0].astype("<f4"), "y": points[:, 1].astype("<f4"), "z": points[:, 2].astype("<f4")}
@@ -146,15 +164,28 @@ def write_pcd(path: Path, points, colors=None, normals=None, data: str = "binary
         for i, c in enumerate(("normal_x", "normal_y", "normal_z")):
             cols[c] = normals[:, i].astype("<f4")
     height, width = organized or (1, n)
-    header = ["# .PCD v0.7 - Point Cloud Data file format", "VERSION 0.7", "FIELDS " + " ".join(cols),
-              "SIZE " + " ".join("4" for _ in cols), "TYPE " + " ".join("F" for _ in cols),
-              "COUNT " + " ".join("1" for _ in cols), f"WIDTH {width}", f"HEIGHT {height}",
-              "VIEWPOINT 0 0 0 1 0 0 0", f"POINTS {declared if declared is not None else n}", f"DATA {data}"]
+    header = [
+        "# .PCD v0.7 - Point Cloud Data file format",
+        "VERSION 0.7",
+        "FIELDS " + " ".join(cols),
+        "SIZE " + " ".join("4" for _ in cols),
+        "TYPE " + " ".join("F" for _ in cols),
+        "COUNT " + " ".join("1" for _ in cols),
+        f"WIDTH {width}",
+        f"HEIGHT {height}",
+        "VIEWPOINT 0 0 0 1 0 0 0",
+        f"POINTS {declared if declared is not None else n}",
+        f"DATA {data}",
+    ]
     with path.open("wb") as fh:
         fh.write(("\n".join(header) + "\n").encode("ascii"))
         if data == "ascii":  # the packed colour as its integer value, as PCL's writers also accept
-            columns = np.column_stack([column.view("<u4").astype(np.float64) if key == "rgb"
-                                       else column.astype(np.float64) for key, column in cols.items()])
+            columns = np.column_stack(
+                [
+                    column.view("<u4").astype(np.float64) if key == "rgb" else column.astype(np.float64)
+                    for key, column in cols.items()
+                ]
+            )
             np.savetxt(fh, columns, fmt=["%d" if key == "rgb" else "%.9g" for key in cols])
         elif data == "binary":
             table = np.empty(n, dtype=[(k, "<f4") for k in cols])
@@ -382,25 +413,44 @@ def test_truncated_binary_ply_and_pcd(tmp_path, plugin, cloud):
         plugin.read(packed)
 
 
-@pytest.mark.parametrize(("content", "expected"), [
-    (b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\n", "no 'end_header'"),
-    (b"ply\nformat binary_middle_endian 1.0\nelement vertex 1\nend_header\n", "unknown PLY format"),
-    (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float u\nproperty float v\nend_header\n1 2\n",
-     "no x, y, z coordinates"),
-    (b"ply\nformat ascii 1.0\nelement vertex two\nend_header\n", "malformed PLY element"),
-    (b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\n"
-     b"end_header\n1 2 3\n1 2 oops\n", "not a row of 3 numbers"),
-    (b"# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 2\nHEIGHT 1\n",
-     "no DATA line"),
-    (b"# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4\nTYPE F F F\nWIDTH 1\nHEIGHT 1\nPOINTS 1\nDATA ascii\n1 2 3\n",
-     "3 FIELDS but 2 SIZE"),
-    (b"# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nWIDTH 3\nHEIGHT 1\nPOINTS 2\nDATA ascii\n",
-     "POINTS 2 but WIDTH x HEIGHT is 3"),
-    (b"# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nWIDTH 1\nHEIGHT 1\nPOINTS 1\n"
-     b"DATA zipped\n", "unknown PCD DATA mode"),
-    (b"1.0 2.0 3.0\n4.0 5.0\n", "same count of numbers"),
-    (b"x y z\n", "no point rows"),
-])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\n", "no 'end_header'"),
+        (b"ply\nformat binary_middle_endian 1.0\nelement vertex 1\nend_header\n", "unknown PLY format"),
+        (
+            b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float u\nproperty float v\nend_header\n1 2\n",
+            "no x, y, z coordinates",
+        ),
+        (b"ply\nformat ascii 1.0\nelement vertex two\nend_header\n", "malformed PLY element"),
+        (
+            b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\n"
+            b"end_header\n1 2 3\n1 2 oops\n",
+            "not a row of 3 numbers",
+        ),
+        (
+            b"# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 2\nHEIGHT 1\n",
+            "no DATA line",
+        ),
+        (
+            b"# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4\nTYPE F F F\nWIDTH 1\nHEIGHT 1\n"
+            b"POINTS 1\nDATA ascii\n1 2 3\n",
+            "3 FIELDS but 2 SIZE",
+        ),
+        (
+            b"# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nWIDTH 3\nHEIGHT 1\n"
+            b"POINTS 2\nDATA ascii\n",
+            "POINTS 2 but WIDTH x HEIGHT is 3",
+        ),
+        (
+            b"# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nWIDTH 1\nHEIGHT 1\nPOINTS 1\n"
+            b"DATA zipped\n",
+            "unknown PCD DATA mode",
+        ),
+        (b"1.0 2.0 3.0\n4.0 5.0\n", "same count of numbers"),
+        (b"x y z\n", "no point rows"),
+    ],
+)
 def test_malformed_files_give_clear_messages(tmp_path, plugin, content, expected):
     suffix = ".ply" if content.startswith(b"ply") else (".pcd" if b"PCD" in content else ".xyz")
     path = tmp_path / f"bad{suffix}"

@@ -44,11 +44,17 @@ def test_box_on_a_depth_view_highlights_its_points_in_the_viewer(qtbot, tmp_path
     tile = grid.view_map.params["tiles"][0]
     x, y, _, _ = tile["rect"]
     box = [x + LOCAL_BOX[0], y + LOCAL_BOX[1], x + LOCAL_BOX[2], y + LOCAL_BOX[3]]
-    under = grid.view_map.arrays["point_index"][int(box[1]):int(box[3]), int(box[0]):int(box[2])]
+    under = grid.view_map.arrays["point_index"][int(box[1]) : int(box[3]), int(box[0]) : int(box[2])]
     expected = np.unique(under[under >= 0])
     assert expected.size > 100
-    reply = json.dumps({"anomalous": True, "confidence": 0.9, "reason": "A dent on the broad face.",
-                        "regions": [{"view": "view 1", "box": box, "label": "dent"}]})
+    reply = json.dumps(
+        {
+            "anomalous": True,
+            "confidence": 0.9,
+            "reason": "A dent on the broad face.",
+            "regions": [{"view": "view 1", "box": box, "label": "dent"}],
+        }
+    )
 
     with LoopbackVLM(responder=lambda request: Reply(reply, p_anomalous=0.93)) as server:
         window = MainWindow(AppSettings(), registry, settings_file=tmp_path / "settings.json")
@@ -171,9 +177,15 @@ def test_viewer_draws_a_subset_while_dragging_and_the_full_cloud_after(qtbot):
     from inspector.model import Region, ScoreSource, Verdict, VerdictSource
 
     region = Region(10, 10, 40, 40, detail={"view": "view 1", "points": 3, "point_ids": [5, 7, 999_999]})
-    verdict = Verdict(case_id=1, source=VerdictSource.OFFLINE, anomalous=True, score=0.9,
-                      score_source=ScoreSource.OFFLINE_CALIBRATED, regions=[region],
-                      details={"top_points": [[11, 0.97], [12, 0.8], [13, 0.2]]})
+    verdict = Verdict(
+        case_id=1,
+        source=VerdictSource.OFFLINE,
+        anomalous=True,
+        score=0.9,
+        score_source=ScoreSource.OFFLINE_CALIBRATED,
+        regions=[region],
+        details={"top_points": [[11, 0.97], [12, 0.8], [13, 0.2]]},
+    )
     viewer.show_verdict(verdict, None)
     assert viewer.highlighted_ids.tolist() == [5, 7]  # ids outside the cloud are ignored
     assert viewer.hot_ids.tolist() == [11, 12]  # below 0.5 is not hot

@@ -41,8 +41,16 @@ def part_case():
 
 def _query(view, scale: float = 1.0) -> QueryView:
     h, w = view.image.shape[:2]
-    image = PromptImage("query", view.label, b"", "", caption=f"Image to inspect: {view.label}",
-                        width=round(w * scale), height=round(h * scale), scale=scale)
+    image = PromptImage(
+        "query",
+        view.label,
+        b"",
+        "",
+        caption=f"Image to inspect: {view.label}",
+        width=round(w * scale),
+        height=round(h * scale),
+        scale=scale,
+    )
     return QueryView(image, view.view_map)
 
 
@@ -91,18 +99,18 @@ def test_default_render_is_one_labelled_grid_of_six_depth_views(plugin, part_cas
     assert max(view.image.shape[:2]) <= 1024  # sent as is: boxes need no rescaling
     for tile in tiles:
         x, y, w, h = tile["rect"]
-        tile_index = index[y:y + h, x:x + w]
+        tile_index = index[y : y + h, x : x + w]
         shown = tile_index >= 0
         assert shown.mean() > 0.05  # the part fills a good share of every view
         # the picture shows something exactly where the map has points, and background elsewhere
-        assert (view.image[y:y + h, x:x + w][shown].max(axis=1) > 0).all()
+        assert (view.image[y : y + h, x : x + w][shown].max(axis=1) > 0).all()
         # the label bar above the tile carries text
-        assert view.image[y - 18:y - 2, x:x + 60].std() > 10
+        assert view.image[y - 18 : y - 2, x : x + 60].std() > 10
     # outside the tiles (labels, gaps) nothing maps to a point
     mask = np.zeros(index.shape, bool)
     for tile in tiles:
         x, y, w, h = tile["rect"]
-        mask[y:y + h, x:x + w] = True
+        mask[y : y + h, x : x + w] = True
     assert (index[~mask] == -1).all()
     json_ok = __import__("json").dumps(vm.to_record())
     assert "point_index" not in json_ok
@@ -184,7 +192,7 @@ def test_box_on_a_grid_tile_becomes_the_point_ids_under_it(plugin, part_case):
     x, y, _, _ = tile["rect"]
     local = (100.0, 120.0, 220.0, 200.0)
     box = [x + local[0], y + local[1], x + local[2], y + local[3]]
-    expected = np.unique(grid.view_map.arrays["point_index"][y + 120:y + 200, x + 100:x + 220])
+    expected = np.unique(grid.view_map.arrays["point_index"][y + 120 : y + 200, x + 100 : x + 220])
     expected = expected[expected >= 0]
     assert expected.size > 50
     region = plugin.locate({"box": box, "view": "view 2", "label": "dent"}, [_query(grid)], part_case)
@@ -236,8 +244,9 @@ def test_offline_detector_scores_a_bump_and_maps_it_to_points(tmp_path, registry
     bumped = write_ply(tmp_path / "bumped.ply", bumped_part.points)
     with ProjectStore(tmp_path / "p.anomalens") as store:
         service = InspectionService(store, registry)
-        profile = store.save_profile(Profile(name="Bracket", class_name="bracket", modality="point_cloud",
-                                             domain_preset="point_cloud"))
+        profile = store.save_profile(
+            Profile(name="Bracket", class_name="bracket", modality="point_cloud", domain_preset="point_cloud")
+        )
         assert sum(service.add_reference_file(profile.id, p) for p in refs) == 3
         stored = service.reference_images(profile.id)
         assert stored[0][0] == "ref0.ply depth views" and stored[0][1].shape == (500, 688, 3)

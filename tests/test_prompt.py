@@ -68,13 +68,16 @@ def test_all_parts_present_by_default() -> None:
     assert not prompt.edited
 
 
-@pytest.mark.parametrize(("switch", "absent"), [
-    ("task", "Task:"),
-    ("class_info", "glass bottle"),
-    ("standards", "The rim is round"),
-    ("references", "Normal reference"),
-    ("answer_format", '"anomalous"'),
-])
+@pytest.mark.parametrize(
+    ("switch", "absent"),
+    [
+        ("task", "Task:"),
+        ("class_info", "glass bottle"),
+        ("standards", "The rim is round"),
+        ("references", "Normal reference"),
+        ("answer_format", '"anomalous"'),
+    ],
+)
 def test_each_switch_removes_its_part(switch: str, absent: str) -> None:
     on = compose(PROFILE, [_view()], REFS)
     off = compose(PROFILE, [_view()], REFS, switches=PromptSwitches(**{switch: False}))
@@ -88,13 +91,16 @@ def test_class_switch_also_keeps_the_class_out_of_other_parts() -> None:
     assert "bottle" not in off.text
 
 
-@pytest.mark.parametrize(("switches", "n_refs"), [
-    (PromptSwitches(max_references=0), 0),
-    (PromptSwitches(max_references=1), 1),
-    (PromptSwitches(max_references=2), 2),
-    (PromptSwitches(max_references=8), 3),
-    (PromptSwitches(references=False, max_references=8), 0),
-])
+@pytest.mark.parametrize(
+    ("switches", "n_refs"),
+    [
+        (PromptSwitches(max_references=0), 0),
+        (PromptSwitches(max_references=1), 1),
+        (PromptSwitches(max_references=2), 2),
+        (PromptSwitches(max_references=8), 3),
+        (PromptSwitches(references=False, max_references=8), 0),
+    ],
+)
 def test_zero_one_and_few_shot_image_counts(switches: PromptSwitches, n_refs: int) -> None:
     views = [_view("front", 1), _view("side", 2)]
     prompt = compose(PROFILE, views, REFS, switches=switches)
@@ -186,8 +192,18 @@ def test_expected_defects_one_per_line_become_one_sentence() -> None:
 def test_profile_overrides_replace_preset_parts_and_change_the_hash() -> None:
     view = View("image", np.zeros((8, 8, 3), np.uint8), ViewMap("pixel_scale", {}))
     plain = Profile(name="line", class_name="panel")
-    own = Profile(name="line", class_name="panel", settings={"prompt_overrides": {
-        "task": "Task: find loose screws on the panel.", "name": "hijack", "version": "9", "unknown": "x"}})
+    own = Profile(
+        name="line",
+        class_name="panel",
+        settings={
+            "prompt_overrides": {
+                "task": "Task: find loose screws on the panel.",
+                "name": "hijack",
+                "version": "9",
+                "unknown": "x",
+            }
+        },
+    )
     base, custom = compose(plain, [view], []), compose(own, [view], [])
     assert "find loose screws" in custom.text and "find loose screws" not in base.text
     assert custom.preset == base.preset and custom.preset_version == base.preset_version + "+profile"

@@ -204,8 +204,10 @@ def test_refine_merges_near_duplicates_keeping_the_higher_score():
 
 def test_refine_caps_count_and_keeps_stable_order():
     shape = (100, 100)
-    props = [Proposal(rect_mask(shape, 10 * i, 0, 10 * i + 8, 8), s, "segments")
-             for i, s in enumerate([0.3, 0.9, 0.3, 0.5, 0.1, 0.9])]
+    props = [
+        Proposal(rect_mask(shape, 10 * i, 0, 10 * i + 8, 8), s, "segments")
+        for i, s in enumerate([0.3, 0.9, 0.3, 0.5, 0.1, 0.9])
+    ]
     kept = refine_proposals(props, shape, max_count=4)
     assert kept == [props[1], props[5], props[3], props[0]]
 
@@ -266,8 +268,14 @@ def test_proposal_methods_depend_on_heatmap():
 
 
 def test_make_proposer_from_settings():
-    seg = make_proposer({"method": "segments", "max_marks": 5, "min_area_frac": 0.001,
-                         "segments": {"mode": "slic", "n_segments": 40, "unknown": 1}})
+    seg = make_proposer(
+        {
+            "method": "segments",
+            "max_marks": 5,
+            "min_area_frac": 0.001,
+            "segments": {"mode": "slic", "n_segments": 40, "unknown": 1},
+        }
+    )
     assert isinstance(seg, SegmentProposals)
     assert seg.mode == "slic" and seg.n_segments == 40
     assert seg.refine == RefineParams(min_area_frac=0.001, max_count=5)

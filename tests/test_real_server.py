@@ -43,7 +43,7 @@ import pytest
 llama_cpp = pytest.importorskip(
     "llama_cpp",
     reason="llama-cpp-python is not installed: pip install 'llama-cpp-python[server]' "
-           "(it compiles llama.cpp; see tests/tiny_gguf.py)",
+    "(it compiles llama.cpp; see tests/tiny_gguf.py)",
 )
 pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python's [server] extra (fastapi, uvicorn) is missing")
 
@@ -106,8 +106,13 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer
     log_path = folder / "server.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(config_path)],
-                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--config_file", str(config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -143,8 +148,13 @@ def vocab(real_server: RealServer) -> Any:
 
 
 def _endpoint(server: RealServer, model: str = TEXT_MODEL, **overrides: Any) -> EndpointSettings:
-    values: dict[str, Any] = {"base_url": server.base_url, "model": model, "timeout_s": 120.0, "max_tokens": 24,
-                              **overrides}
+    values: dict[str, Any] = {
+        "base_url": server.base_url,
+        "model": model,
+        "timeout_s": 120.0,
+        "max_tokens": 24,
+        **overrides,
+    }
     return EndpointSettings(**values)
 
 
@@ -177,9 +187,17 @@ def _render(messages: list[dict[str, Any]], image_text: str | None = None) -> st
     `image_text`: what an image part becomes (the multimodal handler's marker); None: dropped.
     """
     if image_text is not None:
-        messages = [{**m, "content": [{"type": "text", "text": image_text} if p.get("type") == "image_url" else p
-                                      for p in m["content"]]} if isinstance(m["content"], list) else m
-                    for m in messages]
+        messages = [
+            {
+                **m,
+                "content": [
+                    {"type": "text", "text": image_text} if p.get("type") == "image_url" else p for p in m["content"]
+                ],
+            }
+            if isinstance(m["content"], list)
+            else m
+            for m in messages
+        ]
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     return env.from_string(CHATML_TEMPLATE).render(messages=messages, add_generation_prompt=True)
 
@@ -193,10 +211,11 @@ def _check_schema(value: Any, schema: dict[str, Any], where: str = "$") -> None:
     types = schema.get("type")
     if types is not None:
         allowed = types if isinstance(types, list) else [types]
-        python = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int,
-                  "number": (int, float)}
-        ok = any(isinstance(value, python[t]) and not (t in ("integer", "number") and isinstance(value, bool))
-                 for t in allowed)
+        python = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int, "number": (int, float)}
+        ok = any(
+            isinstance(value, python[t]) and not (t in ("integer", "number") and isinstance(value, bool))
+            for t in allowed
+        )
         assert ok, f"{where}: {value!r} is not of type {types}"
     if isinstance(value, dict):
         for key in schema.get("required", []):
@@ -234,8 +253,10 @@ def test_the_server_lists_both_models(real_server: RealServer) -> None:
 
 
 def test_a_text_conversation_arrives_as_sent_and_is_answered(real_server: RealServer, vocab: Any) -> None:
-    messages = [{"role": "system", "content": "You inspect ceramic tiles."},
-                {"role": "user", "content": [{"type": "text", "text": "Is the tile anomalous?"}]}]
+    messages = [
+        {"role": "system", "content": "You inspect ceramic tiles."},
+        {"role": "user", "content": [{"type": "text", "text": "Is the tile anomalous?"}]},
+    ]
     answer: VlmAnswer = _client_call(real_server, "chat", messages)
     assert answer.response["object"] == "chat.completion"
     assert answer.raw_text and answer.raw_text == answer.response["choices"][0]["message"]["content"]
@@ -244,8 +265,9 @@ def test_a_text_conversation_arrives_as_sent_and_is_answered(real_server: RealSe
     assert answer.prompt_tokens == _count(vocab, _render(messages))
     assert answer.completion_tokens and answer.completion_tokens <= 24
     # the SDK's typed reading of the same request agrees (temperature 0: greedy, deterministic)
-    typed = _sdk(real_server).chat.completions.create(model=TEXT_MODEL, messages=messages, temperature=0.0,
-                                                      max_tokens=24)
+    typed = _sdk(real_server).chat.completions.create(
+        model=TEXT_MODEL, messages=messages, temperature=0.0, max_tokens=24
+    )
     assert typed.choices[0].message.content == answer.raw_text
     assert typed.usage is not None and typed.usage.prompt_tokens == answer.prompt_tokens
 
@@ -255,7 +277,12 @@ def test_a_json_schema_makes_even_a_random_model_answer_valid_json(real_server: 
     sdk = _sdk(real_server)
     messages = [{"role": "system", "content": "Answer in JSON."}, {"role": "user", "content": "Is the tile anomalous?"}]
     reply = sdk.chat.completions.create(
-        model=TEXT_MODEL, messages=messages, temperature=0.0, max_tokens=200, logprobs=True, top_logprobs=5,
+        model=TEXT_MODEL,
+        messages=messages,
+        temperature=0.0,
+        max_tokens=200,
+        logprobs=True,
+        top_logprobs=5,
         response_format={"type": "json_object", "schema": VERDICT_SCHEMA},  # type: ignore[arg-type, typeddict-unknown-key]
     )
     choice = reply.choices[0]
@@ -280,9 +307,13 @@ def test_the_server_refuses_openais_json_schema_format_with_http_500(real_server
     """What the client meets: llama-cpp-python knows only {"type": "text" | "json_object"}."""
     with pytest.raises(openai.InternalServerError) as info:
         _sdk(real_server).chat.completions.create(
-            model=TEXT_MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=5,
-            response_format={"type": "json_schema",
-                             "json_schema": {"name": "anomaly_verdict", "schema": VERDICT_SCHEMA}},
+            model=TEXT_MODEL,
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=5,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "anomaly_verdict", "schema": VERDICT_SCHEMA},
+            },
         )
     assert info.value.status_code == 500
     assert "response_format" in str(info.value.body)
@@ -320,7 +351,10 @@ def test_the_token_limit_cuts_the_answer_with_finish_reason_length(real_server: 
     _check_logprobs(answer)
     # cut-off JSON (the server's JSON mode, stopped by the limit) is never read as a verdict
     cut = _sdk(real_server).chat.completions.create(
-        model=TEXT_MODEL, messages=messages, temperature=0.0, max_tokens=6,
+        model=TEXT_MODEL,
+        messages=messages,
+        temperature=0.0,
+        max_tokens=6,
         response_format={"type": "json_object", "schema": VERDICT_SCHEMA},  # type: ignore[arg-type, typeddict-unknown-key]
     )
     assert cut.choices[0].finish_reason == "length"
@@ -330,10 +364,16 @@ def test_the_token_limit_cuts_the_answer_with_finish_reason_length(real_server: 
 def test_a_follow_up_question_carries_the_whole_conversation(real_server: RealServer, vocab: Any) -> None:
     prompt = _prompt(shots=0)
     first: VlmAnswer = _client_call(real_server, "ask", prompt)
-    history = [{"role": "system", "content": prompt.system}, VlmClient.user_message(prompt),
-               first.assistant_message()]
-    follow_up = ComposedPrompt(system=prompt.system, text="Why?", images=[], switches=prompt.switches,
-                               preset=prompt.preset, preset_version=prompt.preset_version, edited=True)
+    history = [{"role": "system", "content": prompt.system}, VlmClient.user_message(prompt), first.assistant_message()]
+    follow_up = ComposedPrompt(
+        system=prompt.system,
+        text="Why?",
+        images=[],
+        switches=prompt.switches,
+        preset=prompt.preset,
+        preset_version=prompt.preset_version,
+        edited=True,
+    )
 
     async def ask_again() -> VlmAnswer:
         async with VlmClient(_endpoint(real_server)) as client:

@@ -70,7 +70,7 @@ def test_tiny_sam_through_the_automatic_mask_generator(tiny):
     assert scores == sorted(scores, reverse=True)
     assert scores[0] > 0.0  # the logit gain in tiny_sam gives non-zero stability scores
     for i, a in enumerate(props):  # refine's merge threshold held
-        for b in props[i + 1:]:
+        for b in props[i + 1 :]:
             assert mask_iou(a.mask, b.mask) < 0.95
     # default refine keeps at most 12 and nothing above 60 % of the image
     capped = SamProposals(tiny, **LOOSE).propose(img)
@@ -216,14 +216,29 @@ def test_make_proposer_builds_sam_from_settings(tmp_path, monkeypatch):
     torch.save(tiny_sam(seed=0).state_dict(), path)
     clear_sam_cache()
     try:
-        proposer = make_proposer({"method": "sam", "max_marks": 3,
-                                  "sam": {"model_type": "vit_tiny", "checkpoint": str(path), "points_per_side": 4,
-                                          "pred_iou_thresh": 0, "stability_score_thresh": 0, "box_nms_thresh": 1.0}})
+        proposer = make_proposer(
+            {
+                "method": "sam",
+                "max_marks": 3,
+                "sam": {
+                    "model_type": "vit_tiny",
+                    "checkpoint": str(path),
+                    "points_per_side": 4,
+                    "pred_iou_thresh": 0,
+                    "stability_score_thresh": 0,
+                    "box_nms_thresh": 1.0,
+                },
+            }
+        )
         assert isinstance(proposer, SamProposals) and proposer.name == "sam"
         assert proposer.amg_params["points_per_side"] == 4 and proposer.refine.max_count == 3
         with pytest.raises(ValueError, match="points_per_side"):
-            make_proposer({"method": "sam", "sam": {"model_type": "vit_tiny", "checkpoint": str(path),
-                                                    "points_per_side": "dense"}})
+            make_proposer(
+                {
+                    "method": "sam",
+                    "sam": {"model_type": "vit_tiny", "checkpoint": str(path), "points_per_side": "dense"},
+                }
+            )
     finally:
         clear_sam_cache()
 
@@ -246,8 +261,7 @@ def test_sam_imports_after_a_vtk_render_do_not_crash_the_process(tmp_path):
         "import segment_anything.automatic_mask_generator, torchvision.ops\n"
         "print('survived')\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240,
-                            cwd=ROOT)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "survived" in result.stdout
 

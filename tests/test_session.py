@@ -28,14 +28,17 @@ from tests.loopback_vlm import LoopbackVLM, Reply
 
 ANSWER = json.dumps({"anomalous": False, "confidence": 0.9, "reason": "Even surface."})
 ZERO_SHOT = PromptSwitches(references=False, max_references=0, standards=False)
-PRICES = {"model-a": {"input_per_1k": 0.01, "output_per_1k": 0.03},
-          "model-b": {"input_per_1k": 0.02, "output_per_1k": 0.05}}
+PRICES = {
+    "model-a": {"input_per_1k": 0.01, "output_per_1k": 0.03},
+    "model-b": {"input_per_1k": 0.02, "output_per_1k": 0.05},
+}
 
 
 def _settings(server: LoopbackVLM, **extra) -> AppSettings:
     endpoint = EndpointSettings(base_url=server.base_url, model="model-a", timeout_s=20)
-    return AppSettings(endpoint=endpoint, extra={"batch_limits": {"concurrency": 1, "max_attempts": 2},
-                                                 "prices": PRICES, **extra})
+    return AppSettings(
+        endpoint=endpoint, extra={"batch_limits": {"concurrency": 1, "max_attempts": 2}, "prices": PRICES, **extra}
+    )
 
 
 def _project(path: Path, registry, server_url: str, cases: int = 5) -> None:
@@ -51,8 +54,9 @@ def _project(path: Path, registry, server_url: str, cases: int = 5) -> None:
         Image.fromarray(textured_image(seed, (48, 64))).save(image)
         case, _ = service.import_file(image, profile.id)
         ids.append(case.id)
-    create_batch(service, ids[:2], EndpointSettings(base_url=server_url, model="model-b"),
-                 BatchLimits(concurrency=3), ZERO_SHOT)
+    create_batch(
+        service, ids[:2], EndpointSettings(base_url=server_url, model="model-b"), BatchLimits(concurrency=3), ZERO_SHOT
+    )
     service.close()
     store.close()
 
@@ -61,11 +65,18 @@ def _outcome(path: Path) -> dict:
     """What a run left in the project file: per batch its model, limits and item states; per answer its
     model and whether its prompt carried reference images."""
     with sqlite3.connect(path) as db:
-        batches = [(json.loads(e)["model"], json.loads(limits).get("concurrency"),
-                    json.loads(limits).get("prompt_switches", {}).get("references"),
-                    tuple(s for (s,) in db.execute("SELECT state FROM batch_items WHERE batch_id = ? "
-                                                   "ORDER BY position", (bid,))))
-                   for bid, e, limits in db.execute("SELECT id, endpoint_json, limits_json FROM batches ORDER BY id")]
+        batches = [
+            (
+                json.loads(e)["model"],
+                json.loads(limits).get("concurrency"),
+                json.loads(limits).get("prompt_switches", {}).get("references"),
+                tuple(
+                    s
+                    for (s,) in db.execute("SELECT state FROM batch_items WHERE batch_id = ? ORDER BY position", (bid,))
+                ),
+            )
+            for bid, e, limits in db.execute("SELECT id, endpoint_json, limits_json FROM batches ORDER BY id")
+        ]
         answers = sorted(db.execute("SELECT case_id, model FROM answers").fetchall())
     return {"batches": batches, "answers": answers}
 
@@ -76,8 +87,13 @@ def _requests(server: LoopbackVLM) -> list[tuple[str, int]]:
 
 
 def test_run_settings_read_the_typed_sections_once():
-    settings = AppSettings(extra={"batch_limits": {"concurrency": 2, "requests_per_minute": 30, "unknown": 1},
-                                  "prices": PRICES, "localization": {"method": "segments"}})
+    settings = AppSettings(
+        extra={
+            "batch_limits": {"concurrency": 2, "requests_per_minute": 30, "unknown": 1},
+            "prices": PRICES,
+            "localization": {"method": "segments"},
+        }
+    )
     run = RunSettings.from_settings(settings)
     assert (run.limits.concurrency, run.limits.requests_per_minute) == (2, 30)
     assert run.prices.cost("model-b", 1000, 1000) == pytest.approx(0.07)
@@ -86,8 +102,9 @@ def test_run_settings_read_the_typed_sections_once():
 
 
 def test_run_settings_that_cannot_be_read_say_so_and_use_the_defaults():
-    run = RunSettings.from_settings(AppSettings(extra={"batch_limits": {"concurrency": "many"},
-                                                       "prices": {"m": "free"}, "localization": [1]}))
+    run = RunSettings.from_settings(
+        AppSettings(extra={"batch_limits": {"concurrency": "many"}, "prices": {"m": "free"}, "localization": [1]})
+    )
     assert run.limits == BatchLimits() and run.prices.cost("m", 10, 10) is None and run.localization == {}
     assert len(run.warnings) == 2 and "batch limits" in run.warnings[0] and "price" in run.warnings[1]
 
@@ -96,8 +113,9 @@ def test_pending_cases_resume_the_interrupted_batch_with_its_own_model_and_varia
     with LoopbackVLM(responder=lambda request: Reply(ANSWER)) as server:
         _project(tmp_path / "p.anomalens", registry, server.base_url)
         with ProjectStore(tmp_path / "p.anomalens") as store:
-            session = InspectionSession(InspectionService(store, registry),
-                                        RunSettings.from_settings(_settings(server)))
+            session = InspectionSession(
+                InspectionService(store, registry), RunSettings.from_settings(_settings(server))
+            )
             results = asyncio.run(session.inspect_pending(session.default_profile()))
             assert [p.status for p in results] == ["done", "done"]
             assert {c.status for c in store.cases()} == {CaseStatus.NORMAL}
@@ -111,11 +129,15 @@ def test_an_ab_comparison_asks_each_variant_about_every_case(tmp_path, registry)
     with LoopbackVLM(responder=lambda request: Reply(ANSWER)) as server:
         _project(tmp_path / "p.anomalens", registry, server.base_url, cases=3)
         with ProjectStore(tmp_path / "p.anomalens") as store:
-            session = InspectionSession(InspectionService(store, registry),
-                                        RunSettings.from_settings(_settings(server)))
+            session = InspectionSession(
+                InspectionService(store, registry), RunSettings.from_settings(_settings(server))
+            )
             ids = [c.id for c in store.cases()]
-            progress = asyncio.run(session.ab_comparison(
-                ids, [Variant("", PromptSwitches()), Variant("model-b", ZERO_SHOT)], session.default_profile()))
+            progress = asyncio.run(
+                session.ab_comparison(
+                    ids, [Variant("", PromptSwitches()), Variant("model-b", ZERO_SHOT)], session.default_profile()
+                )
+            )
         assert progress.status == "done"
         assert _requests(server) == [("model-a", 2)] * 3 + [("model-b", 1)] * 3
 
@@ -130,8 +152,11 @@ def test_offline_batch_goes_on_after_a_case_that_cannot_be_read(tmp_path, regist
             store.db.execute("UPDATE cases SET blob_sha256 = ? WHERE id = ?", (damaged, broken.id))
         session = InspectionSession(InspectionService(store, registry), RunSettings())
         errors: list[str] = []
-        progress = session.inspect_offline(session.pending_case_ids(), session.default_profile(),
-                                           on_error=lambda case, message: errors.append(case.name))
+        progress = session.inspect_offline(
+            session.pending_case_ids(),
+            session.default_profile(),
+            on_error=lambda case, message: errors.append(case.name),
+        )
         assert (progress.done, progress.failed, progress.status) == (2, 1, "done")
         assert errors == [broken.name]
 
@@ -154,15 +179,16 @@ def test_main_batch_and_the_window_produce_the_same_batches(qtbot, tmp_path, reg
         monkeypatch.setattr(settings_module, "load_settings", lambda: settings)
         assert main.main(["--batch", str(tmp_path / "cli.anomalens")]) == 0
         cli_requests = _requests(server)
-        cli_costs = [line.rsplit("cost ", 1)[1] for line in capsys.readouterr().err.splitlines()
-                     if line.startswith("batch ")]
+        cli_costs = [
+            line.rsplit("cost ", 1)[1] for line in capsys.readouterr().err.splitlines() if line.startswith("batch ")
+        ]
 
         window = MainWindow(settings, registry, settings_file=tmp_path / "settings.json")
         qtbot.addWidget(window)
         assert window.open_project(tmp_path / "gui.anomalens")
         with qtbot.waitSignal(window.batch_finished, timeout=60000):
             window.inspect_selected()
-        gui_requests = _requests(server)[len(cli_requests):]
+        gui_requests = _requests(server)[len(cli_requests) :]
         gui_cost = window.batch_panel.label.text()
         window.force_close = True
         window.close()

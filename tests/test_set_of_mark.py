@@ -40,7 +40,7 @@ def service(tmp_path, registry):
 def _defect_image(size=(300, 400), centre=(120, 260), radii=(28, 40), seed=0) -> tuple[np.ndarray, np.ndarray]:
     """A textured plate with one dark elliptical blot; returns (image, defect mask)."""
     image = textured_image(seed, size).astype(np.int16)
-    yy, xx = np.mgrid[:size[0], :size[1]]
+    yy, xx = np.mgrid[: size[0], : size[1]]
     defect = ((yy - centre[0]) / radii[0]) ** 2 + ((xx - centre[1]) / radii[1]) ** 2 <= 1.0
     image[defect] = 25
     return np.clip(image, 0, 255).astype(np.uint8), defect
@@ -117,8 +117,14 @@ def test_chosen_mark_becomes_a_region_with_its_mask_in_case_pixels(tmp_path, ser
     assert (sent.width, sent.height) == (1024, 640)
     defect_sent = _resize_mask(defect, (sent.width, sent.height))
     chosen = _mark_over(prompt, defect_sent)
-    reply = json.dumps({"anomalous": True, "confidence": 0.8, "reason": "dark blot",
-                        "marks": [{"mark": chosen["mark"], "reason": "dark blot on the plate"}]})
+    reply = json.dumps(
+        {
+            "anomalous": True,
+            "confidence": 0.8,
+            "reason": "dark blot",
+            "marks": [{"mark": chosen["mark"], "reason": "dark blot on the plate"}],
+        }
+    )
     with LoopbackVLM(responder=lambda request: reply) as server:
         endpoint = EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=10)
         verdict = asyncio.run(service.inspect_with_vlm(case, prompt, endpoint))
@@ -155,13 +161,14 @@ def test_free_text_marks_and_none(tmp_path, service):
     image, _ = _defect_image()
     case, _ = service.import_file(_save(tmp_path / "c.png", image))
     prompt = service.compose_prompt(case, profile, PromptSwitches(set_of_mark=True, answer_format=False))
-    assert "say \"no mark\"" in prompt.text
+    assert 'say "no mark"' in prompt.text
     n = len(prompt.marks)
     assert n >= 2
     replies = iter([f"Anomalous. Marks 1 and {n} show damage.", "Normal. None of the marks is anomalous."])
     with LoopbackVLM(responder=lambda request: next(replies)) as server:
-        endpoint = EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=10,
-                                    structured_output=False)
+        endpoint = EndpointSettings(
+            base_url=server.base_url, model="loopback-vlm", timeout_s=10, structured_output=False
+        )
         first = asyncio.run(service.inspect_with_vlm(case, prompt, endpoint))
         second = asyncio.run(service.inspect_with_vlm(case, prompt, endpoint))
     assert sorted(r.detail["mark"] for r in first.regions) == [1, n]
@@ -173,8 +180,12 @@ def test_operator_drawn_region_is_a_mark(tmp_path, service):
     profile = service.store.save_profile(Profile(name="Plate"))
     image, _ = _defect_image()
     case, _ = service.import_file(_save(tmp_path / "c.png", image))
-    prompt = service.compose_prompt(case, profile, PromptSwitches(set_of_mark=True, references=False),
-                                    render_options={"drawn_regions": [[20.0, 30.0, 90.0, 100.0]]})
+    prompt = service.compose_prompt(
+        case,
+        profile,
+        PromptSwitches(set_of_mark=True, references=False),
+        render_options={"drawn_regions": [[20.0, 30.0, 90.0, 100.0]]},
+    )
     operator = [r for r in prompt.marks if r["source"] == "operator"]
     assert len(operator) == 1
     assert operator[0]["bbox"] == [20, 30, 90, 100]
@@ -193,10 +204,12 @@ def test_hybrid_marks_come_from_the_heat_map_and_scores_combine(tmp_path, servic
     assert prompt.localization["method"] == "hybrid" and offline is not None and offline > 0.5
     assert all(0.0 <= r["offline_peak"] <= 1.0 for r in prompt.marks)
     chosen = _mark_over(prompt, defect)
-    replies = iter([
-        json.dumps({"anomalous": True, "confidence": 0.9, "reason": "blot", "marks": [chosen["mark"]]}),
-        "I cannot tell from these images.",
-    ])
+    replies = iter(
+        [
+            json.dumps({"anomalous": True, "confidence": 0.9, "reason": "blot", "marks": [chosen["mark"]]}),
+            "I cannot tell from these images.",
+        ]
+    )
     with LoopbackVLM(responder=lambda request: next(replies)) as server:
         endpoint = EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=10)
         verdict = asyncio.run(service.inspect_with_vlm(case, prompt, endpoint))
@@ -244,8 +257,13 @@ def test_marks_map_back_in_every_modality(demo):
     from inspector.vlm.answers import parse_answer
 
     store, service = demo
-    expected_detail = {"image": set(), "dicom": {"slice"}, "video": {"frames"},
-                       "point_cloud": {"view", "points", "point_ids"}, "time_series": {"samples"}}
+    expected_detail = {
+        "image": set(),
+        "dicom": {"slice"},
+        "video": {"frames"},
+        "point_cloud": {"view", "points", "point_ids"},
+        "time_series": {"samples"},
+    }
     cases = _one_case_per_modality(store)
     for case in cases:
         profile = store.profile(case.profile_id)
@@ -253,8 +271,9 @@ def test_marks_map_back_in_every_modality(demo):
         assert prompt.marks, case.modality
         assert [img.role for img in prompt.images][-1] == "marked"
         assert prompt.mark_record(1) is not None
-        reply = json.dumps({"anomalous": True, "confidence": 0.7, "reason": "odd",
-                            "marks": [{"mark": 1, "reason": "looks wrong"}]})
+        reply = json.dumps(
+            {"anomalous": True, "confidence": 0.7, "reason": "odd", "marks": [{"mark": 1, "reason": "looks wrong"}]}
+        )
         verdict = service.verdict_from_answer(case, prompt, parse_answer(reply), reply)
         assert len(verdict.regions) == 1, case.modality
         region = verdict.regions[0]
@@ -299,8 +318,10 @@ def test_offline_regions_carry_their_heat_blob_masks(tmp_path, service, shared_d
 def test_marks_summary_tells_the_operator_what_the_answer_did():
     from views.verdict_panel import marks_summary
 
-    details = {"marks": [{"mark": 1, "selected": True}, {"mark": 2, "rejected": True}, {"mark": 3}],
-               "mark_answer": {"found": True, "unknown": [12], "unplaced": [1], "proposals": "hybrid"}}
+    details = {
+        "marks": [{"mark": 1, "selected": True}, {"mark": 2, "rejected": True}, {"mark": 3}],
+        "mark_answer": {"found": True, "unknown": [12], "unplaced": [1], "proposals": "hybrid"},
+    }
     text = marks_summary(details)
     assert text.startswith("Set-of-Mark: 3 marks drawn (hybrid)")
     assert "the model chose #1" in text and "called normal #2" in text
@@ -399,8 +420,10 @@ def test_free_text_ranges_map_to_frames_and_samples(demo):
     from inspector.vlm.answers import parse_answer
 
     store, service = demo
-    replies = {"video": ("Anomalous. A cyclist crosses the walkway in frames 3 to 5.", "frames", [3, 5]),
-               "time_series": ("There is a sudden spike between index 10 and 20, an anomaly.", "samples", [10, 20])}
+    replies = {
+        "video": ("Anomalous. A cyclist crosses the walkway in frames 3 to 5.", "frames", [3, 5]),
+        "time_series": ("There is a sudden spike between index 10 and 20, an anomaly.", "samples", [10, 20]),
+    }
     cases = _one_case_per_modality(store, set(replies))
     for case in cases:
         profile = store.profile(case.profile_id)

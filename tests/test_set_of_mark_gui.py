@@ -66,8 +66,9 @@ def test_set_of_mark_flow_highlights_the_chosen_mask(qtbot, tmp_path):
         # Switch Set-of-Mark on: the prompt is recomposed with the marked image third.
         with qtbot.waitSignal(window.case_shown, timeout=30000):
             window.prompt_panel.set_of_mark.setChecked(True)
-        qtbot.waitUntil(lambda: window._current.prompt is not None and bool(window._current.prompt.marks),
-                        timeout=30000)
+        qtbot.waitUntil(
+            lambda: window._current.prompt is not None and bool(window._current.prompt.marks), timeout=30000
+        )
         prompt = window._current.prompt
         assert [img.role for img in prompt.images] == ["reference", "query", "marked"]
         assert window.prompt_panel.image_count() == 3
@@ -82,8 +83,14 @@ def test_set_of_mark_flow_highlights_the_chosen_mask(qtbot, tmp_path):
 
         chosen = max(prompt.marks, key=overlap)
         assert overlap(chosen) > 0.5
-        reply["text"] = json.dumps({"anomalous": True, "confidence": 0.85, "reason": "dark blot",
-                                    "marks": [{"mark": chosen["mark"], "reason": "dark blot on the plate"}]})
+        reply["text"] = json.dumps(
+            {
+                "anomalous": True,
+                "confidence": 0.85,
+                "reason": "dark blot",
+                "marks": [{"mark": chosen["mark"], "reason": "dark blot on the plate"}],
+            }
+        )
         window.activateWindow()
         qtbot.waitUntil(window.isActiveWindow, timeout=5000)
         with qtbot.waitSignal(window.inspection_finished, timeout=60000):
@@ -131,8 +138,12 @@ def _grab_case_pixels(viewer, shape) -> np.ndarray:
     viewer.view.set_zoom(1.0)
     viewer.view.centerOn(shape[1] / 2, shape[0] / 2)
     origin = viewer.view.mapFromScene(0, 0)
-    image = viewer.view.viewport().grab().toImage().convertToFormat(
-        viewer.view.viewport().grab().toImage().Format.Format_RGB888)
+    image = (
+        viewer.view.viewport()
+        .grab()
+        .toImage()
+        .convertToFormat(viewer.view.viewport().grab().toImage().Format.Format_RGB888)
+    )
     width, height = image.width(), image.height()
     data = np.frombuffer(image.constBits(), np.uint8).reshape(height, image.bytesPerLine())[:, : width * 3]
     pixels = data.reshape(height, width, 3)
@@ -141,5 +152,5 @@ def _grab_case_pixels(viewer, shape) -> np.ndarray:
     h = min(shape[0], height - max(0, y))
     w = min(shape[1], width - max(0, x))
     assert x >= 0 and y >= 0 and h == shape[0] and w == shape[1], "the case does not fit the viewport at 1:1"
-    out[:h, :w] = pixels[y:y + h, x:x + w]
+    out[:h, :w] = pixels[y : y + h, x : x + w]
     return out

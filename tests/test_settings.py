@@ -80,8 +80,15 @@ def test_default_location_is_the_user_folder(isolated_user_dirs: Path) -> None:
 def test_round_trip_keeps_everything(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "settings.json"
     settings = AppSettings(
-        endpoint=EndpointSettings(base_url="http://localhost:11434/v1", model="llava", api_key_env="MY_KEY",
-                                  timeout_s=12.5, temperature=0.2, max_tokens=300, request_logprobs=False),
+        endpoint=EndpointSettings(
+            base_url="http://localhost:11434/v1",
+            model="llava",
+            api_key_env="MY_KEY",
+            timeout_s=12.5,
+            temperature=0.2,
+            max_tokens=300,
+            request_logprobs=False,
+        ),
         recent_projects=["/a/one.anomalens", "/b/two.anomalens"],
         extra={"sam_checkpoint": "/models/sam_vit_b.pth"},
     )
@@ -115,9 +122,21 @@ def test_other_unreadable_files(tmp_path: Path, content: str) -> None:
 
 def test_wrong_types_fall_back_per_field(tmp_path: Path) -> None:
     path = tmp_path / "settings.json"
-    path.write_text(json.dumps({"endpoint": {"base_url": "http://h/v1", "model": 7, "timeout_s": "soon",
-                                             "max_tokens": 256, "request_logprobs": "yes"},
-                                "recent_projects": ["/p", 3, "/p", "/q"]}), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {
+                "endpoint": {
+                    "base_url": "http://h/v1",
+                    "model": 7,
+                    "timeout_s": "soon",
+                    "max_tokens": 256,
+                    "request_logprobs": "yes",
+                },
+                "recent_projects": ["/p", 3, "/p", "/q"],
+            }
+        ),
+        encoding="utf-8",
+    )
     settings = load_settings(path)
     assert settings.endpoint.base_url == "http://h/v1"
     assert settings.endpoint.model == "" and settings.endpoint.timeout_s == 60.0
@@ -138,8 +157,9 @@ def test_key_is_never_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_key_typed_into_the_file_is_ignored(tmp_path: Path) -> None:
     path = tmp_path / "settings.json"
-    path.write_text(json.dumps({"endpoint": {"base_url": "http://h/v1", "model": "m", "api_key": KEY}}),
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps({"endpoint": {"base_url": "http://h/v1", "model": "m", "api_key": KEY}}), encoding="utf-8"
+    )
     settings = load_settings(path)
     assert "secret field" in (settings.load_warning or "")
     save_settings(settings, path)

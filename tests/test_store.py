@@ -34,8 +34,9 @@ def test_new_project_has_current_schema_and_wal(tmp_path):
     with ProjectStore(path) as store:
         assert store.schema_version == SCHEMA_VERSION
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert {"profiles", "reference_images", "cases", "prompts", "answers", "verdicts", "decisions",
-                "blobs"} <= set(store.db.table_names())
+        assert {"profiles", "reference_images", "cases", "prompts", "answers", "verdicts", "decisions", "blobs"} <= set(
+            store.db.table_names()
+        )
 
 
 def test_migrates_a_version_1_file_and_keeps_its_data(tmp_path):
@@ -45,8 +46,16 @@ def test_migrates_a_version_1_file_and_keeps_its_data(tmp_path):
     MIGRATIONS[0](db)
     conn.execute("PRAGMA user_version = 1")
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-    db["cases"].insert({"name": "old.png", "modality": "image", "source_path": "/x/old.png",
-                        "source_sha256": "cd" * 32, "metadata_json": "{}", "status": "normal"})
+    db["cases"].insert(
+        {
+            "name": "old.png",
+            "modality": "image",
+            "source_path": "/x/old.png",
+            "source_sha256": "cd" * 32,
+            "metadata_json": "{}",
+            "status": "normal",
+        }
+    )
     conn.commit()
     conn.close()
     with ProjectStore(path) as store:
@@ -89,8 +98,9 @@ def test_profile_references_and_blob_deduplication(tmp_path):
         store.add_reference(profile.id, "r2.png", b"PNGDATA-2", 10, 10)
         assert len(store.references(profile.id)) == 2
         assert store.blob_count() == 2
-        prompt_a = store.save_prompt("h1", "sys", "text", {}, [("reference", "r1", b"PNGDATA-1"),
-                                                              ("query", "q", b"QUERY")])
+        prompt_a = store.save_prompt(
+            "h1", "sys", "text", {}, [("reference", "r1", b"PNGDATA-1"), ("query", "q", b"QUERY")]
+        )
         prompt_b = store.save_prompt("h1", "sys", "text", {}, [("reference", "r1", b"PNGDATA-1")])
         assert prompt_a == prompt_b
         assert store.blob_count() == 3
@@ -104,16 +114,31 @@ def test_verdict_sets_status_and_decision_wins(tmp_path):
     with ProjectStore(tmp_path / "p.anomalens") as store:
         case = store.add_case(_case(), source_bytes=b"source")
         assert store.case_source_bytes(case) == b"source"
-        verdict = store.save_verdict(Verdict(
-            case_id=case.id, source=VerdictSource.VLM, anomalous=True, score=0.93,
-            score_source=ScoreSource.LOGPROB, explanation="crack", regions=[Region(1, 2, 30, 40, 0.9, "crack")]))
+        verdict = store.save_verdict(
+            Verdict(
+                case_id=case.id,
+                source=VerdictSource.VLM,
+                anomalous=True,
+                score=0.93,
+                score_source=ScoreSource.LOGPROB,
+                explanation="crack",
+                regions=[Region(1, 2, 30, 40, 0.9, "crack")],
+            )
+        )
         assert store.case(case.id).status == CaseStatus.ANOMALOUS
         assert store.case(case.id).score == pytest.approx(0.93)
         store.record_decision(Decision(case_id=case.id, label="normal", verdict_id=verdict.id))
         assert store.case(case.id).status == CaseStatus.NORMAL
         # A later machine verdict does not overwrite the operator's ground truth.
-        store.save_verdict(Verdict(case_id=case.id, source=VerdictSource.VLM, anomalous=True, score=0.99,
-                                   score_source=ScoreSource.STATED_CONFIDENCE))
+        store.save_verdict(
+            Verdict(
+                case_id=case.id,
+                source=VerdictSource.VLM,
+                anomalous=True,
+                score=0.99,
+                score_source=ScoreSource.STATED_CONFIDENCE,
+            )
+        )
         assert store.case(case.id).status == CaseStatus.NORMAL
         latest = store.latest_verdict(case.id)
         assert latest.score == pytest.approx(0.99)
@@ -126,9 +151,17 @@ def test_verdict_sets_status_and_decision_wins(tmp_path):
 def test_unparsed_answer_is_stored_as_undecided(tmp_path):
     with ProjectStore(tmp_path / "p.anomalens") as store:
         case = store.add_case(_case())
-        store.save_verdict(Verdict(case_id=case.id, source=VerdictSource.VLM, anomalous=None, score=None,
-                                   score_source=ScoreSource.NONE, parse_status=ParseStatus.UNPARSED,
-                                   raw_answer="I'm not sure what you mean"))
+        store.save_verdict(
+            Verdict(
+                case_id=case.id,
+                source=VerdictSource.VLM,
+                anomalous=None,
+                score=None,
+                score_source=ScoreSource.NONE,
+                parse_status=ParseStatus.UNPARSED,
+                raw_answer="I'm not sure what you mean",
+            )
+        )
         assert store.case(case.id).status == CaseStatus.UNDECIDED
         assert store.latest_verdict(case.id).parse_status == ParseStatus.UNPARSED
 
@@ -163,7 +196,7 @@ def test_answer_survives_a_crash_right_after_it_arrived(tmp_path):
     path = tmp_path / "crash.anomalens"
     script = textwrap.dedent(f"""
         import os, sys
-        sys.path.insert(0, {str(__import__('inspector').__path__[0] + '/..')!r})
+        sys.path.insert(0, {str(__import__("inspector").__path__[0] + "/..")!r})
         from inspector.store import ProjectStore
         from inspector.model import Case
         store = ProjectStore({str(path)!r})

@@ -35,8 +35,13 @@ def plugin(registry):
 
 
 def _context(options: dict | None = None) -> OfflineContext:
-    return OfflineContext(references=list, image_detector=lambda: None, progress=lambda f: None,
-                          is_cancelled=lambda: False, options=options or {})
+    return OfflineContext(
+        references=list,
+        image_detector=lambda: None,
+        progress=lambda f: None,
+        is_cancelled=lambda: False,
+        options=options or {},
+    )
 
 
 def _write_csv(path: Path, n: int = 600, spike_at: int | None = 400, sep: str = ",", step_min: int = 10) -> Path:
@@ -77,8 +82,13 @@ def test_tsv_parquet_and_no_time_column(plugin, tmp_path):
 
     tsv = _write_csv(tmp_path / "line.tsv", n=50, spike_at=None, sep="\t")
     assert plugin.read(tsv).data.length == 50 and plugin.read(tsv).metadata["format"] == "tsv"
-    frame = pd.DataFrame({"when": pd.date_range("2024-01-01", periods=300, freq="1s", tz="Europe/Berlin"),
-                          "pressure": np.linspace(1, 2, 300), "flow": np.arange(300, dtype=np.int32)})
+    frame = pd.DataFrame(
+        {
+            "when": pd.date_range("2024-01-01", periods=300, freq="1s", tz="Europe/Berlin"),
+            "pressure": np.linspace(1, 2, 300),
+            "flow": np.arange(300, dtype=np.int32),
+        }
+    )
     frame.to_parquet(tmp_path / "press.parquet")
     loaded = plugin.read(tmp_path / "press.parquet")
     assert loaded.metadata["format"] == "parquet" and loaded.data.columns == ["pressure", "flow"]
@@ -119,12 +129,15 @@ def test_unsorted_rows_epoch_column_and_decimal_comma(plugin, tmp_path):
     assert loaded.metadata["time_range"][0] == "2023-11-14 22:13:20"
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"", "empty"),
-    (b"timestamp,value\n", "no data rows"),
-    (b"name,comment\nalpha,ok\nbeta,fine\n", "no numeric column"),
-    (bytes(range(256)) * 20, "binary data"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"timestamp,value\n", "no data rows"),
+        (b"name,comment\nalpha,ok\nbeta,fine\n", "no numeric column"),
+        (bytes(range(256)) * 20, "binary data"),
+    ],
+)
 def test_bad_text_input_gives_clear_messages(plugin, tmp_path, content, message):
     path = tmp_path / "bad.csv"
     path.write_bytes(content)
@@ -212,8 +225,11 @@ def test_plot_draws_the_spike_where_the_map_says(plugin, tmp_path):
     x = p["x_left"] + (series.time[400] - p["t_start"]) / (p["t_end"] - p["t_start"]) * (p["x_right"] - p["x_left"])
     top, bottom = p["panels"][0]["top"], p["panels"][0]["bottom"]
     line = np.all(view.image == (31, 78, 156), axis=2)  # the series colour
-    highest_row = {col: np.flatnonzero(line[top:bottom, col]).min() for col in range(p["x_left"], p["x_right"])
-                   if line[top:bottom, col].any()}
+    highest_row = {
+        col: np.flatnonzero(line[top:bottom, col]).min()
+        for col in range(p["x_left"], p["x_right"])
+        if line[top:bottom, col].any()
+    }
     peak_col = min(highest_row, key=highest_row.get)
     assert abs(peak_col - x) <= 2
 
@@ -230,8 +246,11 @@ def test_locate_ranges_and_boxes(plugin, tmp_path):
     by_index = plugin.locate({"range": [100, 120]}, queries, loaded)
     assert by_index.detail["samples"] == [100, 120]
     p = views[0].view_map.params
-    x_of = lambda i: p["x_left"] + (loaded.data.time[i] - p["t_start"]) / (p["t_end"] - p["t_start"]) * (  # noqa: E731
-        p["x_right"] - p["x_left"])
+
+    def x_of(i: int) -> float:
+        fraction = (loaded.data.time[i] - p["t_start"]) / (p["t_end"] - p["t_start"])
+        return p["x_left"] + fraction * (p["x_right"] - p["x_left"])
+
     box = plugin.locate({"box": [x_of(300), 60, x_of(350), 120], "view": views[0].label}, queries, loaded)
     assert abs(box.detail["samples"][0] - 300) <= 1 and abs(box.detail["samples"][1] - 350) <= 1
     assert box.detail["column"] == "temperature"
@@ -318,14 +337,20 @@ def test_offline_inspection_needs_no_references_and_references_are_plots(registr
     path = _write_csv(tmp_path / "svc.csv", n=3000, spike_at=2500)
     with ProjectStore(tmp_path / "p.anomalens") as store:
         service = InspectionService(store, registry)
-        profile = store.save_profile(Profile(name="empty", modality="time_series", domain_preset="time_series",
-                                            settings={"time_series": {"detector": {"min_length": 1}}}))
+        profile = store.save_profile(
+            Profile(
+                name="empty",
+                modality="time_series",
+                domain_preset="time_series",
+                settings={"time_series": {"detector": {"min_length": 1}}},
+            )
+        )
         case, _ = service.import_file(path, profile.id)
         verdict = service.inspect_offline(case, profile)
         assert verdict.anomalous and verdict.details["detector"]["min_length"] == 1
         assert len(store.latest_verdict(case.id).details["sample_scores"]) == 3000
         assert any(r.detail["samples"][0] <= 2500 <= r.detail["samples"][1] for r in verdict.regions)
         assert service.add_reference_file(profile.id, path) == 1
-        (name, rgb, _), = service.reference_images(profile.id)
+        ((name, rgb, _),) = service.reference_images(profile.id)
         assert name.startswith("svc samples 0-2999") and rgb.shape[1] == 1024
         service.close()

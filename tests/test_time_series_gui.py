@@ -26,8 +26,9 @@ def _series_csv(path: Path) -> Path:
     values = 20 + 3 * np.sin(2 * np.pi * t / 144) + rng.normal(0, 0.2, t.size)
     values[400:403] += 15
     stamps = np.datetime64("2024-03-01T00:00") + t * np.timedelta64(10, "m")
-    lines = ["timestamp,coolant_c"] + [f"{str(s).replace('T', ' ')},{v:.3f}" for s, v in zip(stamps, values,
-                                                                                             strict=True)]
+    lines = ["timestamp,coolant_c"] + [
+        f"{str(s).replace('T', ' ')},{v:.3f}" for s, v in zip(stamps, values, strict=True)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -35,8 +36,11 @@ def _series_csv(path: Path) -> Path:
 def _drop(widget, paths: list[Path]) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    widget.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
-                                Qt.KeyboardModifier.NoModifier))
+    widget.dropEvent(
+        QDropEvent(
+            QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier
+        )
+    )
 
 
 def _inspect(qtbot, window: MainWindow) -> None:
@@ -51,8 +55,16 @@ def test_series_inspected_against_loopback_vlm(qtbot, tmp_path):
     series_path = _series_csv(tmp_path / "coolant.csv")
     garbage = tmp_path / "garbage.csv"
     garbage.write_bytes(bytes(range(256)) * 8)
-    replies = {"next": json.dumps({"anomalous": True, "confidence": 0.9, "reason": "A short overheating spike.",
-                                   "ranges": [["2024-03-03 18:40", "2024-03-03 19:00"]]})}
+    replies = {
+        "next": json.dumps(
+            {
+                "anomalous": True,
+                "confidence": 0.9,
+                "reason": "A short overheating spike.",
+                "ranges": [["2024-03-03 18:40", "2024-03-03 19:00"]],
+            }
+        )
+    }
     with LoopbackVLM(responder=lambda request: Reply(replies["next"])) as server:
         window = MainWindow(AppSettings(), discover(), settings_file=tmp_path / "settings.json")
         qtbot.addWidget(window)
@@ -108,11 +120,21 @@ def test_series_inspected_against_loopback_vlm(qtbot, tmp_path):
         # A range selection narrows what the model sees; answers outside it are not placed.
         viewer.select_samples(300, 450)
         assert viewer.render_options() == {"window": [300, 450]}
-        qtbot.waitUntil(lambda: window.prompt_panel.thumbnails.count() == 1
-                        and "samples 300-450" in window.prompt_panel.thumbnails.item(0).text(), timeout=10000)
-        replies["next"] = json.dumps({"anomalous": True, "confidence": 0.8, "reason": "Spike.",
-                                      "ranges": [["2024-03-03 18:30", "2024-03-03 19:10"],
-                                                 ["2024-03-01 01:00", "2024-03-01 02:00"]]})
+        qtbot.waitUntil(
+            lambda: (
+                window.prompt_panel.thumbnails.count() == 1
+                and "samples 300-450" in window.prompt_panel.thumbnails.item(0).text()
+            ),
+            timeout=10000,
+        )
+        replies["next"] = json.dumps(
+            {
+                "anomalous": True,
+                "confidence": 0.8,
+                "reason": "Spike.",
+                "ranges": [["2024-03-03 18:30", "2024-03-03 19:10"], ["2024-03-01 01:00", "2024-03-01 02:00"]],
+            }
+        )
         _inspect(qtbot, window)
         verdict = window.store.latest_verdict(case.id)
         assert [r.detail["samples"] for r in verdict.regions] == [[399, 403]]
@@ -142,10 +164,21 @@ def test_viewer_shows_nab_labels_scores_and_emits_selection(qtbot, shared_data):
     viewer.action_labels.setChecked(False)
     assert not any(item.isVisible() for item in viewer.label_items)
 
-    outcome = plugin.offline_detect(loaded, OfflineContext(references=list, image_detector=lambda: None,
-                                                           progress=lambda f: None, is_cancelled=lambda: False))
-    verdict = Verdict(case_id=1, source=VerdictSource.OFFLINE, anomalous=outcome.anomalous, score=outcome.score,
-                      score_source=ScoreSource.OFFLINE_CALIBRATED, regions=outcome.regions, details=outcome.details)
+    outcome = plugin.offline_detect(
+        loaded,
+        OfflineContext(
+            references=list, image_detector=lambda: None, progress=lambda f: None, is_cancelled=lambda: False
+        ),
+    )
+    verdict = Verdict(
+        case_id=1,
+        source=VerdictSource.OFFLINE,
+        anomalous=outcome.anomalous,
+        score=outcome.score,
+        score_source=ScoreSource.OFFLINE_CALIBRATED,
+        regions=outcome.regions,
+        details=outcome.details,
+    )
     viewer.show_verdict(verdict, None)
     assert viewer.score_plot is not None and viewer.score_curve.getOriginalDataset()[1].size == loaded.data.length
     assert len(viewer.verdict_spans) == len(outcome.regions) > 0

@@ -25,10 +25,15 @@ def test_the_bundle_reads_its_version_from_pyproject():
 
 
 def test_no_other_module_defines_a_version():
-    sources = [ROOT / "main.py", *(p for d in ("inspector", "views", "plugins", "scripts", "benchmarks")
-                                   for p in (ROOT / d).rglob("*.py"))]
-    defining = [p.relative_to(ROOT).as_posix() for p in sources
-                if re.search(r'^\s*(__version__|VERSION|APP_VERSION)\s*=', p.read_text(encoding="utf-8"), re.M)]
+    sources = [
+        ROOT / "main.py",
+        *(p for d in ("inspector", "views", "plugins", "scripts", "benchmarks") for p in (ROOT / d).rglob("*.py")),
+    ]
+    defining = [
+        p.relative_to(ROOT).as_posix()
+        for p in sources
+        if re.search(r"^\s*(__version__|VERSION|APP_VERSION)\s*=", p.read_text(encoding="utf-8"), re.M)
+    ]
     assert defining == ["inspector/__init__.py"]
 
 

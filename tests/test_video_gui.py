@@ -38,8 +38,11 @@ def _window(qtbot, tmp_path: Path) -> MainWindow:
 def _drop(widget, paths: list[Path]) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    widget.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
-                                Qt.KeyboardModifier.NoModifier))
+    widget.dropEvent(
+        QDropEvent(
+            QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier
+        )
+    )
 
 
 def _select(qtbot, window: MainWindow, case_id: int) -> None:
@@ -100,11 +103,19 @@ def test_video_in_the_window_range_and_tile_box_from_the_vlm(qtbot, tmp_path):
         # Shift+drag on the timeline chooses the frames the model sees; the prompt follows.
         timeline = viewer.timeline
         y = timeline.height() // 2
-        qtbot.mousePress(timeline, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier,
-                         QPoint(round(timeline.x_for_frame(10)), y))
+        qtbot.mousePress(
+            timeline,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.ShiftModifier,
+            QPoint(round(timeline.x_for_frame(10)), y),
+        )
         qtbot.mouseMove(timeline, QPoint(round(timeline.x_for_frame(25)), y))
-        qtbot.mouseRelease(timeline, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier,
-                           QPoint(round(timeline.x_for_frame(40)), y))
+        qtbot.mouseRelease(
+            timeline,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.ShiftModifier,
+            QPoint(round(timeline.x_for_frame(40)), y),
+        )
         assert viewer.render_options() == {"frames": [10, 40]}
         qtbot.waitUntil(lambda: window._current.prompt.queries[0].label.startswith("frames 10-40"), timeout=10000)
 
@@ -114,9 +125,15 @@ def test_video_in_the_window_range_and_tile_box_from_the_vlm(qtbot, tmp_path):
         tile = next(t for t in grid.view_map.params["tiles"] if t["frame"] == 25)
         f = tile["w"] / 160
         box = [tile["x"] + 32 * f, tile["y"] + 40 * f, tile["x"] + 96 * f, tile["y"] + 80 * f]
-        answer["text"] = json.dumps({"anomalous": True, "confidence": 0.85, "reason": "A cart crosses the walkway.",
-                                     "frames": [[18, 32]],
-                                     "regions": [{"view": "frame 25", "box": box, "label": "cart"}]})
+        answer["text"] = json.dumps(
+            {
+                "anomalous": True,
+                "confidence": 0.85,
+                "reason": "A cart crosses the walkway.",
+                "frames": [[18, 32]],
+                "regions": [{"view": "frame 25", "box": box, "label": "cart"}],
+            }
+        )
         window.set_endpoint(EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=20))
         with qtbot.waitSignal(window.inspection_finished, timeout=60000):
             window.inspect_current()
@@ -176,9 +193,15 @@ def test_ped2_folder_shows_its_ground_truth_and_frame_scores(qtbot, tmp_path, sh
     amber = painted.pixelColor(round(viewer.timeline.x_for_frame(150)), 8)
     assert amber.red() > 200 and 120 < amber.green() < 190 and amber.blue() < 80
     scores = [0.2] * 90 + [0.8] * 90
-    verdict = Verdict(case_id=case.id, source=VerdictSource.OFFLINE, anomalous=True, score=0.8,
-                      score_source=ScoreSource.OFFLINE_CALIBRATED, id=999,
-                      details={"frame_scores": scores, "heatmap_frame": 120})
+    verdict = Verdict(
+        case_id=case.id,
+        source=VerdictSource.OFFLINE,
+        anomalous=True,
+        score=0.8,
+        score_source=ScoreSource.OFFLINE_CALIBRATED,
+        id=999,
+        details={"frame_scores": scores, "heatmap_frame": 120},
+    )
     viewer.show_verdict(verdict, np.ones((240, 360), np.float32))
     assert viewer.timeline.scores is not None and len(viewer.timeline.scores) == 180
     qtbot.waitUntil(lambda: viewer.shown_frame() == 120, timeout=5000)

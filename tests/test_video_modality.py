@@ -30,16 +30,23 @@ def stamp_frame(index: int, size: tuple[int, int] = VIDEO_SIZE) -> np.ndarray:
     img[40:, :, 1] = (index * 9) % 256
     for bit in range(STAMP_BITS):
         x = 6 + bit * 16
-        img[6:22, x:x + 12] = 255 if (index >> bit) & 1 else 0
+        img[6:22, x : x + 12] = 255 if (index >> bit) & 1 else 0
     return img
 
 
 def read_stamp(rgb: np.ndarray) -> int:
-    return sum(1 << bit for bit in range(STAMP_BITS) if rgb[10:18, 8 + bit * 16: 16 + bit * 16].mean() > 128)
+    return sum(1 << bit for bit in range(STAMP_BITS) if rgb[10:18, 8 + bit * 16 : 16 + bit * 16].mean() > 128)
 
 
-def write_video(path: Path, codec: str = "libx264", frames: int = 60, fps: int = 25, gop: int = 12,
-                make=stamp_frame, bframes: int | None = None) -> Path:
+def write_video(
+    path: Path,
+    codec: str = "libx264",
+    frames: int = 60,
+    fps: int = 25,
+    gop: int = 12,
+    make=stamp_frame,
+    bframes: int | None = None,
+) -> Path:
     """Encode a real video file with PyAV (container chosen by the file extension)."""
     import av
 
@@ -74,8 +81,12 @@ def video(registry):
 
 # ---------------------------------------------------------------------------------- containers
 
-CONTAINERS = [("clip.mp4", "libx264", 2), ("clip.mkv", "libx264", None), ("clip.avi", "mpeg4", None),
-              ("clip_mpeg4.mp4", "mpeg4", None)]
+CONTAINERS = [
+    ("clip.mp4", "libx264", 2),
+    ("clip.mkv", "libx264", None),
+    ("clip.avi", "mpeg4", None),
+    ("clip_mpeg4.mp4", "mpeg4", None),
+]
 
 
 @pytest.mark.parametrize(("name", "codec", "bframes"), CONTAINERS)
@@ -201,7 +212,8 @@ def test_ped2_style_labels_found_above_the_frames_become_0_based_ranges(tmp_path
     write_frames(root / "testing" / "frames" / "03", 20)
     write_frames(root / "testing" / "frames" / "04", 20)
     (root / "testing" / "labels.csv").write_text(
-        "video,first_abnormal_frame,last_abnormal_frame\n03,5,12\n4,1,20\n03,18,19\n")
+        "video,first_abnormal_frame,last_abnormal_frame\n03,5,12\n4,1,20\n03,18,19\n"
+    )
     loaded = video.read(root / "testing" / "frames" / "03")
     assert loaded.metadata["ground_truth_frames"] == [[4, 11], [17, 18]]  # frame k is file {k-1:03d}.jpg
     assert video.read(root / "testing" / "frames" / "04").metadata["ground_truth_frames"] == [[0, 19]]
@@ -320,10 +332,10 @@ def test_default_render_is_a_labelled_grid_of_nine_uniform_samples(tmp_path, vid
     assert [t["frame"] for t in tiles] == [0, 10, 20, 30, 40, 50, 60, 70, 80]
     assert view.view_map.params["frame_size"] == [160, 96]
     for tile in tiles:  # each tile holds its frame, and the yellow label bar sits right above it
-        crop = view.image[tile["y"]:tile["y"] + tile["h"], tile["x"]:tile["x"] + tile["w"]]
+        crop = view.image[tile["y"] : tile["y"] + tile["h"], tile["x"] : tile["x"] + tile["w"]]
         small = np.asarray(Image.fromarray(crop).resize(VIDEO_SIZE))
         assert read_stamp(small) == tile["frame"]
-        bar = view.image[tile["y"] - 20:tile["y"] - 2, tile["x"]:tile["x"] + tile["w"]]
+        bar = view.image[tile["y"] - 20 : tile["y"] - 2, tile["x"] : tile["x"] + tile["w"]]
         assert ((bar[..., 0] > 200) & (bar[..., 2] < 120)).sum() > 40  # the printed "frame N"
     assert tiles[0]["w"] >= 200  # small frames are enlarged so the numbers stay readable
 
@@ -362,9 +374,9 @@ def test_ranges_map_to_frames_and_are_checked_against_the_video(tmp_path, video)
     assert video.locate({"range": [45, 70], "unit": "frames"}, queries, loaded).detail == {"frames": [45, 49]}
     assert video.locate({"range": [30, 12], "unit": "frame_ranges"}, queries, loaded).detail == {"frames": [12, 30]}
     assert video.locate({"range": ["frame 3", "frame 7"], "unit": "frames"}, queries, loaded).detail == {
-        "frames": [3, 7]}
-    assert video.locate({"range": [1.0, 2.5], "unit": "time_ranges"}, queries, loaded).detail == {
-        "frames": [10, 25]}
+        "frames": [3, 7]
+    }
+    assert video.locate({"range": [1.0, 2.5], "unit": "time_ranges"}, queries, loaded).detail == {"frames": [10, 25]}
     assert video.locate({"range": [60, 90], "unit": "frames"}, queries, loaded) is None
     assert video.locate({"range": ["soon", "later"], "unit": "frames"}, queries, loaded) is None
     assert video.locate({"mark": 3}, queries, loaded) is None
@@ -378,8 +390,12 @@ def test_boxes_on_grid_tiles_become_boxes_on_their_frames(tmp_path, video):
     assert scale < 1
     tile = views[0].view_map.params["tiles"][4]  # frame 40
     fx, fy = tile["w"] / 160, tile["h"] / 96
-    box = [(tile["x"] + 16 * fx) * scale, (tile["y"] + 24 * fy) * scale,
-           (tile["x"] + 80 * fx) * scale, (tile["y"] + 72 * fy) * scale]
+    box = [
+        (tile["x"] + 16 * fx) * scale,
+        (tile["y"] + 24 * fy) * scale,
+        (tile["x"] + 80 * fx) * scale,
+        (tile["y"] + 72 * fy) * scale,
+    ]
     region = video.locate({"box": box}, queries, loaded)  # placed by where it lies
     assert region.detail == {"frames": [40, 40]}
     assert (region.x0, region.y0, region.x1, region.y1) == pytest.approx((16, 24, 80, 72), abs=1.5)
@@ -415,8 +431,9 @@ def test_prompt_composition_through_the_service_uses_the_surveillance_preset(tmp
         service = InspectionService(store, registry)
         case, outcome = service.import_file(path)
         assert outcome == "added" and case.metadata["frame_count"] == 60
-        profile = store.save_profile(Profile(name="Walkway", class_name="a pedestrian walkway", modality="video",
-                                            domain_preset="surveillance"))
+        profile = store.save_profile(
+            Profile(name="Walkway", class_name="a pedestrian walkway", modality="video", domain_preset="surveillance")
+        )
         prompt = service.compose_prompt(case, profile, render_options={"frames": [10, 20], "samples": 3})
         assert [img.label for img in prompt.queries] == ["frames 10-20, 3 frames sampled from the chosen range"]
         assert '"frames": [[first, last]]' in prompt.text and "printed" in prompt.text
@@ -437,10 +454,10 @@ def _scene(index: int, anomalous: bool = False) -> np.ndarray:
     img = np.repeat(base[:, :, None], 3, axis=2)
     for _ in range(3):
         y, x = rng.integers(10, h - 20), rng.integers(5, w - 10)
-        img[y:y + 12, x:x + 4] = 40
+        img[y : y + 12, x : x + 4] = 40
     if anomalous:
         x = 20 + (index % 30) * 2
-        img[30:62, x:x + 36] = (250, 30, 30)
+        img[30:62, x : x + 36] = (250, 30, 30)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -453,8 +470,11 @@ def test_offline_detector_scores_every_frame_and_finds_the_anomalous_range(tmp_p
     case_path = write_video(tmp_path / "event.mp4", frames=32, fps=10, make=lambda i: _scene(i, 14 <= i <= 23))
     with ProjectStore(tmp_path / "p.anomalens") as store:
         service = InspectionService(store, registry)
-        profile = store.save_profile(Profile(name="Walkway", modality="video", domain_preset="surveillance",
-                                             settings={"video": {"image_size": 192}}))  # small: a fast test
+        profile = store.save_profile(
+            Profile(
+                name="Walkway", modality="video", domain_preset="surveillance", settings={"video": {"image_size": 192}}
+            )
+        )  # small: a fast test
         assert service.add_reference_file(profile.id, normal) == 12
         assert store.references(profile.id)[0].name == "normal.mp4 frame 0"
         case, _ = service.import_file(case_path)

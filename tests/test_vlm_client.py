@@ -32,8 +32,7 @@ def _prompt(query_size: tuple[int, int] = (48, 64), shots: int = 1, answer_forma
     profile = Profile(name="tiles", class_name="ceramic tile", normal_standards="Flat glaze, no cracks.")
     view = View("top", _image(0, query_size), ViewMap("pixel_scale", {"scale_x": 1.0, "scale_y": 1.0}))
     refs = [("ok_1", _image(1, (40, 30))), ("ok_2", _image(2, (30, 40)))]
-    return compose(profile, [view], refs,
-                   switches=PromptSwitches(max_references=shots, answer_format=answer_format))
+    return compose(profile, [view], refs, switches=PromptSwitches(max_references=shots, answer_format=answer_format))
 
 
 def _endpoint(server: LoopbackVLM, **overrides: Any) -> EndpointSettings:
@@ -41,8 +40,9 @@ def _endpoint(server: LoopbackVLM, **overrides: Any) -> EndpointSettings:
     return EndpointSettings(**values)
 
 
-def _ask(server: LoopbackVLM, prompt: ComposedPrompt | None = None, key: str | None = KEY,
-         **endpoint: Any) -> VlmAnswer:
+def _ask(
+    server: LoopbackVLM, prompt: ComposedPrompt | None = None, key: str | None = KEY, **endpoint: Any
+) -> VlmAnswer:
     async def run() -> VlmAnswer:
         async with VlmClient(_endpoint(server, **endpoint), key) as client:
             return await client.ask(prompt or _prompt())
@@ -68,8 +68,11 @@ def test_images_arrive_as_data_urls_and_decode_to_the_sent_sizes(loopback_vlm: L
     assert system == {"role": "system", "content": prompt.system}
     parts = user["content"]
     assert parts[0] == {"type": "text", "text": prompt.text}
-    assert [p["text"] for p in parts[1::2]] == ["Normal reference 1: ok_1", "Normal reference 2: ok_2",
-                                                "Image to inspect: top"]
+    assert [p["text"] for p in parts[1::2]] == [
+        "Normal reference 1: ok_1",
+        "Normal reference 2: ok_2",
+        "Image to inspect: top",
+    ]
     assert all(p["image_url"]["url"].startswith("data:image/png;base64,") for p in parts[2::2])
 
 
@@ -86,8 +89,9 @@ def test_request_parameters_follow_the_settings(loopback_vlm: LoopbackVLM) -> No
 
 
 def test_answer_fields_and_logprob_score(loopback_vlm: LoopbackVLM) -> None:
-    loopback_vlm.enqueue(reply_text='{"anomalous": true, "confidence": 0.6, "reason": "Crack at top left."}',
-                         p_anomalous=0.8)
+    loopback_vlm.enqueue(
+        reply_text='{"anomalous": true, "confidence": 0.6, "reason": "Crack at top left."}', p_anomalous=0.8
+    )
     answer = _ask(loopback_vlm)
     assert answer.model == MODEL and answer.finish_reason == "stop"
     assert answer.prompt_tokens and answer.completion_tokens
@@ -197,14 +201,17 @@ def test_rate_limited_with_an_http_date(loopback_vlm: LoopbackVLM) -> None:
     assert error.retry_after is not None and 25 <= error.retry_after <= 31
 
 
-@pytest.mark.parametrize("behaviour", [
-    {"raw_body": "{not json"},
-    {"raw_body": "<html>Bad gateway</html>", "content_type": "text/html"},
-    {"raw_body": '{"id": "x", "object": "chat.completion"}'},
-    {"raw_body": '{"choices": []}'},
-    {"raw_body": '{"choices": [{"index": 0, "message": {"role": "assistant", "content": ""}}]}'},
-    {"raw_body": b""},
-])
+@pytest.mark.parametrize(
+    "behaviour",
+    [
+        {"raw_body": "{not json"},
+        {"raw_body": "<html>Bad gateway</html>", "content_type": "text/html"},
+        {"raw_body": '{"id": "x", "object": "chat.completion"}'},
+        {"raw_body": '{"choices": []}'},
+        {"raw_body": '{"choices": [{"index": 0, "message": {"role": "assistant", "content": ""}}]}'},
+        {"raw_body": b""},
+    ],
+)
 def test_malformed_or_empty_body_is_a_bad_response(loopback_vlm: LoopbackVLM, behaviour: dict) -> None:
     loopback_vlm.enqueue(**behaviour)
     error = _error(loopback_vlm)
@@ -248,6 +255,7 @@ def test_client_repr_has_no_key(loopback_vlm: LoopbackVLM) -> None:
 
 def test_rejected_logprobs_are_dropped_once_and_remembered() -> None:
     with LoopbackVLM(reject_logprobs=True) as server:
+
         async def run() -> tuple[VlmAnswer, VlmAnswer, bool]:
             async with VlmClient(_endpoint(server), None) as client:
                 first = await client.ask(_prompt())
@@ -276,17 +284,25 @@ def test_an_unrelated_400_does_not_switch_logprobs_off(loopback_vlm: LoopbackVLM
     assert [r.body.get("logprobs") for r in loopback_vlm.chat_requests] == [True, None]
 
 
-def test_max_tokens_is_renamed_when_the_server_asks_for_max_completion_tokens(
-        loopback_vlm: LoopbackVLM) -> None:
-    loopback_vlm.enqueue(status=400, error_message="Unsupported parameter: 'max_tokens' is not supported "
-                                                   "with this model. Use 'max_completion_tokens' instead.")
+def test_max_tokens_is_renamed_when_the_server_asks_for_max_completion_tokens(loopback_vlm: LoopbackVLM) -> None:
+    loopback_vlm.enqueue(
+        status=400,
+        error_message="Unsupported parameter: 'max_tokens' is not supported "
+        "with this model. Use 'max_completion_tokens' instead.",
+    )
     answer = _ask(loopback_vlm, max_tokens=99)
     assert answer.raw_text
     last = loopback_vlm.chat_requests[-1].body
     assert last["max_completion_tokens"] == 99 and "max_tokens" not in last
     assert last["logprobs"] is True
-    assert answer.sent_params == {"model": MODEL, "temperature": 0.0, "max_completion_tokens": 99,
-                                  "logprobs": True, "top_logprobs": 5, "response_format": "json_schema"}
+    assert answer.sent_params == {
+        "model": MODEL,
+        "temperature": 0.0,
+        "max_completion_tokens": 99,
+        "logprobs": True,
+        "top_logprobs": 5,
+        "response_format": "json_schema",
+    }
 
 
 def test_unknown_model_is_a_bad_request() -> None:
@@ -322,9 +338,15 @@ def test_follow_up_question_continues_the_conversation(loopback_vlm: LoopbackVLM
             first_prompt = _prompt()
             first = await client.ask(first_prompt)
             history = [*client.build_messages(first_prompt), first.assistant_message()]
-            follow_up = ComposedPrompt(system=first_prompt.system, text="Where exactly is the defect?",
-                                       images=[], switches=first_prompt.switches, preset=first_prompt.preset,
-                                       preset_version=first_prompt.preset_version, edited=True)
+            follow_up = ComposedPrompt(
+                system=first_prompt.system,
+                text="Where exactly is the defect?",
+                images=[],
+                switches=first_prompt.switches,
+                preset=first_prompt.preset,
+                preset_version=first_prompt.preset_version,
+                edited=True,
+            )
             await client.ask(follow_up, history=history)
 
     asyncio.run(run())
@@ -389,8 +411,11 @@ def test_a_server_without_json_schema_output_gets_free_text_requests() -> None:
 def test_a_500_that_names_response_format_is_answered_with_the_json_object_form(loopback_vlm: LoopbackVLM) -> None:
     """llama-cpp-python's server refuses OpenAI's json_schema form with HTTP 500 (tests/test_real_server.py
     shows it on the real server); a retry would never help, the other form does."""
-    loopback_vlm.enqueue(status=500, error_message="1 validation error for CreateChatCompletionRequest "
-                                                    "response_format: Input should be 'text' or 'json_object'")
+    loopback_vlm.enqueue(
+        status=500,
+        error_message="1 validation error for CreateChatCompletionRequest "
+        "response_format: Input should be 'text' or 'json_object'",
+    )
     answer = _ask(loopback_vlm)
     bodies = [r.body for r in loopback_vlm.chat_requests]
     assert [b["response_format"]["type"] for b in bodies] == ["json_schema", "json_object"]

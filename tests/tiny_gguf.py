@@ -140,8 +140,20 @@ the server: a text-only server drops them; the multimodal handler replaces them 
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 # multi-byte tokens, so that tokens and characters differ as with real tokenizers ("Ġ" = space)
-_WORDS = ("true", "false", "null", "anomalous", "confidence", "reason", "Ġthe", "Ġnormal", "Ġimage",
-          "Ġdefect", "ing", "ion")
+_WORDS = (
+    "true",
+    "false",
+    "null",
+    "anomalous",
+    "confidence",
+    "reason",
+    "Ġthe",
+    "Ġnormal",
+    "Ġimage",
+    "Ġdefect",
+    "ing",
+    "ion",
+)
 # Free-text favourites: a quote then a word. In none of our JSON's positions is such a token valid
 # (except to open a string), so under the grammar the plain quote and brace win instead.
 FREE_TEXT_TOKENS = ('"Ġnormal', '"Ġthe', '"Ġimage', '"Ġdefect', '"Ġis', '"Ġok', '"Ġtile')
@@ -222,17 +234,19 @@ def build_tiny_llama(path: str | Path, seed: int = 0) -> Path:
     tensors: dict[str, np.ndarray] = {"token_embd.weight": rand(n_vocab, N_EMBD)}
     for i in range(N_LAYER):
         wscale = 1.0 / np.sqrt(N_EMBD)
-        tensors.update({
-            f"blk.{i}.attn_norm.weight": np.ones(N_EMBD, np.float32),
-            f"blk.{i}.attn_q.weight": rand(N_EMBD, N_EMBD, scale=wscale),
-            f"blk.{i}.attn_k.weight": rand(N_EMBD, N_EMBD, scale=wscale),
-            f"blk.{i}.attn_v.weight": rand(N_EMBD, N_EMBD, scale=wscale),
-            f"blk.{i}.attn_output.weight": rand(N_EMBD, N_EMBD, scale=wscale),
-            f"blk.{i}.ffn_norm.weight": np.ones(N_EMBD, np.float32),
-            f"blk.{i}.ffn_gate.weight": rand(N_FF, N_EMBD, scale=wscale),
-            f"blk.{i}.ffn_up.weight": rand(N_FF, N_EMBD, scale=wscale),
-            f"blk.{i}.ffn_down.weight": rand(N_EMBD, N_FF, scale=1.0 / np.sqrt(N_FF)),
-        })
+        tensors.update(
+            {
+                f"blk.{i}.attn_norm.weight": np.ones(N_EMBD, np.float32),
+                f"blk.{i}.attn_q.weight": rand(N_EMBD, N_EMBD, scale=wscale),
+                f"blk.{i}.attn_k.weight": rand(N_EMBD, N_EMBD, scale=wscale),
+                f"blk.{i}.attn_v.weight": rand(N_EMBD, N_EMBD, scale=wscale),
+                f"blk.{i}.attn_output.weight": rand(N_EMBD, N_EMBD, scale=wscale),
+                f"blk.{i}.ffn_norm.weight": np.ones(N_EMBD, np.float32),
+                f"blk.{i}.ffn_gate.weight": rand(N_FF, N_EMBD, scale=wscale),
+                f"blk.{i}.ffn_up.weight": rand(N_FF, N_EMBD, scale=wscale),
+                f"blk.{i}.ffn_down.weight": rand(N_EMBD, N_FF, scale=1.0 / np.sqrt(N_FF)),
+            }
+        )
     # the fixed logit offsets: a constant residual channel, read by the output matrix
     bias = np.zeros(N_EMBD, np.float32)
     bias[_BIAS_CHANNEL] = _BIAS_VALUE
@@ -310,16 +324,26 @@ def build_tiny_mmproj(path: str | Path, seed: int = 1) -> Path:
         for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
             tensors[f"v.blk.{i}.{name}.weight"] = rand(V_EMBD, V_EMBD)
             tensors[f"v.blk.{i}.{name}.bias"] = zeros(V_EMBD)
-        tensors.update({
-            f"v.blk.{i}.ln1.weight": ones(V_EMBD), f"v.blk.{i}.ln1.bias": zeros(V_EMBD),
-            f"v.blk.{i}.ln2.weight": ones(V_EMBD), f"v.blk.{i}.ln2.bias": zeros(V_EMBD),
-            f"v.blk.{i}.ffn_up.weight": rand(V_FF, V_EMBD), f"v.blk.{i}.ffn_up.bias": zeros(V_FF),
-            f"v.blk.{i}.ffn_down.weight": rand(V_EMBD, V_FF), f"v.blk.{i}.ffn_down.bias": zeros(V_EMBD),
-        })
-    tensors.update({
-        "mm.0.weight": rand(V_PROJ, V_EMBD), "mm.0.bias": zeros(V_PROJ),
-        "mm.2.weight": rand(N_EMBD, V_PROJ), "mm.2.bias": zeros(N_EMBD),
-    })
+        tensors.update(
+            {
+                f"v.blk.{i}.ln1.weight": ones(V_EMBD),
+                f"v.blk.{i}.ln1.bias": zeros(V_EMBD),
+                f"v.blk.{i}.ln2.weight": ones(V_EMBD),
+                f"v.blk.{i}.ln2.bias": zeros(V_EMBD),
+                f"v.blk.{i}.ffn_up.weight": rand(V_FF, V_EMBD),
+                f"v.blk.{i}.ffn_up.bias": zeros(V_FF),
+                f"v.blk.{i}.ffn_down.weight": rand(V_EMBD, V_FF),
+                f"v.blk.{i}.ffn_down.bias": zeros(V_EMBD),
+            }
+        )
+    tensors.update(
+        {
+            "mm.0.weight": rand(V_PROJ, V_EMBD),
+            "mm.0.bias": zeros(V_PROJ),
+            "mm.2.weight": rand(N_EMBD, V_PROJ),
+            "mm.2.bias": zeros(N_EMBD),
+        }
+    )
     metadata: dict[str, Any] = {
         "general.architecture": "clip",
         "general.name": f"tiny-random-clip-seed{seed}",
@@ -340,6 +364,7 @@ def build_tiny_mmproj(path: str | Path, seed: int = 1) -> Path:
         "clip.vision.image_std": np.array([0.26862954, 0.26130258, 0.27577711], np.float32),
     }
     return write_gguf(path, metadata, tensors)
+
 
 if __name__ == "__main__":
     import sys

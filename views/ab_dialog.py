@@ -40,18 +40,26 @@ class ABDialog(QDialog):
         for index, spin in enumerate(self.shots):
             spin.setRange(0, 8)
             spin.setValue(switches.max_references if index == 0 else 0)
-        for row, (name, title) in enumerate([("task", "Task information"), ("class_info", "Class information"),
-                                             ("standards", "Normal standards"),
-                                             ("set_of_mark", "Set-of-Mark (numbered marks)")], start=3):
+        for row, (name, title) in enumerate(
+            [
+                ("task", "Task information"),
+                ("class_info", "Class information"),
+                ("standards", "Normal standards"),
+                ("set_of_mark", "Set-of-Mark (numbered marks)"),
+            ],
+            start=3,
+        ):
             grid.addWidget(QLabel(title), row, 0)
             for column in (0, 1):
                 box = QCheckBox()
                 box.setChecked(bool(getattr(switches, name)))
                 self.parts[column][name] = box
                 grid.addWidget(box, row, column + 1)
-        note = QLabel(f"Both variants inspect the same {case_count} case(s) in the background; answers already "
-                      "in the response cache are not asked again. The evaluation then compares them on the "
-                      "cases with a decision or an imported label.")
+        note = QLabel(
+            f"Both variants inspect the same {case_count} case(s) in the background; answers already "
+            "in the response cache are not asked again. The evaluation then compares them on the "
+            "cases with a decision or an imported label."
+        )
         note.setWordWrap(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Run A and B")
@@ -66,10 +74,13 @@ class ABDialog(QDialog):
         out = []
         for index in (0, 1):
             shots = self.shots[index].value()
-            switches = PromptSwitches(task=self.parts[index]["task"].isChecked(),
-                                      class_info=self.parts[index]["class_info"].isChecked(),
-                                      standards=self.parts[index]["standards"].isChecked(),
-                                      references=shots > 0, max_references=shots,
-                                      set_of_mark=self.parts[index]["set_of_mark"].isChecked())
+            switches = PromptSwitches(
+                task=self.parts[index]["task"].isChecked(),
+                class_info=self.parts[index]["class_info"].isChecked(),
+                standards=self.parts[index]["standards"].isChecked(),
+                references=shots > 0,
+                max_references=shots,
+                set_of_mark=self.parts[index]["set_of_mark"].isChecked(),
+            )
             out.append(Variant(self.models[index].text().strip(), switches))
         return out

@@ -38,6 +38,7 @@ class BatchActions(WindowBase):
             return
 
         if session.settings.endpoint.configured:
+
             async def work(job: Job) -> BatchProgress:
                 report = self._batch_reporter(job)
                 if explicit:
@@ -45,9 +46,9 @@ class BatchActions(WindowBase):
                 results = await session.inspect_pending(default, None, report, job.is_cancelled)
                 return results[-1] if results else BatchProgress(batch_id=0, total=0, status="done")
 
-            self._batch_job = self._run("Batch inspection", work, self._batch_done, self._batch_failed,
-                                        blocking=False)
+            self._batch_job = self._run("Batch inspection", work, self._batch_done, self._batch_failed, blocking=False)
         else:
+
             def offline(job: Job) -> BatchProgress:
                 return session.inspect_offline(ids, default, self._batch_reporter(job), job.is_cancelled)
 
@@ -102,6 +103,7 @@ class BatchActions(WindowBase):
 
     def _batch_reporter(self, job: Job):
         """Called in the worker: keep the latest snapshot; the signal carries only the job id."""
+
         def report(progress: BatchProgress) -> None:
             with self._batch_lock:
                 self._batch_progress = progress
@@ -142,8 +144,11 @@ class BatchActions(WindowBase):
             from views.evaluation_dialog import EvaluationDialog
 
             if not results["overall"]:
-                self.notify("Nothing to evaluate yet: decide some cases (N / A) after inspecting them, or import "
-                            "labelled cases.", "info")
+                self.notify(
+                    "Nothing to evaluate yet: decide some cases (N / A) after inspecting them, or import "
+                    "labelled cases.",
+                    "info",
+                )
             self.evaluation_dialog = EvaluationDialog(results, self)
             if grouping:
                 self.evaluation_dialog.grouping.setCurrentText(grouping)

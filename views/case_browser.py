@@ -23,8 +23,7 @@ STATUS_TEXT = {
     CaseStatus.UNDECIDED: "unreadable answer",
     CaseStatus.ERROR: "error",
 }
-KIND_TEXT = {"image": "image", "dicom": "DICOM", "point_cloud": "3D scan", "time_series": "series",
-             "video": "video"}
+KIND_TEXT = {"image": "image", "dicom": "DICOM", "point_cloud": "3D scan", "time_series": "series", "video": "video"}
 STATUS_COLOUR = {
     CaseStatus.NOT_INSPECTED: "#8a8f98",
     CaseStatus.NORMAL: "#3fb950",
@@ -59,8 +58,10 @@ class CaseBrowser(QWidget):
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.ResizeToContents)
         self.setMinimumWidth(260)
         self.table.itemSelectionChanged.connect(self._selection_changed)
-        self.hint = QLabel("Drop files or folders here (images, DICOM series, point clouds, sensor series,\n"
-                           "videos or frame folders), or use File ▸ Add cases…")
+        self.hint = QLabel(
+            "Drop files or folders here (images, DICOM series, point clouds, sensor series,\n"
+            "videos or frame folders), or use File ▸ Add cases…"
+        )
         self.hint.setObjectName("hint")
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.summary = QLabel("")

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-_STOPS = np.array([
-    [0.00, 0, 0, 4], [0.25, 87, 16, 110], [0.50, 188, 55, 84], [0.75, 249, 142, 9], [1.00, 252, 255, 164],
-], dtype=np.float64)
+_STOPS = np.array(
+    [
+        [0.00, 0, 0, 4],
+        [0.25, 87, 16, 110],
+        [0.50, 188, 55, 84],
+        [0.75, 249, 142, 9],
+        [1.00, 252, 255, 164],
+    ],
+    dtype=np.float64,
+)
 
 
 def heat_to_rgba(heat: np.ndarray, opacity: float = 0.55, floor: float = 0.35) -> np.ndarray:

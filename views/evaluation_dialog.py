@@ -46,8 +46,10 @@ class EvaluationDialog(QDialog):
         self.plot.setYRange(0, 1)
         self.plot.addLegend()
         self.plot.setMinimumWidth(320)
-        note = QLabel("Ground truth: the operator's decisions, else the labels cases were imported with. "
-                      "Unparsed answers are counted, not scored.")
+        note = QLabel(
+            "Ground truth: the operator's decisions, else the labels cases were imported with. "
+            "Unparsed answers are counted, not scored."
+        )
         note.setWordWrap(True)
         note.setObjectName("muted")
         buttons = QHBoxLayout()
@@ -82,14 +84,16 @@ class EvaluationDialog(QDialog):
             if g.roc:
                 xs, ys = zip(*g.roc, strict=True)
                 colour = CURVE_COLOURS[row % len(CURVE_COLOURS)]
-                self.plot.plot(list(xs), list(ys), pen=pg.mkPen(colour, width=2),
-                               name=f"{label[:40]} (AUROC {g.auroc:.2f})")
+                self.plot.plot(
+                    list(xs), list(ys), pen=pg.mkPen(colour, width=2), name=f"{label[:40]} (AUROC {g.auroc:.2f})"
+                )
 
     def export(self, kind: str, path: str | None = None) -> Path | None:
         """Write the results as CSV, JSON or a self-contained HTML report (asks for a file name)."""
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export evaluation", f"evaluation.{kind}",
-                                                  f"{kind.upper()} (*.{kind})")
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Export evaluation", f"evaluation.{kind}", f"{kind.upper()} (*.{kind})"
+            )
             if not path:
                 return None
         text = {"csv": to_csv, "json": to_json, "html": to_html}[kind](self.results)

@@ -113,7 +113,7 @@ class MaskOverlay(QGraphicsPixmapItem):
         grid = resize_mask(self.mask, (y1 - y0, x1 - x0))
         cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
         if cx1 > cx0 and cy1 > cy0:
-            out[cy0:cy1, cx0:cx1] = grid[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+            out[cy0:cy1, cx0:cx1] = grid[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
         return out
 
 
@@ -125,8 +125,9 @@ def mask_overlay(region: Region, outline: QGraphicsRectItem, colour: QColor | No
     return MaskOverlay(mask, region, colour or REGION_COLOUR, outline)
 
 
-def region_box(number: int, region: Region, tip_suffix: str = "", colour: QColor | None = None,
-               parent: QGraphicsItem | None = None) -> QGraphicsRectItem:
+def region_box(
+    number: int, region: Region, tip_suffix: str = "", colour: QColor | None = None, parent: QGraphicsItem | None = None
+) -> QGraphicsRectItem:
     """A numbered outline of a region (its box in scene pixels), the reason as tooltip; the number
     keeps its size at any zoom. Shared by the image, DICOM and video viewers. A region from a mark is
     labelled with the mark number ("#3"), the one the model answered with."""
@@ -217,8 +218,9 @@ class ZoomableView(QGraphicsView):
         if self.draw_mode and event.button() == Qt.MouseButton.LeftButton:
             self._drop_rubber()
             self._draw_from = self.mapToScene(event.position().toPoint())
-            self._rubber = drawn_outline((self._draw_from.x(), self._draw_from.y(),
-                                          self._draw_from.x(), self._draw_from.y()))
+            self._rubber = drawn_outline(
+                (self._draw_from.x(), self._draw_from.y(), self._draw_from.x(), self._draw_from.y())
+            )
             self._rubber.setZValue(10)
             self.scene().addItem(self._rubber)
             event.accept()
@@ -257,7 +259,7 @@ class ZoomableView(QGraphicsView):
     def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override
         steps = event.angleDelta().y() / 120.0
         if steps:
-            self.zoom_by(1.25 ** steps)
+            self.zoom_by(1.25**steps)
         event.accept()
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
@@ -273,5 +275,3 @@ class ZoomableView(QGraphicsView):
             event.accept()
             return
         super().mouseMoveEvent(event)
-
-

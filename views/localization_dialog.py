@@ -36,14 +36,20 @@ METHODS = [
     ("sam", "Segment Anything (needs a checkpoint file)"),
 ]
 SAM_MODELS = ("vit_b", "vit_l", "vit_h")
-SAM_DEFAULTS: dict[str, Any] = {"model_type": "vit_b", "checkpoint": "", "points_per_side": 32,
-                                "pred_iou_thresh": 0.88, "stability_score_thresh": 0.95}
+SAM_DEFAULTS: dict[str, Any] = {
+    "model_type": "vit_b",
+    "checkpoint": "",
+    "points_per_side": 32,
+    "pred_iou_thresh": 0.88,
+    "stability_score_thresh": 0.95,
+}
 SAM_HELP = (
     "Segment Anything needs a checkpoint file, which the app never downloads. Get the official one for "
     "the model size from the segment-anything project (github.com/facebookresearch/segment-anything, "
     "“Model Checkpoints”): vit_b → sam_vit_b_01ec64.pth (375 MB), vit_l → sam_vit_l_0b3195.pth "
     "(1.2 GB), vit_h → sam_vit_h_4b8939.pth (2.4 GB), copy it to this machine and choose it here. "
-    "On a CPU, vit_b takes several seconds per image.")
+    "On a CPU, vit_b takes several seconds per image."
+)
 
 
 class LocalizationDialog(QDialog):
@@ -114,9 +120,11 @@ class LocalizationDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        intro = QLabel("With “Set-of-Mark” on in the prompt panel, numbered marks are drawn on candidate "
-                       "regions and the model answers with mark numbers; the chosen marks are highlighted "
-                       "in the viewer.")
+        intro = QLabel(
+            "With “Set-of-Mark” on in the prompt panel, numbered marks are drawn on candidate "
+            "regions and the model answers with mark numbers; the chosen marks are highlighted "
+            "in the viewer."
+        )
         intro.setWordWrap(True)
         layout.addWidget(intro)
         layout.addLayout(general)
@@ -125,8 +133,9 @@ class LocalizationDialog(QDialog):
         self._check_checkpoint()
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "SAM checkpoint", self.checkpoint.text(),
-                                              "PyTorch checkpoints (*.pth *.pt);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "SAM checkpoint", self.checkpoint.text(), "PyTorch checkpoints (*.pth *.pt);;All files (*)"
+        )
         if path:
             self.checkpoint.setText(path)
 
@@ -149,10 +158,13 @@ class LocalizationDialog(QDialog):
             "merge_iou": self.merge_iou.value(),
             "vlm_weight": self.vlm_weight.value(),
             "marks_on_references": self.marks_on_references.isChecked(),
-            "sam": {"model_type": self.sam_model.currentText(), "checkpoint": self.checkpoint.text().strip(),
-                    "points_per_side": self.points_per_side.value(),
-                    "pred_iou_thresh": self.pred_iou.value(),
-                    "stability_score_thresh": self.stability.value()},
+            "sam": {
+                "model_type": self.sam_model.currentText(),
+                "checkpoint": self.checkpoint.text().strip(),
+                "points_per_side": self.points_per_side.value(),
+                "pred_iou_thresh": self.pred_iou.value(),
+                "stability_score_thresh": self.stability.value(),
+            },
         }
 
 
@@ -167,6 +179,6 @@ def _fraction(value: float, low: float, high: float, decimals: int) -> QDoubleSp
     box = QDoubleSpinBox()
     box.setDecimals(decimals)
     box.setRange(low, high)
-    box.setSingleStep(10 ** -decimals if decimals > 2 else 0.05)
+    box.setSingleStep(10**-decimals if decimals > 2 else 0.05)
     box.setValue(value)
     return box

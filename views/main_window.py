@@ -48,7 +48,6 @@ class MainWindow(WindowChrome, ViewerDocks, BatchActions, ReviewActions, Setting
     """The window; its parts (menus and chrome, viewer docks, batches, review, settings) are mixins
     in their own modules, each small enough to read on its own."""
 
-
     def __init__(self, settings: AppSettings, registry: PluginRegistry, settings_file: Path | None = None):
         super().__init__()
         self.setWindowTitle("Anomalens Workstation")
@@ -197,8 +196,11 @@ class MainWindow(WindowChrome, ViewerDocks, BatchActions, ReviewActions, Setting
             if latest is not None:
                 latest.status = "cancelled"
                 self.batch_panel.show_progress(latest)
-            self.notify("Batch cancelled: the cases not yet inspected stay pending (Inspect ▸ Inspect selected "
-                        "cases continues them).", "info")
+            self.notify(
+                "Batch cancelled: the cases not yet inspected stay pending (Inspect ▸ Inspect selected "
+                "cases continues them).",
+                "info",
+            )
             self.refresh_cases()
             self._update_enabled()
             self.batch_finished.emit(-1)
@@ -230,8 +232,11 @@ class MainWindow(WindowChrome, ViewerDocks, BatchActions, ReviewActions, Setting
         self._update_enabled()
         self.banner_bar.hide()
         if store.unfinished_batches():
-            self.notify("A batch inspection of this project was interrupted; its pending cases continue with "
-                        "Inspect ▸ Inspect selected cases (Ctrl+Shift+Return).", "info")
+            self.notify(
+                "A batch inspection of this project was interrupted; its pending cases continue with "
+                "Inspect ▸ Inspect selected cases (Ctrl+Shift+Return).",
+                "info",
+            )
         return True
 
     def close_project(self) -> None:
@@ -252,16 +257,18 @@ class MainWindow(WindowChrome, ViewerDocks, BatchActions, ReviewActions, Setting
             viewer.clear()
 
     def new_project_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "New project", str(Path.home() / "inspection.anomalens"),
-                                              "Anomalens projects (*.anomalens)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "New project", str(Path.home() / "inspection.anomalens"), "Anomalens projects (*.anomalens)"
+        )
         if path:
             if not path.endswith(".anomalens"):
                 path += ".anomalens"
             self.open_project(path)
 
     def open_project_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open project", str(Path.home()),
-                                              "Anomalens projects (*.anomalens);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open project", str(Path.home()), "Anomalens projects (*.anomalens);;All files (*)"
+        )
         if path:
             self.open_project(path)
 
@@ -336,8 +343,9 @@ class MainWindow(WindowChrome, ViewerDocks, BatchActions, ReviewActions, Setting
         self.case_browser.set_cases(self.store.cases(), self.store.decided_case_ids())
 
     def add_cases_dialog(self) -> None:
-        filters = ";;".join([p.file_filter for p in self.registry.modalities.values() if p.file_filter]
-                            + ["All files (*)"])
+        filters = ";;".join(
+            [p.file_filter for p in self.registry.modalities.values() if p.file_filter] + ["All files (*)"]
+        )
         paths, _ = QFileDialog.getOpenFileNames(self, "Add cases", "", filters)
         if paths:
             self.add_case_files(paths)
@@ -353,9 +361,12 @@ class MainWindow(WindowChrome, ViewerDocks, BatchActions, ReviewActions, Setting
         def work(job: Job):
             job.report(0.0, "Looking through the dropped files and folders…")
             files = registry.expand_paths(paths)  # a large tree takes a while: not on the GUI thread
-            return service.import_files(files, profile_id,
-                                        progress=lambda i, n: job.report(i / n, f"Adding cases {i}/{n}"),
-                                        is_cancelled=job.is_cancelled)
+            return service.import_files(
+                files,
+                profile_id,
+                progress=lambda i, n: job.report(i / n, f"Adding cases {i}/{n}"),
+                is_cancelled=job.is_cancelled,
+            )
 
         def done(result) -> None:
             self.refresh_cases()
@@ -364,8 +375,9 @@ class MainWindow(WindowChrome, ViewerDocks, BatchActions, ReviewActions, Setting
                 parts.append(f"{len(result.duplicates)} already in the project")
             if result.failed:
                 parts.append(f"{len(result.failed)} could not be read")
-                self.notify("Some files could not be read:\n" + "\n".join(c.error or c.name for c in result.failed),
-                            "warning")
+                self.notify(
+                    "Some files could not be read:\n" + "\n".join(c.error or c.name for c in result.failed), "warning"
+                )
             self.statusBar().showMessage("Cases: " + ", ".join(parts), 8000)
             if result.added and self.case_browser.current_case_id() is None:
                 self.case_browser.select_case(result.added[0].id)
@@ -479,34 +491,45 @@ class MainWindow(WindowChrome, ViewerDocks, BatchActions, ReviewActions, Setting
                 import asyncio
 
                 job.report(0.1, f"Asking {endpoint.model}…")
-                prompt = previewed if previewed is not None else await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: service.compose_prompt(case, profile, switches, override, render_options))
+                prompt = (
+                    previewed
+                    if previewed is not None
+                    else await asyncio.get_running_loop().run_in_executor(
+                        None, lambda: service.compose_prompt(case, profile, switches, override, render_options)
+                    )
+                )
                 job.report(0.3, f"Waiting for {endpoint.model}…")
                 return await service.inspect_with_vlm(case, prompt, endpoint)
 
-            self._inspect_job = self._run("Inspecting", ask, self._inspection_done, self._inspection_failed,
-                                          blocking=False)
+            self._inspect_job = self._run(
+                "Inspecting", ask, self._inspection_done, self._inspection_failed, blocking=False
+            )
             self.verdict_panel.show_busy(f"Asking {endpoint.model}… (Esc cancels)")
         else:
             render_options = self._current_render_options()
 
             def score(job: Job) -> Verdict:
                 job.report(0.05, "Offline detector: preparing references…")
-                return service.inspect_offline(case, profile, progress=lambda f: job.report(
-                    0.05 + 0.85 * f, "Offline detector: learning the references and scoring…"),
+                return service.inspect_offline(
+                    case,
+                    profile,
+                    progress=lambda f: job.report(
+                        0.05 + 0.85 * f, "Offline detector: learning the references and scoring…"
+                    ),
                     is_cancelled=job.is_cancelled,
-                    render_options=render_options)
+                    render_options=render_options,
+                )
 
-            self._inspect_job = self._run("Inspecting offline", score, self._inspection_done,
-                                          self._inspection_failed)
+            self._inspect_job = self._run("Inspecting offline", score, self._inspection_done, self._inspection_failed)
             self.verdict_panel.show_busy("Offline detector running (no VLM endpoint set)… (Esc cancels)")
         self.progress.setValue(0)
         self.progress.show()
         self.cancel_button.show()
         self._update_enabled()
 
-    def _previewed_prompt(self, profile: Profile, switches: PromptSwitches, override: str | None,
-                          render_options: dict) -> ComposedPrompt | None:
+    def _previewed_prompt(
+        self, profile: Profile, switches: PromptSwitches, override: str | None, render_options: dict
+    ) -> ComposedPrompt | None:
         """The prompt the panel shows, when it is exactly what Inspect would compose now (no edited
         text, the same profile, switches, view and Set-of-Mark settings): it is sent as it is."""
         current = self._current
@@ -585,8 +608,9 @@ class MainWindow(WindowChrome, ViewerDocks, BatchActions, ReviewActions, Setting
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         if self._inspect_job is not None and self.isVisible() and not getattr(self, "force_close", False):
-            answer = QMessageBox.question(self, "Inspection running",
-                                          "An inspection is still running. Cancel it and quit?")
+            answer = QMessageBox.question(
+                self, "Inspection running", "An inspection is still running. Cancel it and quit?"
+            )
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return

@@ -210,8 +210,11 @@ class ProfileDialog(QDialog):
     def _browse_references(self) -> None:
         filters = [p.file_filter for p in self.service.registry.modalities.values() if p.file_filter]
         paths, _ = QFileDialog.getOpenFileNames(
-            self, "Add normal references (images, or normal cases of any modality)", "",
-            ";;".join([*filters, "All files (*)"]))
+            self,
+            "Add normal references (images, or normal cases of any modality)",
+            "",
+            ";;".join([*filters, "All files (*)"]),
+        )
         if paths:
             self._add_reference_paths(paths)
 

@@ -53,8 +53,10 @@ class PromptPanel(QWidget):
         self.shots.setToolTip("How many normal references to attach")
         self.shots.valueChanged.connect(self._switch_toggled)
         self.set_of_mark = QCheckBox("Set-of-Mark")
-        self.set_of_mark.setToolTip("Draw numbered marks on candidate regions and ask which marks are anomalous "
-                                    "(Settings ▸ Localization chooses where the marks come from)")
+        self.set_of_mark.setToolTip(
+            "Draw numbered marks on candidate regions and ask which marks are anomalous "
+            "(Settings ▸ Localization chooses where the marks come from)"
+        )
         self.set_of_mark.toggled.connect(self._switch_toggled)
         self.preset_label = QLabel("")
         self.preset_label.setObjectName("muted")
@@ -111,8 +113,10 @@ class PromptPanel(QWidget):
 
     def switches(self) -> PromptSwitches:
         return PromptSwitches(
-            task=self.task.isChecked(), class_info=self.class_info.isChecked(),
-            standards=self.standards.isChecked(), references=self.references.isChecked(),
+            task=self.task.isChecked(),
+            class_info=self.class_info.isChecked(),
+            standards=self.standards.isChecked(),
+            references=self.references.isChecked(),
             max_references=self.shots.value() if self.references.isChecked() else 0,
             set_of_mark=self.set_of_mark.isChecked(),
         )
@@ -133,8 +137,11 @@ class PromptPanel(QWidget):
             self._set_text(prompt.text)
         for image in prompt.images:
             qimage = QImage.fromData(image.png)
-            icon = QIcon(QPixmap.fromImage(qimage).scaled(
-                72, 72, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation))
+            icon = QIcon(
+                QPixmap.fromImage(qimage).scaled(
+                    72, 72, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+                )
+            )
             item = QListWidgetItem(icon, f"{image.role}\n{image.label}")
             item.setToolTip(f"{image.role}: {image.label} ({qimage.width()}×{qimage.height()})")
             self.thumbnails.addItem(item)
@@ -166,4 +173,5 @@ def thumbnail_array(rgb: np.ndarray, side: int = 72) -> QPixmap:
     from views.viewer_api import array_to_qimage
 
     return QPixmap.fromImage(array_to_qimage(rgb)).scaled(
-        side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+        side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+    )

@@ -30,8 +30,11 @@ class ReviewActions(WindowBase):
             return promote_to_reference(service, current.case, profile)
 
         def done(count: int) -> None:
-            self.notify(f"{current.case.name} is now a normal reference of {profile.name!r} ({count} image(s)); "
-                        "verdicts from before this change are marked as such.", "info")
+            self.notify(
+                f"{current.case.name} is now a normal reference of {profile.name!r} ({count} image(s)); "
+                "verdicts from before this change are marked as such.",
+                "info",
+            )
             self._recompose()
 
         self._run("Adding a reference", work, done, self.notify)
@@ -44,8 +47,9 @@ class ReviewActions(WindowBase):
         if profile is None or current is None or self.service is None:
             return
         suggestion = current.verdict.explanation.split(". ")[0][:120] if current.verdict else ""
-        text, ok = QInputDialog.getText(self, "Add an expected defect",
-                                        f"Defect seen in {current.case.name} (one line):", text=suggestion)
+        text, ok = QInputDialog.getText(
+            self, "Add an expected defect", f"Defect seen in {current.case.name} (one line):", text=suggestion
+        )
         if not ok:
             return
         try:
@@ -61,8 +65,9 @@ class ReviewActions(WindowBase):
         later = changes_since(profile, verdict) if profile is not None and verdict is not None else []
         note = ""
         if later:
-            note = (f"Produced before {len(later)} later change(s) to the profile: "
-                    + "; ".join(f"{c.what} ({c.at[:16].replace('T', ' ')})" for c in later[-3:]))
+            note = f"Produced before {len(later)} later change(s) to the profile: " + "; ".join(
+                f"{c.what} ({c.at[:16].replace('T', ' ')})" for c in later[-3:]
+            )
         self.verdict_panel.set_profile_note(note)
 
     def _show_chat(self, verdict: Verdict | None, turns: list[ChatTurn]) -> None:
@@ -97,8 +102,11 @@ class ReviewActions(WindowBase):
             chat.set_busy(False, problem)
             if not problem:
                 chat.question_sent()
-            if self._current is not None and self._current.verdict is not None \
-                    and self._current.verdict.id == verdict.id:
+            if (
+                self._current is not None
+                and self._current.verdict is not None
+                and self._current.verdict.id == verdict.id
+            ):
                 self._current.turns = turns
                 chat.set_turns(turns)
             self.followup_finished.emit(verdict.id)

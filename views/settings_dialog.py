@@ -55,12 +55,17 @@ class SettingsDialog(QDialog):
         self.logprobs.setChecked(endpoint.request_logprobs)
         self.structured = QCheckBox("Ask for the verdict as JSON (structured output, where the server has it)")
         self.structured.setChecked(endpoint.structured_output)
-        self.extraction = QCheckBox("When an answer cannot be read, ask the model once more for its verdict "
-                                    "(one extra request for such answers)")
+        self.extraction = QCheckBox(
+            "When an answer cannot be read, ask the model once more for its verdict "
+            "(one extra request for such answers)"
+        )
         self.extraction.setChecked(endpoint.extraction_turn)
         has_key = resolve_api_key(endpoint) is not None
-        self.key_state = QLabel("An API key is available." if has_key else
-                                "No API key found (fine for local vLLM / Ollama / LM Studio servers).")
+        self.key_state = QLabel(
+            "An API key is available."
+            if has_key
+            else "No API key found (fine for local vLLM / Ollama / LM Studio servers)."
+        )
         self.key_state.setObjectName("muted")
         form = QFormLayout()
         form.addRow("Base URL", self.base_url)
@@ -78,8 +83,12 @@ class SettingsDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Any OpenAI-compatible endpoint: OpenAI, vLLM, Ollama, LM Studio. "
-                                "Leave the base URL empty to inspect with the offline detector."))
+        layout.addWidget(
+            QLabel(
+                "Any OpenAI-compatible endpoint: OpenAI, vLLM, Ollama, LM Studio. "
+                "Leave the base URL empty to inspect with the offline detector."
+            )
+        )
         layout.addLayout(form)
         layout.addWidget(buttons)
 
@@ -92,14 +101,21 @@ class SettingsDialog(QDialog):
         risky = bool(host) and not host.endswith("openai.com") and bool(variable) and bool(os.environ.get(variable))
         self.key_warning.setText(
             f"The key in ${variable} will be sent to {host}. If this server needs no key, clear the "
-            "variable name above." if risky else "")
+            "variable name above."
+            if risky
+            else ""
+        )
 
     def endpoint(self) -> EndpointSettings:
         return EndpointSettings(
-            base_url=self.base_url.text().strip(), model=self.model.text().strip(),
-            api_key_env=self.key_env.text().strip(), timeout_s=self.timeout.value(),
-            max_tokens=self.max_tokens.value(), request_logprobs=self.logprobs.isChecked(),
-            structured_output=self.structured.isChecked(), extraction_turn=self.extraction.isChecked(),
+            base_url=self.base_url.text().strip(),
+            model=self.model.text().strip(),
+            api_key_env=self.key_env.text().strip(),
+            timeout_s=self.timeout.value(),
+            max_tokens=self.max_tokens.value(),
+            request_logprobs=self.logprobs.isChecked(),
+            structured_output=self.structured.isChecked(),
+            extraction_turn=self.extraction.isChecked(),
         )
 
     def accept(self) -> None:
@@ -108,10 +124,13 @@ class SettingsDialog(QDialog):
             try:
                 store_api_key(self.base_url.text().strip(), key)
             except Exception as exc:  # noqa: BLE001 - keyring backends fail in many ways
-                QMessageBox.warning(self, "Key not saved",
-                                    f"The OS keyring is not available ({type(exc).__name__}). Set the key "
-                                    f"in the environment variable {self.key_env.text() or 'OPENAI_API_KEY'} "
-                                    "instead.")
+                QMessageBox.warning(
+                    self,
+                    "Key not saved",
+                    f"The OS keyring is not available ({type(exc).__name__}). Set the key "
+                    f"in the environment variable {self.key_env.text() or 'OPENAI_API_KEY'} "
+                    "instead.",
+                )
                 return
             finally:
                 self.key.clear()

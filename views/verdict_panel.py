@@ -167,12 +167,13 @@ class VerdictPanel(QWidget):
         else:
             self._set_badge("NORMAL", "normal")
         if verdict.source == VerdictSource.OFFLINE:
-            self.source.setText("Offline detector — no VLM was asked "
-                                f"({verdict.model}; {verdict.created_at or ''})")
+            self.source.setText(f"Offline detector — no VLM was asked ({verdict.model}; {verdict.created_at or ''})")
         else:
             restated = (verdict.details or {}).get("extraction", {}).get("used")
-            self.source.setText(f"VLM: {verdict.model} ({verdict.created_at or ''})"
-                                + (" — verdict from the extraction turn" if restated else ""))
+            self.source.setText(
+                f"VLM: {verdict.model} ({verdict.created_at or ''})"
+                + (" — verdict from the extraction turn" if restated else "")
+            )
         if verdict.score is None:
             self.score_bar.setValue(0)
             self.score_bar.setFormat("score —")
@@ -182,8 +183,10 @@ class VerdictPanel(QWidget):
         self.score_source.setText(SCORE_SOURCE_TEXT[ScoreSource(verdict.score_source)])
         text = verdict.explanation or ""
         if verdict.regions:
-            lines = [f"{i}. {r.label or 'region'} {where(r)}" + (f": {r.reason}" if r.reason else "")
-                     for i, r in enumerate(verdict.regions, 1)]
+            lines = [
+                f"{i}. {r.label or 'region'} {where(r)}" + (f": {r.reason}" if r.reason else "")
+                for i, r in enumerate(verdict.regions, 1)
+            ]
             text += "\n\nRegions:\n" + "\n".join(lines)
         marks_line = marks_summary(verdict.details or {})
         if marks_line:

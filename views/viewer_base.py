@@ -29,8 +29,9 @@ class CaseViewer(QWidget):
     def render_options(self) -> dict[str, Any]:
         return {}
 
-    def _action(self, text: str, shortcuts: Any, slot: Any, tip: str, checkable: bool = False,
-                checked: bool = True) -> QAction:
+    def _action(
+        self, text: str, shortcuts: Any, slot: Any, tip: str, checkable: bool = False, checked: bool = True
+    ) -> QAction:
         """A button on the viewer's `toolbar` whose shortcut(s) work while the viewer has focus."""
         keys = shortcuts if isinstance(shortcuts, list | tuple) else [shortcuts]
         action = QAction(text, self)

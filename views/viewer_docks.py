@@ -73,8 +73,11 @@ class ViewerDocks(WindowBase):
         """The viewer gets most of the width; the case list and the panels what they need."""
         cases = max(300, self.width() // 5)
         panels = max(420, self.width() // 4)
-        self.resizeDocks([self.cases_dock, dock, self.verdict_dock],
-                         [cases, max(400, self.width() - cases - panels), panels], Qt.Orientation.Horizontal)
+        self.resizeDocks(
+            [self.cases_dock, dock, self.verdict_dock],
+            [cases, max(400, self.width() - cases - panels), panels],
+            Qt.Orientation.Horizontal,
+        )
 
     def _current_render_options(self) -> dict:
         """What the current case's viewer shows (slice, frames, range), for the renderer."""

@@ -96,8 +96,15 @@ class WindowBase(QMainWindow):
     _prompt_refresh_timer: QTimer
 
     if TYPE_CHECKING:  # defined by MainWindow or one of the parts; declared for the others
-        def _run(self, title: str, function: Callable[..., Any], on_done: Callable[[Any], None],
-                 on_error: Callable[[str], None] | None = None, blocking: bool = True) -> Job: ...
+
+        def _run(
+            self,
+            title: str,
+            function: Callable[..., Any],
+            on_done: Callable[[Any], None],
+            on_error: Callable[[str], None] | None = None,
+            blocking: bool = True,
+        ) -> Job: ...
         def notify(self, message: str, level: str = "error") -> None: ...
         def current_profile(self) -> Profile | None: ...
         def refresh_cases(self) -> None: ...

@@ -73,29 +73,45 @@ class WindowChrome(WindowBase):
     def _build_actions(self) -> None:
         self.act_new = self._action("&New project…", self.new_project_dialog, QKeySequence.StandardKey.New)
         self.act_open = self._action("&Open project…", self.open_project_dialog, QKeySequence.StandardKey.Open)
-        self.act_add = self._action("&Add cases…", self.add_cases_dialog, "Ctrl+Shift+O",
-                                    "Add images (or other supported files) as cases")
+        self.act_add = self._action(
+            "&Add cases…", self.add_cases_dialog, "Ctrl+Shift+O", "Add images (or other supported files) as cases"
+        )
         self.act_quit = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.act_new_profile = self._action("New &profile…", self.new_profile_dialog)
         self.act_edit_profile = self._action("&Edit profile…", self.edit_profile_dialog, "Ctrl+E")
-        self.act_promote = self._action("Use this case as a normal &reference", self.promote_current_case,
-                                        tip="The operator confirmed it normal (N): add it to the profile's references")
-        self.act_add_defect = self._action("Add this finding to the expected &defects…", self.add_current_defect,
-                                           tip="The operator confirmed it anomalous (A): describe the defect for the "
-                                               "profile")
+        self.act_promote = self._action(
+            "Use this case as a normal &reference",
+            self.promote_current_case,
+            tip="The operator confirmed it normal (N): add it to the profile's references",
+        )
+        self.act_add_defect = self._action(
+            "Add this finding to the expected &defects…",
+            self.add_current_defect,
+            tip="The operator confirmed it anomalous (A): describe the defect for the profile",
+        )
         self.act_settings = self._action("VLM &endpoint…", self.settings_dialog, "Ctrl+,")
-        self.act_localization = self._action("&Localization (Set-of-Mark)…", self.localization_dialog,
-                                             tip="Where numbered marks come from: segments, heat map, SAM")
-        self.act_batch = self._action("Inspect &selected cases (batch)", self.inspect_selected, "Ctrl+Shift+Return",
-                                      "Inspect the selected cases (or all not yet inspected) in the background")
-        self.act_inspect = self._action("&Inspect", self.inspect_current, "Ctrl+Return",
-                                        "Inspect the selected case (Ctrl+Return / F5)")
+        self.act_localization = self._action(
+            "&Localization (Set-of-Mark)…",
+            self.localization_dialog,
+            tip="Where numbered marks come from: segments, heat map, SAM",
+        )
+        self.act_batch = self._action(
+            "Inspect &selected cases (batch)",
+            self.inspect_selected,
+            "Ctrl+Shift+Return",
+            "Inspect the selected cases (or all not yet inspected) in the background",
+        )
+        self.act_inspect = self._action(
+            "&Inspect", self.inspect_current, "Ctrl+Return", "Inspect the selected case (Ctrl+Return / F5)"
+        )
         self.act_inspect.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("F5")])
         self.act_cancel = self._action("&Cancel", self.cancel_inspection, "Esc", "Cancel the running inspection")
-        self.act_normal = self._action("Decide &normal", lambda: self.record_decision("normal"), "N",
-                                       "Operator decision: normal (N)")
-        self.act_anomalous = self._action("Decide &anomalous", lambda: self.record_decision("anomalous"), "A",
-                                          "Operator decision: anomalous (A)")
+        self.act_normal = self._action(
+            "Decide &normal", lambda: self.record_decision("normal"), "N", "Operator decision: normal (N)"
+        )
+        self.act_anomalous = self._action(
+            "Decide &anomalous", lambda: self.record_decision("anomalous"), "A", "Operator decision: anomalous (A)"
+        )
         self.act_next = self._action("Next case", self.case_browser.select_next, "J", "Select the next case (J)")
 
         menu = self.menuBar()
@@ -115,15 +131,30 @@ class WindowChrome(WindowBase):
         profile_menu.addAction(self.act_promote)
         profile_menu.addAction(self.act_add_defect)
         inspect_menu = menu.addMenu("&Inspect")
-        for action in (self.act_inspect, self.act_batch, self.act_cancel, self.act_normal, self.act_anomalous,
-                       self.act_next):
+        for action in (
+            self.act_inspect,
+            self.act_batch,
+            self.act_cancel,
+            self.act_normal,
+            self.act_anomalous,
+            self.act_next,
+        ):
             inspect_menu.addAction(action)
         inspect_menu.addSeparator()
-        self.act_ab = self._action("&A/B comparison…", self.ab_comparison,
-                                   tip="Two prompt variants or two models on the same cases, then the evaluation")
+        self.act_ab = self._action(
+            "&A/B comparison…",
+            self.ab_comparison,
+            tip="Two prompt variants or two models on the same cases, then the evaluation",
+        )
         inspect_menu.addAction(self.act_ab)
-        inspect_menu.addAction(self._action("&Evaluation…", self.show_evaluation, "Ctrl+Shift+E",
-                                            "How good the verdicts are on this project's confirmed cases"))
+        inspect_menu.addAction(
+            self._action(
+                "&Evaluation…",
+                self.show_evaluation,
+                "Ctrl+Shift+E",
+                "How good the verdicts are on this project's confirmed cases",
+            )
+        )
         settings_menu = menu.addMenu("&Settings")
         settings_menu.addAction(self.act_settings)
         settings_menu.addAction(self.act_localization)

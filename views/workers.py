@@ -71,8 +71,9 @@ class AsyncRunner(QThread):
         self._jobs: dict[int, Job] = {}
         self._outcomes: dict[int, Any] = {}
         self._outcome_lock = threading.Lock()
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=max_workers,
-                                                               thread_name_prefix="anomalens-cpu")
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="anomalens-cpu"
+        )
 
     def run(self) -> None:  # QThread entry point
         loop = asyncio.new_event_loop()

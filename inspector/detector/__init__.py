@@ -19,7 +19,11 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    "CancelledError", "DetectorParams", "DetectorResult", "OfflineDetector", "classify_imagenet",
+    "CancelledError",
+    "DetectorParams",
+    "DetectorResult",
+    "OfflineDetector",
+    "classify_imagenet",
     "fit_cache_key",
 ]
 

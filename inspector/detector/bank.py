@@ -65,8 +65,7 @@ class PatchBank:
         r = m.min(1).values
         return torch.where(torch.isfinite(r), r, torch.zeros_like(r))
 
-    def distances(self, queries: torch.Tensor, alpha: float,
-                  exclude_group: int | None = None) -> torch.Tensor:
+    def distances(self, queries: torch.Tensor, alpha: float, exclude_group: int | None = None) -> torch.Tensor:
         """Density-adjusted nearest-neighbour distance of each query row (see module docstring)."""
         feats, sq, radius = self.features, self._sq, self.radius
         if exclude_group is not None:

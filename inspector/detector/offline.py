@@ -98,8 +98,13 @@ from inspector.detector.regions import heatmap_regions
 from inspector.model import Region
 
 __all__ = [
-    "Calibration", "CancelledError", "DetectorParams", "DetectorResult", "OfflineDetector",
-    "classify_imagenet", "fit_cache_key",
+    "Calibration",
+    "CancelledError",
+    "DetectorParams",
+    "DetectorResult",
+    "OfflineDetector",
+    "classify_imagenet",
+    "fit_cache_key",
 ]
 
 DETECTOR_VERSION = "offline-2"
@@ -210,8 +215,7 @@ class OfflineDetector:
     scoring with its previous state until then.
     """
 
-    def __init__(self, image_size: int = 256, *, params: DetectorParams | None = None,
-                 **overrides: Any) -> None:
+    def __init__(self, image_size: int = 256, *, params: DetectorParams | None = None, **overrides: Any) -> None:
         base = params or DetectorParams()
         self.params = dataclasses.replace(base, image_size=image_size, **overrides)
         self._fitted: _Fitted | None = None
@@ -242,8 +246,9 @@ class OfflineDetector:
 
     # ----------------------------------------------------------------- features
 
-    def _embed(self, x: torch.Tensor, size: int, flips: Sequence[tuple[int, ...]],
-               with_loc: bool = False) -> dict[str, torch.Tensor]:
+    def _embed(
+        self, x: torch.Tensor, size: int, flips: Sequence[tuple[int, ...]], with_loc: bool = False
+    ) -> dict[str, torch.Tensor]:
         """Pooled features (len(flips), C, h, w) of the flipped square-resized image.
 
         Key "deep" is the scoring tap; "loc" (with `with_loc`) the localisation tap, taken from
@@ -265,8 +270,9 @@ class OfflineDetector:
                 out[name] = fmap
         return out
 
-    def _flip_map(self, emb: torch.Tensor, bank: PatchBank, flips: Sequence[tuple[int, ...]],
-                  exclude: int | None = None) -> torch.Tensor:
+    def _flip_map(
+        self, emb: torch.Tensor, bank: PatchBank, flips: Sequence[tuple[int, ...]], exclude: int | None = None
+    ) -> torch.Tensor:
         """Distance map (h, w) averaged over the flipped views, each flipped back."""
         n, c, h, w = emb.shape
         # The radius term needs >= 3 references: with 2, leave-one-out would see a bank without
@@ -289,8 +295,13 @@ class OfflineDetector:
 
     # ---------------------------------------------------------------------- fit
 
-    def fit(self, references: Sequence[np.ndarray], progress: Callable[[float], None] | None = None,
-            is_cancelled: Callable[[], bool] | None = None, sources: Sequence[str] | None = None) -> None:
+    def fit(
+        self,
+        references: Sequence[np.ndarray],
+        progress: Callable[[float], None] | None = None,
+        is_cancelled: Callable[[], bool] | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> None:
         """Build the memory bank and the calibration from >= 1 normal reference images.
 
         References are RGB or gray arrays of any size (uint8; uint16/float are scaled). Raises
@@ -304,8 +315,10 @@ class OfflineDetector:
         refs = list(references)
         group_of = _source_groups(sources, len(refs))
         if not refs:
-            raise ValueError("the offline detector needs at least one normal reference image to compare "
-                             "against; the profile has none")
+            raise ValueError(
+                "the offline detector needs at least one normal reference image to compare "
+                "against; the profile has none"
+            )
         tensors = [_to_unit_tensor(r, self._max_side) for r in refs]
         p = self.params
         sizes = p.sizes()
@@ -358,12 +371,14 @@ class OfflineDetector:
                 if with_loc:
                     calib_loc_bank = loc_bank
                     unit_loc_embs = [e["loc"] for e in embs]
-        calibration, deep_maps = self._calibrate(calib_banks, unit_embs, bank_flips, max(group_of) + 1,
-                                                 None if single else group_of)
+        calibration, deep_maps = self._calibrate(
+            calib_banks, unit_embs, bank_flips, max(group_of) + 1, None if single else group_of
+        )
         map_calibration = None
         if calib_loc_bank is not None:
-            map_calibration = self._calibrate_map(calib_loc_bank, unit_loc_embs, deep_maps, bank_flips,
-                                                  max(group_of) + 1, None if single else group_of)
+            map_calibration = self._calibrate_map(
+                calib_loc_bank, unit_loc_embs, deep_maps, bank_flips, max(group_of) + 1, None if single else group_of
+            )
         tick()
         # One atomic swap: a detector being refitted keeps scoring with its old state until here.
         self._fitted = _Fitted(banks, calibration, len(tensors), loc_bank, map_calibration)
@@ -383,14 +398,21 @@ class OfflineDetector:
             x, gr = x[keep], gr[keep]
         return PatchBank(x, gr, max(group_of) + 1)
 
-    def _calibrate(self, banks: Sequence[PatchBank], unit_embs: Sequence[Sequence[torch.Tensor]],
-                   flips: Sequence[tuple[int, ...]], n_references: int,
-                   group_of: Sequence[int] | None = None) -> tuple[Calibration, list[torch.Tensor]]:
+    def _calibrate(
+        self,
+        banks: Sequence[PatchBank],
+        unit_embs: Sequence[Sequence[torch.Tensor]],
+        flips: Sequence[tuple[int, ...]],
+        n_references: int,
+        group_of: Sequence[int] | None = None,
+    ) -> tuple[Calibration, list[torch.Tensor]]:
         """Image-score calibration, and each unit's fused leave-one-out deep map (for the heat map's)."""
         n_units = len(unit_embs[0])
         held_out = list(group_of) if group_of is not None else list(range(n_units))
-        maps = [[self._flip_map(unit_embs[s][u], banks[s], flips, exclude=held_out[u]) for u in range(n_units)]
-                for s in range(len(banks))]
+        maps = [
+            [self._flip_map(unit_embs[s][u], banks[s], flips, exclude=held_out[u]) for u in range(n_units)]
+            for s in range(len(banks))
+        ]
         norms = []
         for s, bank in enumerate(banks):
             level = float(np.mean([float(m.max()) for m in maps[s]]))
@@ -409,9 +431,15 @@ class OfflineDetector:
         threshold = float(loo.mean()) + self.params.threshold_spreads * spread * widen
         return Calibration(norms, loo, threshold, spread)
 
-    def _calibrate_map(self, loc_bank: PatchBank, unit_loc_embs: Sequence[torch.Tensor],
-                       deep_maps: Sequence[torch.Tensor], flips: Sequence[tuple[int, ...]], n_references: int,
-                       group_of: Sequence[int] | None = None) -> Calibration:
+    def _calibrate_map(
+        self,
+        loc_bank: PatchBank,
+        unit_loc_embs: Sequence[torch.Tensor],
+        deep_maps: Sequence[torch.Tensor],
+        flips: Sequence[tuple[int, ...]],
+        n_references: int,
+        group_of: Sequence[int] | None = None,
+    ) -> Calibration:
         """The heat map's calibration: the same leave-one-out rule on the combined map's maxima."""
         held_out = list(group_of) if group_of is not None else list(range(len(unit_loc_embs)))
         loc_maps = [self._flip_map(e, loc_bank, flips, exclude=held_out[u]) for u, e in enumerate(unit_loc_embs)]
@@ -449,10 +477,15 @@ class OfflineDetector:
         regions = heatmap_regions(heatmap)
         py, px = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
         anomalous = score >= 0.5
-        return DetectorResult(score=score, raw_score=raw, threshold=cal.threshold, heatmap=heatmap,
-                              regions=regions, anomalous=anomalous,
-                              explanation=_explain(score, raw, cal.threshold, anomalous,
-                                                   fitted.n_references, (int(px), int(py))))
+        return DetectorResult(
+            score=score,
+            raw_score=raw,
+            threshold=cal.threshold,
+            heatmap=heatmap,
+            regions=regions,
+            anomalous=anomalous,
+            explanation=_explain(score, raw, cal.threshold, anomalous, fitted.n_references, (int(px), int(py))),
+        )
 
     # --------------------------------------------------------------- persistence
 
@@ -494,20 +527,28 @@ class OfflineDetector:
         det = cls(params.image_size, params=params)
 
         def bank(key: int | str) -> PatchBank:
-            return PatchBank(torch.from_numpy(np.asarray(state[f"bank{key}_features"])),
-                             torch.from_numpy(np.asarray(state[f"bank{key}_groups"])),
-                             int(np.asarray(state[f"bank{key}_n_groups"])))
+            return PatchBank(
+                torch.from_numpy(np.asarray(state[f"bank{key}_features"])),
+                torch.from_numpy(np.asarray(state[f"bank{key}_groups"])),
+                int(np.asarray(state[f"bank{key}_n_groups"])),
+            )
 
         banks = [bank(i) for i in range(len(params.scales))]
-        cal = Calibration([float(v) for v in np.asarray(state["scale_norm"])],
-                          np.asarray(state["loo_scores"], dtype=np.float64),
-                          float(np.asarray(state["threshold"])), float(np.asarray(state["spread"])))
+        cal = Calibration(
+            [float(v) for v in np.asarray(state["scale_norm"])],
+            np.asarray(state["loo_scores"], dtype=np.float64),
+            float(np.asarray(state["threshold"])),
+            float(np.asarray(state["spread"])),
+        )
         loc_bank = map_cal = None
         if params.loc_block is not None:
             loc_bank = bank("loc")
-            map_cal = Calibration([float(np.asarray(state["map_norm"]))],
-                                  np.asarray(state["map_loo_scores"], dtype=np.float64),
-                                  float(np.asarray(state["map_threshold"])), float(np.asarray(state["map_spread"])))
+            map_cal = Calibration(
+                [float(np.asarray(state["map_norm"]))],
+                np.asarray(state["map_loo_scores"], dtype=np.float64),
+                float(np.asarray(state["map_threshold"])),
+                float(np.asarray(state["map_spread"])),
+            )
         det._fitted = _Fitted(banks, cal, int(np.asarray(state["n_references"])), loc_bank, map_cal)
         return det
 
@@ -522,9 +563,12 @@ def _combine(deep: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
     """
     if deep.shape != loc.shape:
         big = max(deep.shape, loc.shape, key=lambda s: s[0] * s[1])
-        deep, loc = (m if m.shape == big else
-                     nnf.interpolate(m[None, None], size=big, mode="bilinear", align_corners=False)[0, 0]
-                     for m in (deep, loc))
+        deep, loc = (
+            m
+            if m.shape == big
+            else nnf.interpolate(m[None, None], size=big, mode="bilinear", align_corners=False)[0, 0]
+            for m in (deep, loc)
+        )
     return torch.sqrt(deep.clamp_min(0.0) * loc.clamp_min(0.0))
 
 
@@ -536,15 +580,16 @@ def _halves(x: torch.Tensor) -> list[torch.Tensor]:
     return [x[..., : w // 2], x[..., w // 2 :]]
 
 
-def _explain(score: float, raw: float, threshold: float, anomalous: bool, n_refs: int,
-             peak_xy: tuple[int, int]) -> str:
+def _explain(score: float, raw: float, threshold: float, anomalous: bool, n_refs: int, peak_xy: tuple[int, int]) -> str:
     refs = f"{n_refs} normal reference{'s' if n_refs != 1 else ''}"
     if anomalous:
         verdict = f"anomalous: it deviates from the {refs} more than they deviate from each other"
     else:
         verdict = f"looks normal compared with the {refs}"
-    return (f"Offline detector (no VLM asked): score {score:.2f} ({verdict}; raw {raw:.2f}, "
-            f"threshold {threshold:.2f}). Strongest deviation near (x={peak_xy[0]}, y={peak_xy[1]}).")
+    return (
+        f"Offline detector (no VLM asked): score {score:.2f} ({verdict}; raw {raw:.2f}, "
+        f"threshold {threshold:.2f}). Strongest deviation near (x={peak_xy[0]}, y={peak_xy[1]})."
+    )
 
 
 def _params_dict(params: DetectorParams) -> dict[str, Any]:
@@ -553,8 +598,9 @@ def _params_dict(params: DetectorParams) -> dict[str, Any]:
     return d
 
 
-def fit_cache_key(reference_hashes: Sequence[str],
-                  params: DetectorParams | OfflineDetector | Mapping[str, Any] | None = None) -> str:
+def fit_cache_key(
+    reference_hashes: Sequence[str], params: DetectorParams | OfflineDetector | Mapping[str, Any] | None = None
+) -> str:
     """A stable hex key for "this detector fitted on these references" (for caching fitted states).
 
     It covers the reference content hashes in the order given to `fit`, every parameter, the
@@ -573,4 +619,3 @@ def fit_cache_key(reference_hashes: Sequence[str],
     }
     blob = json.dumps(payload, sort_keys=True, default=str).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()
-

@@ -21,8 +21,13 @@ from inspector.model import Region
 MAX_REGIONS = 5
 
 
-def heatmap_regions(heatmap: np.ndarray, max_regions: int = MAX_REGIONS, level: float = 0.5,
-                    min_area_frac: float = 0.0005, extent: float = 0.5) -> list[Region]:
+def heatmap_regions(
+    heatmap: np.ndarray,
+    max_regions: int = MAX_REGIONS,
+    level: float = 0.5,
+    min_area_frac: float = 0.0005,
+    extent: float = 0.5,
+) -> list[Region]:
     """Boxes (in heat-map pixels, x1/y1 exclusive) of the strongest blobs, strongest first.
 
     A blob above `level` extends over its connected surroundings above ``extent * level``.
@@ -47,14 +52,22 @@ def heatmap_regions(heatmap: np.ndarray, max_regions: int = MAX_REGIONS, level: 
             continue  # specks; and grown surroundings that never reach the threshold themselves
         ys, xs = sl
         above = pk >= level
-        regions.append(Region(
-            x0=float(xs.start), y0=float(ys.start), x1=float(xs.stop), y1=float(ys.stop),
-            score=float(pk),
-            label="anomaly candidate" if above else "weak candidate",
-            reason=("feature deviation above the reference threshold" if above
-                    else "strongest deviation, below the reference threshold"),
-            # the blob itself, cropped to its box: the viewer fills the blob, not the rectangle
-            detail={"mask": encode_mask(labels[sl] == label_id)},
-        ))
+        regions.append(
+            Region(
+                x0=float(xs.start),
+                y0=float(ys.start),
+                x1=float(xs.stop),
+                y1=float(ys.stop),
+                score=float(pk),
+                label="anomaly candidate" if above else "weak candidate",
+                reason=(
+                    "feature deviation above the reference threshold"
+                    if above
+                    else "strongest deviation, below the reference threshold"
+                ),
+                # the blob itself, cropped to its box: the viewer fills the blob, not the rectangle
+                detail={"mask": encode_mask(labels[sl] == label_id)},
+            )
+        )
     regions.sort(key=lambda r: r.score, reverse=True)
     return regions[:max_regions]

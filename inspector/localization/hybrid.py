@@ -35,15 +35,24 @@ class HybridScore:
 
     def explain(self) -> str:
         if self.p_vlm is None:
-            return (f"Hybrid: the VLM answer could not be read, so the offline detector's score "
-                    f"{self.s_offline:.2f} stands.")
-        return (f"Hybrid score {self.score:.2f} = {self.weight:.2f} × VLM {self.p_vlm:.2f} + "
-                f"{1 - self.weight:.2f} × offline {self.s_offline:.2f}.")
+            return (
+                f"Hybrid: the VLM answer could not be read, so the offline detector's score "
+                f"{self.s_offline:.2f} stands."
+            )
+        return (
+            f"Hybrid score {self.score:.2f} = {self.weight:.2f} × VLM {self.p_vlm:.2f} + "
+            f"{1 - self.weight:.2f} × offline {self.s_offline:.2f}."
+        )
 
     def to_dict(self) -> dict[str, float | bool | str | None]:
-        return {"score": self.score, "anomalous": self.anomalous, "p_vlm": self.p_vlm,
-                "s_offline": self.s_offline, "vlm_weight": self.weight,
-                "rule": "score = w * p_vlm + (1 - w) * s_offline; anomalous when score >= 0.5"}
+        return {
+            "score": self.score,
+            "anomalous": self.anomalous,
+            "p_vlm": self.p_vlm,
+            "s_offline": self.s_offline,
+            "vlm_weight": self.weight,
+            "rule": "score = w * p_vlm + (1 - w) * s_offline; anomalous when score >= 0.5",
+        }
 
 
 def vlm_probability(anomalous: bool | None, score: float | None) -> float | None:

@@ -20,8 +20,17 @@ from inspector.vlm.answers import bounded, json_objects
 from inspector.vlm.lexicon import pieces
 
 #: JSON keys that list the anomalous marks, and keys that list marks the model judged normal.
-SELECTED_KEYS = ("marks", "anomalous_marks", "selected_marks", "defect_marks", "mark_ids", "anomalous_regions",
-                 "target_marks", "target_regions", "selected_regions")
+SELECTED_KEYS = (
+    "marks",
+    "anomalous_marks",
+    "selected_marks",
+    "defect_marks",
+    "mark_ids",
+    "anomalous_regions",
+    "target_marks",
+    "target_regions",
+    "selected_regions",
+)
 REJECTED_KEYS = ("normal_marks", "rejected_marks")
 _ITEM_NUMBER_KEYS = ("mark", "id", "number", "index", "label")
 #: An agent's action object names the mark it acts on: {"click_element": {"index": 15}},
@@ -35,27 +44,43 @@ _UNIT = r"(?!\s*(?:px|pixels?|mm|cm|µm|um|%|°|degrees?|o'clock|x\b|stars?|minu
 _NUM = r"(?<![\d.,])\d{1,3}(?![\d]|[.,]\d)" + _UNIT  # an integer, not part of a decimal or a measure
 # What models call a numbered mark: "mark 2", "region #3", "area 2", "label '2'", "tag number 8",
 # "element 7", "section 4", "patch 5", "the region marked as "1"", "labeled [16]", "[5]".
-_MARK_NOUN = (r"(?:marks?|regions?|masks?|areas?|labels?|tags?|elements?|sections?|segments?|patch(?:es)?|"
-              r"cells?|box(?:es)?|objects?|items?|keypoints?|spots?|zones?|numbers?|blobs?|candidates?|"
-              r"proposals?|ids?)")
-_NAMING = (r"(?:\s+(?:which\s+is\s+|that\s+is\s+)?(?:marked|labell?ed|numbered|tagged|indicated|denoted|identified|"
-           r"highlighted|shown)(?:\s+(?:as|with|by))?(?:\s+(?:the\s+)?(?:number|label|mark|tag|digit|id))?)?")
+_MARK_NOUN = (
+    r"(?:marks?|regions?|masks?|areas?|labels?|tags?|elements?|sections?|segments?|patch(?:es)?|"
+    r"cells?|box(?:es)?|objects?|items?|keypoints?|spots?|zones?|numbers?|blobs?|candidates?|"
+    r"proposals?|ids?)"
+)
+_NAMING = (
+    r"(?:\s+(?:which\s+is\s+|that\s+is\s+)?(?:marked|labell?ed|numbered|tagged|indicated|denoted|identified|"
+    r"highlighted|shown)(?:\s+(?:as|with|by))?(?:\s+(?:the\s+)?(?:number|label|mark|tag|digit|id))?)?"
+)
 _OPEN = r"[\"'“‘\[(]?\s*"
 _CLOSE = r"\s*[\"'”’\])]?"
 _REFERENCE = re.compile(
     r"(?:\b" + _MARK_NOUN + _NAMING + r"\s*[:=]?\s*(?:#|no\.?\s*|number\s*)?"
     r"|\b(?:marked|labell?ed|numbered|tagged)(?:\s+(?:as|with|by))?\s+(?:the\s+)?(?:number\s+|label\s+|mark\s+|"
     r"tag\s+)?|\bno\.\s*|#|(?<![\w\]])\[(?=\s*\d{1,3}\s*\]))"
-    + _OPEN + r"(?P<first>" + _NUM + r")" + _CLOSE +
-    r"(?P<rest>(?:\s*(?:,|and|&|or|/|-|–|—|to|through|thru|as well as|plus)\s*(?:(?:" + _MARK_NOUN
-    + r")\s*)?#?\s*" + _OPEN + _NUM + _CLOSE + r")*)",
+    + _OPEN
+    + r"(?P<first>"
+    + _NUM
+    + r")"
+    + _CLOSE
+    + r"(?P<rest>(?:\s*(?:,|and|&|or|/|-|–|—|to|through|thru|as well as|plus)\s*(?:(?:"
+    + _MARK_NOUN
+    + r")\s*)?#?\s*"
+    + _OPEN
+    + _NUM
+    + _CLOSE
+    + r")*)",
     re.IGNORECASE,
 )
 _NUMBER = re.compile(_NUM)
 _BARE_LIST = re.compile(r"^\s*#?\d{1,3}(?:\s*(?:,|;|/|&|and|-|–|to)\s*#?\d{1,3})*\s*$", re.IGNORECASE)
 _RANGE_JOIN = re.compile(r"(\d{1,3})[\"'”’\])]?\s*(?:-|–|—|to|through|thru)\s*#?\s*[\"'“‘\[(]?(\d{1,3})")
-_CLAUSE_SPLIT = re.compile(r"(?<!\b[Nn]o\.)(?<=[.!?;])\s+|\n+|\s*;\s*|"
-                           r",?\s+\b(?:but|whereas|while|however|although)\b\s*", re.IGNORECASE)
+_CLAUSE_SPLIT = re.compile(
+    r"(?<!\b[Nn]o\.)(?<=[.!?;])\s+|\n+|\s*;\s*|"
+    r",?\s+\b(?:but|whereas|while|however|although)\b\s*",
+    re.IGNORECASE,
+)
 _NONE = re.compile(
     r"\b(?:none of the (?:marks|regions|marked regions|numbered regions)|no marks?\b(?! \d)|"
     r"no (?:marked|numbered) regions?|no region is|not any of the marks|"
@@ -66,8 +91,11 @@ _NONE = re.compile(
 # What an answer compares against is not a judgement of a mark: "unlike the normal reference".
 _COMPARISON = re.compile(r"\bnormal (?:reference|sample|image|example|part|tile)s?(?: images?)?\b", re.IGNORECASE)
 # Statements about the other marks ("the rest are normal") say nothing about this one.
-_OTHERS = re.compile(r"\b(?:the rest|the others|other marks|all other \w+|remaining \w+|everything else|"
-                     r"nothing else)\b[^.;,]*", re.IGNORECASE)
+_OTHERS = re.compile(
+    r"\b(?:the rest|the others|other marks|all other \w+|remaining \w+|everything else|"
+    r"nothing else)\b[^.;,]*",
+    re.IGNORECASE,
+)
 _DEFECT = re.compile(
     r"\b(?:anomal(?:y|ies|ous)|abnormal\w*|defect(?:s|ive)?|crack\w*|chip\w*|scratch\w*|dent\w*|holes?|"
     r"blowholes?|break\w*|broken|fray\w*|tear\w*|torn|stain\w*|damage\w*|missing|burr\w*|contamina\w*|"
@@ -76,15 +104,20 @@ _DEFECT = re.compile(
     r"odd|strange|unusual|irregular\w*|out of place|stands? out|suspicious|opacit\w*|nodules?|"
     r"discolou?r\w*|smudge\w*|debris|dirt|contaminant\w*|bent|misalign\w*|fight\w*|fell|falling|fallen|"
     r"blots?|blemish\w*|streaks?|specks?|smears?|gouges?|abrasions?|opacit\w*|effusions?|hairs?|fibers?|"
-    r"falls? (?:down|over))\b", re.IGNORECASE)
+    r"falls? (?:down|over))\b",
+    re.IGNORECASE,
+)
 # Picking a mark as the answer of a task that is not about defects: "Click [10]", "select mark 3".
 _SELECTION = re.compile(
     r"\b(?:click\w*|select\w*|choos\w*|chose|pick\w*|tap|type|press\w*|the answer is|"
     r"target|the correct (?:one|answer|option|mark|region)|is the one|odd one)\b|\b(?:final )?answer\s*[:：]",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _NEGATED_DEFECT = re.compile(
     r"\b(?:no|not|nothing|without|free of|nor|never|isn't|aren't|doesn't|don't)\s+(?:\w+\s+){0,2}?"
-    + _DEFECT.pattern[2:], re.IGNORECASE)
+    + _DEFECT.pattern[2:],
+    re.IGNORECASE,
+)
 _NEGATIVE = re.compile(
     r"\b(?:normal|fine|ok(?:ay)?|acceptable|defect[- ]free|intact|unremarkable|background|as expected|"
     r"no (?:anomal\w*|defects?|damage|issues?|problems?|abnormalit\w*|findings?)|nothing|"
@@ -92,8 +125,9 @@ _NEGATIVE = re.compile(
     r"(?:isn't|aren't|doesn't|don't|does not|do not)\s+(?:\w+\s+)?(?:anomal\w*|defect\w*|show|contain|have))\b",
     re.IGNORECASE,
 )
-_DOUBLE_NEGATIVE = re.compile(r"\b(?:not|isn't|aren't|never)\s+(?:\w+\s+)?(?:normal|fine|ok(?:ay)?|acceptable)\b",
-                              re.IGNORECASE)
+_DOUBLE_NEGATIVE = re.compile(
+    r"\b(?:not|isn't|aren't|never)\s+(?:\w+\s+)?(?:normal|fine|ok(?:ay)?|acceptable)\b", re.IGNORECASE
+)
 
 
 @dataclass
@@ -161,8 +195,11 @@ def _from_json(obj: dict[str, Any], valid: set[int]) -> MarkAnswer | None:
     if not present:
         return None
     answer.found = True
-    answer.said_none = not answer.selected and not answer.unknown and any(
-        _empty_or_none(obj[key]) for key in SELECTED_KEYS if key in obj)
+    answer.said_none = (
+        not answer.selected
+        and not answer.unknown
+        and any(_empty_or_none(obj[key]) for key in SELECTED_KEYS if key in obj)
+    )
     return answer
 
 
@@ -209,15 +246,18 @@ def _json_items(value: Any) -> list[tuple[int, str]]:
     if isinstance(value, str):
         if _BARE_LIST.match(value):
             return [(n, "") for n in _numbers_in(value)]
-        referenced = [n for m in _REFERENCE.finditer(value)
-                      for n in _numbers_in(m.group("first") + (m.group("rest") or ""))]
+        referenced = [
+            n for m in _REFERENCE.finditer(value) for n in _numbers_in(m.group("first") + (m.group("rest") or ""))
+        ]
         if referenced:
             return [(n, "") for n in referenced]
         first = _NUMBER.search(value)  # "3 (crack)": the leading number
         return [(int(first.group()), "")] if first and first.start() <= 2 else []
     if isinstance(value, dict):
-        reason = next((str(value[k]) for k in ("reason", "explanation", "why", "description")
-                       if isinstance(value.get(k), str)), "")
+        reason = next(
+            (str(value[k]) for k in ("reason", "explanation", "why", "description") if isinstance(value.get(k), str)),
+            "",
+        )
         for key in (*_ITEM_NUMBER_KEYS, "marks"):
             if key in value:
                 return [(n, reason or r) for n, r in _json_items(value[key])]
@@ -261,8 +301,9 @@ def _select(answer: MarkAnswer, number: int, reason: str, valid: set[int]) -> No
 
 
 # The line that gives the answer: "Answer: region 2", "Action: Click [60]", "Final answer: 3".
-_CONCLUSION_LINE = re.compile(r"^[\W_]*(?:final\s+)?(?:answer|action)(?:\s+\d+/\d+)?\s*[:;：]\s*(?P<body>.+)$",
-                              re.IGNORECASE | re.MULTILINE)
+_CONCLUSION_LINE = re.compile(
+    r"^[\W_]*(?:final\s+)?(?:answer|action)(?:\s+\d+/\d+)?\s*[:;：]\s*(?P<body>.+)$", re.IGNORECASE | re.MULTILINE
+)
 # An answer that is nothing but mark references: "Region [0]", "**Mark 3**", "Marks 2 and 5."
 _BARE_ACTION = re.compile(r"^\W*(?:click|tap|select|choose|pick|press)\b", re.IGNORECASE)
 _FILLER = re.compile(r"^[\s\W_]*(?:(?:and|or|&)[\s\W_]*)*$", re.IGNORECASE)
@@ -330,12 +371,15 @@ def _from_text(text: str, valid: set[int], unjudged: str = "") -> MarkAnswer:
         for k, match in enumerate(matches):
             # A mark's own words: from its reference to the next one (a list shares its words).
             stop = matches[k + 1].start() if k + 1 < len(matches) else len(clause)
-            own = clause[match.start():stop]
-            if k + 1 < len(matches) and not _DEFECT.search(own) and not _NEGATIVE.search(own[match.end() -
-                                                                                          match.start():]):
-                own = clause[match.start():]  # "Mark 1 and mark 2 are normal": they share the predicate
-            before = clause[matches[k - 1].end() if k else 0: match.start()]
-            verdict = _judgement(own[match.end() - match.start():]) or _judgement(before) or unjudged
+            own = clause[match.start() : stop]
+            if (
+                k + 1 < len(matches)
+                and not _DEFECT.search(own)
+                and not _NEGATIVE.search(own[match.end() - match.start() :])
+            ):
+                own = clause[match.start() :]  # "Mark 1 and mark 2 are normal": they share the predicate
+            before = clause[matches[k - 1].end() if k else 0 : match.start()]
+            verdict = _judgement(own[match.end() - match.start() :]) or _judgement(before) or unjudged
             numbers = _numbers_in(match.group("first") + (match.group("rest") or ""))
             reason = _reason(clause, match)
             for number in numbers:
@@ -386,7 +430,7 @@ def _judged_normal(words: str) -> bool:
 
 def _reason(clause: str, match: re.Match[str]) -> str:
     """The words after "Mark 4:" / "Mark 4 -", else the whole clause."""
-    tail = clause[match.end():]
+    tail = clause[match.end() :]
     stripped = tail.lstrip()
     if stripped[:1] in (":", "-", "–", "—", ")", "]"):
         return stripped[1:].strip().rstrip(".") or clause.strip()

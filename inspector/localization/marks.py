@@ -45,9 +45,24 @@ MAX_OWN_COVER = 0.25  # a label inside its mask may cover at most this fraction 
 # Sasha Trubetskoy's "20 simple, distinct colours" without white, black, grey and beige (they vanish
 # on bright or dark parts); beyond these, golden-ratio hues.
 PALETTE: tuple[RGB, ...] = (
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
-    (170, 110, 40), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (220, 190, 255),
+    (170, 110, 40),
+    (128, 0, 0),
+    (170, 255, 195),
+    (128, 128, 0),
+    (255, 215, 180),
+    (0, 0, 128),
 )
 
 
@@ -131,18 +146,20 @@ class MarkedImage:
         records = []
         for m in self.marks:
             x0, y0, x1, y1 = m.bbox
-            records.append({
-                "mark": int(m.number),
-                "bbox": [int(x0), int(y0), int(x1), int(y1)],
-                "mask": encode_mask(m.mask[y0:y1, x0:x1]),
-                "anchor": [int(m.anchor[0]), int(m.anchor[1])],
-                "label_box": [int(v) for v in m.label_box],
-                "colour": [int(c) for c in m.colour],
-                "source": str(m.source),
-                "score": float(m.score),
-                "label": str(m.label),
-                "area": int(m.area),
-            })
+            records.append(
+                {
+                    "mark": int(m.number),
+                    "bbox": [int(x0), int(y0), int(x1), int(y1)],
+                    "mask": encode_mask(m.mask[y0:y1, x0:x1]),
+                    "anchor": [int(m.anchor[0]), int(m.anchor[1])],
+                    "label_box": [int(v) for v in m.label_box],
+                    "colour": [int(c) for c in m.colour],
+                    "source": str(m.source),
+                    "score": float(m.score),
+                    "label": str(m.label),
+                    "area": int(m.area),
+                }
+            )
         return records
 
 
@@ -219,8 +236,9 @@ def _box_sums(mask: np.ndarray, ys: np.ndarray, xs: np.ndarray, bw: int, bh: int
     return table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
 
 
-def _place_labels(masks: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]],
-                  shape: tuple[int, int]) -> list[tuple[tuple[int, int], Box]] | None:
+def _place_labels(
+    masks: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]], shape: tuple[int, int]
+) -> list[tuple[tuple[int, int], Box]] | None:
     """Anchor and box for each label, none overlapping; None when some label cannot be placed.
 
     A label is centred on a pixel p with its box at (p - size // 2, p - size // 2 + size). The free
@@ -242,7 +260,7 @@ def _place_labels(masks: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]],
         if bw > w or bh > h:
             return None
         free = np.zeros((h, w), dtype=bool)
-        free[hh:h - bh + hh + 1, hw:w - bw + hw + 1] = True
+        free[hh : h - bh + hh + 1, hw : w - bw + hw + 1] = True
         for a0, b0, a1, b1 in placed:
             xlo, xhi = max(0, a0 - bw + hw - LABEL_GAP + 1), min(w, a1 + hw + LABEL_GAP)
             ylo, yhi = max(0, b0 - bh + hh - LABEL_GAP + 1), min(h, b1 + hh + LABEL_GAP)
@@ -285,13 +303,19 @@ def _place_labels(masks: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]],
 
 def _contour(mask: np.ndarray, thickness: int) -> np.ndarray:
     """The inner boundary band of a mask (so outlines never spill outside the mask)."""
-    eroded = ndimage.binary_erosion(mask, ndimage.generate_binary_structure(2, 1), iterations=thickness,
-                                    border_value=0)
+    eroded = ndimage.binary_erosion(mask, ndimage.generate_binary_structure(2, 1), iterations=thickness, border_value=0)
     return mask & ~eroded
 
 
-def render_marks(image: np.ndarray, proposals: Sequence[Proposal], *, style: str = "both", alpha: float = 0.35,
-                 font_px: int | None = None, label_prefix: str = "") -> MarkedImage:
+def render_marks(
+    image: np.ndarray,
+    proposals: Sequence[Proposal],
+    *,
+    style: str = "both",
+    alpha: float = 0.35,
+    font_px: int | None = None,
+    label_prefix: str = "",
+) -> MarkedImage:
     """Draw numbered Set-of-Mark marks for `proposals` on a copy of `image`.
 
     `image` is uint8 RGB or gray (converted to RGB). Proposal masks should be in the image's pixels;
@@ -318,8 +342,12 @@ def render_marks(image: np.ndarray, proposals: Sequence[Proposal], *, style: str
         if mask.any():
             items.append((p, mask))
     # operator regions first, then largest first (stable for equal areas): numbered and drawn in this order
-    items.sort(key=lambda item: (item[0].source != "operator",
-                                 0 if item[0].source == "operator" else -int(np.count_nonzero(item[1]))))
+    items.sort(
+        key=lambda item: (
+            item[0].source != "operator",
+            0 if item[0].source == "operator" else -int(np.count_nonzero(item[1])),
+        )
+    )
     colours = [mark_colour(i) for i in range(len(items))]
     masks = [m for _, m in items]
 
@@ -350,12 +378,24 @@ def render_marks(image: np.ndarray, proposals: Sequence[Proposal], *, style: str
     draw = ImageDraw.Draw(out)
     marks = []
     for n, ((p, mask), colour, text, geo, (anchor, box)) in enumerate(
-            zip(items, colours, texts, geometry, layout, strict=True), start=1):
+        zip(items, colours, texts, geometry, layout, strict=True), start=1
+    ):
         ink = text_colour_for(colour)
         x0, y0, x1, y1 = box
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=colour, outline=ink, width=1)
         _, _, pad, dx, dy = geo
         draw.text((x0 + pad + dx, y0 + pad + dy), text, fill=ink, font=font)
-        marks.append(Mark(number=n, mask=mask, anchor=anchor, colour=colour, text_colour=ink, source=p.source,
-                          score=float(p.score), label=p.label, label_box=box))
+        marks.append(
+            Mark(
+                number=n,
+                mask=mask,
+                anchor=anchor,
+                colour=colour,
+                text_colour=ink,
+                source=p.source,
+                score=float(p.score),
+                label=p.label,
+                label_box=box,
+            )
+        )
     return MarkedImage(image=np.asarray(out, dtype=np.uint8), marks=marks)

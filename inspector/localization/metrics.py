@@ -37,8 +37,15 @@ from scipy import ndimage
 
 from inspector.detector.metrics import auroc
 
-__all__ = ["RegionScores", "aupro", "label_components", "pixel_auroc", "pro_curve", "proposal_recall",
-           "region_precision_recall"]
+__all__ = [
+    "RegionScores",
+    "aupro",
+    "label_components",
+    "pixel_auroc",
+    "pro_curve",
+    "proposal_recall",
+    "region_precision_recall",
+]
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -72,8 +79,9 @@ def pixel_auroc(heatmaps: Sequence[np.ndarray], masks: Sequence[np.ndarray], sub
     return auroc(scores, labels)
 
 
-def pro_curve(heatmaps: Sequence[np.ndarray], masks: Sequence[np.ndarray], subsample: int = 1,
-              num_thresholds: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def pro_curve(
+    heatmaps: Sequence[np.ndarray], masks: Sequence[np.ndarray], subsample: int = 1, num_thresholds: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(fpr, pro) at every distinct score, from the strictest threshold down, starting at (0, 0).
 
     Each defect pixel carries the weight 1 / (number of components * its component's area), so
@@ -142,8 +150,13 @@ def _area_up_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
     return area
 
 
-def aupro(heatmaps: Sequence[np.ndarray], masks: Sequence[np.ndarray], fpr_limit: float = 0.3,
-          subsample: int = 1, num_thresholds: int | None = None) -> float:
+def aupro(
+    heatmaps: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    fpr_limit: float = 0.3,
+    subsample: int = 1,
+    num_thresholds: int | None = None,
+) -> float:
     """Area under the PRO curve up to `fpr_limit`, divided by the limit (1 = perfect, see module doc)."""
     if not 0.0 < fpr_limit <= 1.0:
         raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
@@ -176,8 +189,9 @@ def _resize_to(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return m if m.shape == shape else resize_mask(m, shape)
 
 
-def region_precision_recall(selected_masks_per_image: Sequence[Sequence[np.ndarray]],
-                            gt_masks: Sequence[np.ndarray], min_iou: float = 0.1) -> RegionScores:
+def region_precision_recall(
+    selected_masks_per_image: Sequence[Sequence[np.ndarray]], gt_masks: Sequence[np.ndarray], min_iou: float = 0.1
+) -> RegionScores:
     """Precision of the selected masks and recall of the ground-truth components (IoU hit rule).
 
     ``selected_masks_per_image[i]`` are the masks chosen on image i (possibly none);
@@ -209,8 +223,12 @@ def region_precision_recall(selected_masks_per_image: Sequence[Sequence[np.ndarr
     return RegionScores(n_selected, n_correct, n_components, n_hit)
 
 
-def proposal_recall(proposal_masks_per_image: Sequence[Sequence[np.ndarray]], gt_masks: Sequence[np.ndarray],
-                    top_k: int = 5, min_iou: float = 0.1) -> RegionScores:
+def proposal_recall(
+    proposal_masks_per_image: Sequence[Sequence[np.ndarray]],
+    gt_masks: Sequence[np.ndarray],
+    top_k: int = 5,
+    min_iou: float = 0.1,
+) -> RegionScores:
     """Region hits of the first `top_k` proposals of each image (proposals come best first).
 
     ``recall`` is the share of ground-truth components that at least one of the top-k proposals

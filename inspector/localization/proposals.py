@@ -84,9 +84,14 @@ class RefineParams:
 
     def apply(self, proposals: Sequence[Proposal], shape: tuple[int, int]) -> list[Proposal]:
         """`refine_proposals` with these parameters."""
-        return refine_proposals(proposals, shape, min_area_frac=self.min_area_frac,
-                                max_area_frac=self.max_area_frac, merge_iou=self.merge_iou,
-                                max_count=self.max_count)
+        return refine_proposals(
+            proposals,
+            shape,
+            min_area_frac=self.min_area_frac,
+            max_area_frac=self.max_area_frac,
+            merge_iou=self.merge_iou,
+            max_count=self.max_count,
+        )
 
 
 # --------------------------------------------------------------------------- input helpers
@@ -187,9 +192,15 @@ class _MaskIndex:
         return best
 
 
-def refine_proposals(proposals: Sequence[Proposal], shape: tuple[int, int], *,
-                     min_area_frac: float = DEFAULT_MIN_AREA_FRAC, max_area_frac: float = DEFAULT_MAX_AREA_FRAC,
-                     merge_iou: float = DEFAULT_MERGE_IOU, max_count: int = DEFAULT_MAX_COUNT) -> list[Proposal]:
+def refine_proposals(
+    proposals: Sequence[Proposal],
+    shape: tuple[int, int],
+    *,
+    min_area_frac: float = DEFAULT_MIN_AREA_FRAC,
+    max_area_frac: float = DEFAULT_MAX_AREA_FRAC,
+    merge_iou: float = DEFAULT_MERGE_IOU,
+    max_count: int = DEFAULT_MAX_COUNT,
+) -> list[Proposal]:
     """Filter by area, drop near-duplicates, cap the count; best first.
 
     * Operator proposals (source "operator") come first, in the order given, and are never filtered
@@ -268,8 +279,9 @@ def rank_by_heatmap(proposals: Sequence[Proposal], heatmap: np.ndarray, *, stat:
     shape = proposals[0].mask.shape
     heat = fit_heatmap(heatmap, shape)
     _check_masks(proposals, shape)
-    scored = [Proposal(mask=p.mask, score=heat_score(p.mask, heat, stat), source=p.source, label=p.label)
-              for p in proposals]
+    scored = [
+        Proposal(mask=p.mask, score=heat_score(p.mask, heat, stat), source=p.source, label=p.label) for p in proposals
+    ]
     operators = [p for p in scored if p.source == "operator"]
     others = [p for p in scored if p.source != "operator"]
     others.sort(key=lambda p: -p.score)
@@ -315,8 +327,7 @@ def operator_proposals(boxes_or_masks: Iterable[Any], shape: tuple[int, int]) ->
 # --------------------------------------------------------------------------- heat-map blobs
 
 
-def _heat_blobs(heat: np.ndarray, level: float, weak_fraction: float,
-                min_area_frac: float) -> list[Proposal]:
+def _heat_blobs(heat: np.ndarray, level: float, weak_fraction: float, min_area_frac: float) -> list[Proposal]:
     """Connected blobs of the heat map at `level` (see `HeatmapProposals`), strongest first."""
     peak = float(heat.max())
     if peak <= 0.0:
@@ -354,8 +365,9 @@ class HeatmapProposals:
     name = "heatmap"
     needs_heatmap = True
 
-    def __init__(self, *, level: float = HEAT_LEVEL, weak_fraction: float = WEAK_FRACTION,
-                 refine: RefineParams | None = None) -> None:
+    def __init__(
+        self, *, level: float = HEAT_LEVEL, weak_fraction: float = WEAK_FRACTION, refine: RefineParams | None = None
+    ) -> None:
         self.level = float(level)
         self.weak_fraction = float(weak_fraction)
         self.refine = refine or RefineParams()
@@ -368,8 +380,14 @@ class HeatmapProposals:
         heat = fit_heatmap(heatmap, shape)
         blobs = _heat_blobs(heat, self.level, self.weak_fraction, self.refine.min_area_frac)
         # the area filter was applied above (with the peak-blob exception); refine merges and caps
-        return refine_proposals(blobs, shape, min_area_frac=0.0, max_area_frac=1.0,
-                                merge_iou=self.refine.merge_iou, max_count=self.refine.max_count)
+        return refine_proposals(
+            blobs,
+            shape,
+            min_area_frac=0.0,
+            max_area_frac=1.0,
+            merge_iou=self.refine.merge_iou,
+            max_count=self.refine.max_count,
+        )
 
 
 # --------------------------------------------------------------------------- classical segments
@@ -429,14 +447,25 @@ class SegmentProposals:
     name = "segments"
     needs_heatmap = False
 
-    def __init__(self, *, mode: str = "felzenszwalb", scale: float = 300.0, sigma: float = 0.5,
-                 min_size: int = 50, n_segments: int = 100, compactness: float = 10.0, work_side: int = 384,
-                 refine: RefineParams | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        mode: str = "felzenszwalb",
+        scale: float = 300.0,
+        sigma: float = 0.5,
+        min_size: int = 50,
+        n_segments: int = 100,
+        compactness: float = 10.0,
+        work_side: int = 384,
+        refine: RefineParams | None = None,
+    ) -> None:
         if mode not in ("felzenszwalb", "slic"):
             raise ValueError(f"unknown segmentation mode {mode!r}: use 'felzenszwalb' or 'slic'")
         if scale <= 0 or sigma < 0 or min_size < 1 or n_segments < 1 or compactness <= 0 or work_side < 16:
-            raise ValueError("segment parameters out of range (scale > 0, sigma >= 0, min_size >= 1, "
-                             "n_segments >= 1, compactness > 0, work_side >= 16)")
+            raise ValueError(
+                "segment parameters out of range (scale > 0, sigma >= 0, min_size >= 1, "
+                "n_segments >= 1, compactness > 0, work_side >= 16)"
+            )
         self.mode = mode
         self.scale = float(scale)
         self.sigma = float(sigma)
@@ -462,8 +491,14 @@ class SegmentProposals:
         if self.mode == "felzenszwalb":
             labels = felzenszwalb(small, scale=self.scale, sigma=self.sigma, min_size=self.min_size)
         else:
-            labels = slic(small, n_segments=self.n_segments, compactness=self.compactness, sigma=self.sigma,
-                          start_label=0, channel_axis=2)
+            labels = slic(
+                small,
+                n_segments=self.n_segments,
+                compactness=self.compactness,
+                sigma=self.sigma,
+                start_label=0,
+                channel_axis=2,
+            )
         labels = labels.astype(np.int32) + 1
         if labels.shape != (h, w):
             ys = np.minimum((np.arange(h) + 0.5) * labels.shape[0] / h, labels.shape[0] - 1).astype(np.int64)
@@ -487,8 +522,9 @@ class SegmentProposals:
         ring = max(2, round(0.02 * max(h, w)))
         scores = saliency_scores(rgb, labels, ids, ring)
         order = np.argsort(-scores, kind="stable")
-        return [Proposal(mask=labels == ids[k], score=float(scores[k]), source="segments", label="segment")
-                for k in order]
+        return [
+            Proposal(mask=labels == ids[k], score=float(scores[k]), source="segments", label="segment") for k in order
+        ]
 
     def propose(self, image: np.ndarray, heatmap: np.ndarray | None = None) -> list[Proposal]:
         """Refined segments, by heat when a heat map is given, else by saliency."""
@@ -502,8 +538,9 @@ class SegmentProposals:
 # --------------------------------------------------------------------------- hybrid
 
 
-def snap_to_segments(blob: np.ndarray, labels: np.ndarray, min_cover: float = 0.5,
-                     min_share: float = 0.25) -> np.ndarray:
+def snap_to_segments(
+    blob: np.ndarray, labels: np.ndarray, min_cover: float = 0.5, min_share: float = 0.25
+) -> np.ndarray:
     """The blob's outline snapped to segments: an object-shaped mask for a blurry blob (maybe empty).
 
     The union of (a) the segments lying at least `min_cover` inside the blob (the object parts it
@@ -538,8 +575,13 @@ class HybridProposals:
     name = "hybrid"
     needs_heatmap = True
 
-    def __init__(self, *, segments: SegmentProposals | None = None, heatmap: HeatmapProposals | None = None,
-                 refine: RefineParams | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        segments: SegmentProposals | None = None,
+        heatmap: HeatmapProposals | None = None,
+        refine: RefineParams | None = None,
+    ) -> None:
         self.refine = refine or RefineParams()
         self.segments = segments or SegmentProposals(refine=self.refine)
         self.heatmap = heatmap or HeatmapProposals(refine=self.refine)
@@ -579,11 +621,24 @@ def proposal_methods(heatmap_available: bool) -> dict[str, ProposalMethod]:
     return methods
 
 
-_SEGMENT_KEYS = {"mode": str, "scale": float, "sigma": float, "min_size": int, "n_segments": int,
-                 "compactness": float, "work_side": int}
-_SAM_KEYS = {"points_per_side": int, "points_per_batch": int, "pred_iou_thresh": float,
-             "stability_score_thresh": float, "crop_n_layers": int, "min_mask_region_area": int,
-             "box_nms_thresh": float}
+_SEGMENT_KEYS = {
+    "mode": str,
+    "scale": float,
+    "sigma": float,
+    "min_size": int,
+    "n_segments": int,
+    "compactness": float,
+    "work_side": int,
+}
+_SAM_KEYS = {
+    "points_per_side": int,
+    "points_per_batch": int,
+    "pred_iou_thresh": float,
+    "stability_score_thresh": float,
+    "crop_n_layers": int,
+    "min_mask_region_area": int,
+    "box_nms_thresh": float,
+}
 
 
 def _typed(section: dict[str, Any], keys: dict[str, type], where: str) -> dict[str, Any]:
@@ -615,13 +670,17 @@ def make_proposer(settings: dict[str, Any]) -> ProposalMethod:
     method = str(settings.get("method", "segments")).strip().lower()
     if method not in METHOD_NAMES:
         raise ValueError(f"unknown proposal method {settings.get('method')!r}: use one of {', '.join(METHOD_NAMES)}")
-    top = _typed({k: settings[k] for k in ("max_marks", "min_area_frac", "max_area_frac", "merge_iou")
-                  if k in settings},
-                 {"max_marks": int, "min_area_frac": float, "max_area_frac": float, "merge_iou": float}, "proposals")
-    refine = RefineParams(min_area_frac=top.get("min_area_frac", DEFAULT_MIN_AREA_FRAC),
-                          max_area_frac=top.get("max_area_frac", DEFAULT_MAX_AREA_FRAC),
-                          merge_iou=top.get("merge_iou", DEFAULT_MERGE_IOU),
-                          max_count=top.get("max_marks", DEFAULT_MAX_COUNT))
+    top = _typed(
+        {k: settings[k] for k in ("max_marks", "min_area_frac", "max_area_frac", "merge_iou") if k in settings},
+        {"max_marks": int, "min_area_frac": float, "max_area_frac": float, "merge_iou": float},
+        "proposals",
+    )
+    refine = RefineParams(
+        min_area_frac=top.get("min_area_frac", DEFAULT_MIN_AREA_FRAC),
+        max_area_frac=top.get("max_area_frac", DEFAULT_MAX_AREA_FRAC),
+        merge_iou=top.get("merge_iou", DEFAULT_MERGE_IOU),
+        max_count=top.get("max_marks", DEFAULT_MAX_COUNT),
+    )
     seg_params = _typed(dict(settings.get("segments") or {}), _SEGMENT_KEYS, "segments")
     if method == "segments":
         return SegmentProposals(refine=refine, **seg_params)

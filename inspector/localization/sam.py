@@ -64,9 +64,11 @@ def checkpoint_help(model_type: str | None = None) -> str:
     names = ", ".join(f"{name} ({kind})" for kind, name in SAM_CHECKPOINTS.items())
     wanted = SAM_CHECKPOINTS.get(_MODEL_ALIASES.get(model_type or "", model_type or ""))
     hint = f" For model type {model_type} use {wanted}." if wanted else ""
-    return (f"Download an official SAM checkpoint — {names} — from the segment-anything README "
-            f"({SAM_README_URL}) or {SAM_DOWNLOAD_URL}<file name>, then set its path and model type in "
-            f"Settings ▸ Localization (Set-of-Mark).{hint} The workstation never downloads checkpoints itself.")
+    return (
+        f"Download an official SAM checkpoint — {names} — from the segment-anything README "
+        f"({SAM_README_URL}) or {SAM_DOWNLOAD_URL}<file name>, then set its path and model type in "
+        f"Settings ▸ Localization (Set-of-Mark).{hint} The workstation never downloads checkpoints itself."
+    )
 
 
 def require_segment_anything() -> None:
@@ -82,7 +84,8 @@ def require_segment_anything() -> None:
         raise SamUnavailableError(
             "Segment Anything cannot run in this installation: it needs torchvision matching the installed "
             f"torch ({type(exc).__name__}: {exc}). Use the segments, heat-map or hybrid proposals, or a "
-            "source install (scripts/setup.sh installs torch with torchvision).") from exc
+            "source install (scripts/setup.sh installs torch with torchvision)."
+        ) from exc
 
 
 def _builder(model_type: str) -> Callable[..., Sam]:
@@ -92,8 +95,7 @@ def _builder(model_type: str) -> Callable[..., Sam]:
     builder = sam_model_registry.get(model_type)
     if builder is None:
         known = ", ".join(sorted(SAM_CHECKPOINTS))
-        raise SamUnavailableError(f"Unknown SAM model type {model_type!r}: use one of {known}. "
-                                  + checkpoint_help())
+        raise SamUnavailableError(f"Unknown SAM model type {model_type!r}: use one of {known}. " + checkpoint_help())
     return builder
 
 
@@ -103,11 +105,21 @@ def _read_state_dict(path: Path, model_type: str) -> dict[str, Any]:
 
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, KeyError,
-            pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+    except (
+        OSError,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        KeyError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+    ) as exc:
         raise SamUnavailableError(
             f"The SAM checkpoint {path} could not be read as a PyTorch checkpoint ({type(exc).__name__}); "
-            f"the file may be incomplete or not a checkpoint. " + checkpoint_help(model_type)) from exc
+            f"the file may be incomplete or not a checkpoint. " + checkpoint_help(model_type)
+        ) from exc
     if isinstance(loaded, Mapping) and not any(str(k).startswith("image_encoder.") for k in loaded):
         for key in ("model", "state_dict"):  # fine-tuning scripts often wrap the weights
             inner = loaded.get(key)
@@ -115,8 +127,9 @@ def _read_state_dict(path: Path, model_type: str) -> dict[str, Any]:
                 loaded = inner
                 break
     if not isinstance(loaded, Mapping) or not loaded:
-        raise SamUnavailableError(f"The file {path} is not a SAM checkpoint (no model weights inside). "
-                                  + checkpoint_help(model_type))
+        raise SamUnavailableError(
+            f"The file {path} is not a SAM checkpoint (no model weights inside). " + checkpoint_help(model_type)
+        )
     return dict(loaded)
 
 
@@ -139,8 +152,8 @@ def _load_checkpoint(builder: Callable[..., Sam], path: Path, model_type: str) -
         else:
             why = "its weights do not match the model (wrong file, or a modified SAM)"
         raise SamUnavailableError(
-            f"The SAM checkpoint {path} does not fit model type {model_type}: {why}. "
-            + checkpoint_help(model_type)) from exc
+            f"The SAM checkpoint {path} does not fit model type {model_type}: {why}. " + checkpoint_help(model_type)
+        ) from exc
     model.eval()
     return model
 
@@ -172,8 +185,9 @@ def load_sam(model_type: str, checkpoint: str | Path) -> Sam:
         path = path.resolve()
         stat = path.stat()
     except OSError as exc:
-        raise SamUnavailableError(f"The SAM checkpoint {path} does not exist or cannot be opened. "
-                                  + checkpoint_help(model_type)) from exc
+        raise SamUnavailableError(
+            f"The SAM checkpoint {path} does not exist or cannot be opened. " + checkpoint_help(model_type)
+        ) from exc
     if not path.is_file():
         raise SamUnavailableError(f"The SAM checkpoint path {path} is not a file. " + checkpoint_help(model_type))
     key = (model_type, str(path), stat.st_mtime_ns, stat.st_size)
@@ -210,18 +224,31 @@ def tiny_sam(image_size: int = 256, seed: int = 0) -> Sam:
         torch.manual_seed(seed)
         model = Sam(
             image_encoder=ImageEncoderViT(
-                img_size=image_size, patch_size=patch, embed_dim=dim, depth=2, num_heads=2, mlp_ratio=4.0,
-                out_chans=dim, qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-                use_rel_pos=True, window_size=max(1, min(8, grid)), global_attn_indexes=(1,),
+                img_size=image_size,
+                patch_size=patch,
+                embed_dim=dim,
+                depth=2,
+                num_heads=2,
+                mlp_ratio=4.0,
+                out_chans=dim,
+                qkv_bias=True,
+                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+                use_rel_pos=True,
+                window_size=max(1, min(8, grid)),
+                global_attn_indexes=(1,),
             ),
             prompt_encoder=PromptEncoder(
-                embed_dim=dim, image_embedding_size=(grid, grid), input_image_size=(image_size, image_size),
+                embed_dim=dim,
+                image_embedding_size=(grid, grid),
+                input_image_size=(image_size, image_size),
                 mask_in_chans=16,
             ),
             mask_decoder=MaskDecoder(
                 num_multimask_outputs=3,
                 transformer=TwoWayTransformer(depth=2, embedding_dim=dim, mlp_dim=128, num_heads=2),
-                transformer_dim=dim, iou_head_depth=3, iou_head_hidden_dim=dim,
+                transformer_dim=dim,
+                iou_head_depth=3,
+                iou_head_hidden_dim=dim,
             ),
             pixel_mean=[123.675, 116.28, 103.53],
             pixel_std=[58.395, 57.12, 57.375],
@@ -278,18 +305,33 @@ class SamProposals:
     name = "sam"
     needs_heatmap = False
 
-    def __init__(self, model: Sam, *, points_per_side: int = 32, points_per_batch: int = 64,
-                 pred_iou_thresh: float = 0.88, stability_score_thresh: float = 0.95, crop_n_layers: int = 0,
-                 min_mask_region_area: int = 0, box_nms_thresh: float = 0.7, refine: RefineParams | None = None,
-                 is_cancelled: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        model: Sam,
+        *,
+        points_per_side: int = 32,
+        points_per_batch: int = 64,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        crop_n_layers: int = 0,
+        min_mask_region_area: int = 0,
+        box_nms_thresh: float = 0.7,
+        refine: RefineParams | None = None,
+        is_cancelled: Callable[[], bool] | None = None,
+    ) -> None:
         if points_per_side < 1 or points_per_batch < 1 or crop_n_layers < 0 or min_mask_region_area < 0:
-            raise ValueError("SAM parameters out of range (points_per_side >= 1, points_per_batch >= 1, "
-                             "crop_n_layers >= 0, min_mask_region_area >= 0)")
+            raise ValueError(
+                "SAM parameters out of range (points_per_side >= 1, points_per_batch >= 1, "
+                "crop_n_layers >= 0, min_mask_region_area >= 0)"
+            )
         self.model = model
         self.amg_params: dict[str, Any] = {
-            "points_per_side": int(points_per_side), "points_per_batch": int(points_per_batch),
-            "pred_iou_thresh": float(pred_iou_thresh), "stability_score_thresh": float(stability_score_thresh),
-            "crop_n_layers": int(crop_n_layers), "box_nms_thresh": float(box_nms_thresh),
+            "points_per_side": int(points_per_side),
+            "points_per_batch": int(points_per_batch),
+            "pred_iou_thresh": float(pred_iou_thresh),
+            "stability_score_thresh": float(stability_score_thresh),
+            "crop_n_layers": int(crop_n_layers),
+            "box_nms_thresh": float(box_nms_thresh),
         }
         self.min_mask_region_area = int(min_mask_region_area)
         self.refine = refine or RefineParams()

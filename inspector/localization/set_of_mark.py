@@ -58,9 +58,13 @@ class MarkingPlan:
 
     def record(self) -> dict[str, Any]:
         """The part stored with the prompt (besides the mark records)."""
-        return {"method": self.method, "offline_score": self.offline_score, "vlm_weight": self.vlm_weight,
-                "marked_views": [label for label, _ in self.marked],
-                "marks_on_references": bool(self.marked_references)}
+        return {
+            "method": self.method,
+            "offline_score": self.offline_score,
+            "vlm_weight": self.vlm_weight,
+            "marked_views": [label for label, _ in self.marked],
+            "marks_on_references": bool(self.marked_references),
+        }
 
 
 def localization_settings(app: Mapping[str, Any] | None, profile: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -77,10 +81,16 @@ def localization_settings(app: Mapping[str, Any] | None, profile: Mapping[str, A
     return merged
 
 
-def plan_marks(views: Sequence[View], settings: Mapping[str, Any], *, max_side: int,
-               detector: Callable[[], Any] | None = None,
-               drawn_boxes: Sequence[Sequence[float]] = (),
-               references: Sequence[tuple[str, np.ndarray]] = (), view_index: int = 0) -> MarkingPlan:
+def plan_marks(
+    views: Sequence[View],
+    settings: Mapping[str, Any],
+    *,
+    max_side: int,
+    detector: Callable[[], Any] | None = None,
+    drawn_boxes: Sequence[Sequence[float]] = (),
+    references: Sequence[tuple[str, np.ndarray]] = (),
+    view_index: int = 0,
+) -> MarkingPlan:
     """Propose regions on one view (the viewer's current one), draw the marks, build the mark map.
 
     `detector` returns the fitted offline detector (called only for heat-map methods).
@@ -101,8 +111,10 @@ def plan_marks(views: Sequence[View], settings: Mapping[str, Any], *, max_side: 
     offline_score: float | None = None
     if method in HEATMAP_METHODS:
         if detector is None:
-            raise SetOfMarkError(f"The {method!r} marks come from the offline detector's heat map, which needs "
-                                 "normal reference images in the profile.")
+            raise SetOfMarkError(
+                f"The {method!r} marks come from the offline detector's heat map, which needs "
+                "normal reference images in the profile."
+            )
         result = detector().score(view.image)
         heat = fit_heatmap(result.heatmap, shape)
         offline_score = float(result.score)
@@ -114,16 +126,20 @@ def plan_marks(views: Sequence[View], settings: Mapping[str, Any], *, max_side: 
     drawn = [[float(v) * scale for v in box] for box in drawn_boxes if len(box) == 4]
     if drawn:  # the method's own refine settings (made from the same settings) place them first
         proposals = proposer.refine.apply(operator_proposals(drawn, shape) + proposals, shape)
-    marked = render_marks_that_fit(small, proposals[:marks_for_size(shape, settings)])
+    marked = render_marks_that_fit(small, proposals[: marks_for_size(shape, settings)])
     records = []
     for record, mark in zip(marked.mark_map(), marked.marks, strict=True):
         record = {**record, "view": view.label}
         if heat is not None:
             record["offline_peak"] = float(heat[mark.mask].max()) if mark.mask.any() else 0.0
         records.append(record)
-    plan = MarkingPlan(method=method, marked=[(view.label, marked.image)], records=records,
-                       offline_score=offline_score,
-                       vlm_weight=float(settings.get("vlm_weight", DEFAULT_SETTINGS["vlm_weight"])))
+    plan = MarkingPlan(
+        method=method,
+        marked=[(view.label, marked.image)],
+        records=records,
+        offline_score=offline_score,
+        vlm_weight=float(settings.get("vlm_weight", DEFAULT_SETTINGS["vlm_weight"])),
+    )
     if settings.get("marks_on_references") and references:
         # A reference has no heat map worth marking (it is the normal), so it gets segments.
         ref_settings = {**settings, "method": "segments"} if method in HEATMAP_METHODS else dict(settings)
@@ -131,7 +147,8 @@ def plan_marks(views: Sequence[View], settings: Mapping[str, Any], *, max_side: 
         for name, image in references:
             ref_small, _ = downscale(image, max_side)
             plan.marked_references.append(
-                (name, render_marks_that_fit(ref_small, ref_proposer.propose(ref_small), label_prefix="R").image))
+                (name, render_marks_that_fit(ref_small, ref_proposer.propose(ref_small), label_prefix="R").image)
+            )
     return plan
 
 
@@ -175,16 +192,27 @@ def _on_foreground(proposals: list[Proposal], view: View, shape: tuple[int, int]
     for proposal in proposals:
         inside = proposal.mask & foreground
         if proposal.source == "operator" or inside.sum() >= 0.5 * max(1, proposal.area):
-            kept.append(Proposal(inside if proposal.source != "operator" else proposal.mask,
-                                 proposal.score, proposal.source, proposal.label))
+            kept.append(
+                Proposal(
+                    inside if proposal.source != "operator" else proposal.mask,
+                    proposal.score,
+                    proposal.source,
+                    proposal.label,
+                )
+            )
     return [p for p in kept if p.mask.any()]
 
 
 def mark_item(record: Mapping[str, Any], reason: str = "") -> dict[str, Any]:
     """A chosen mark as an answer item for `locate`: its box and cropped mask in sent pixels."""
-    return {"box": [float(v) for v in record["bbox"]], "view": str(record.get("view", "")),
-            "mask": record["mask"], "mark": int(record["mark"]),
-            "label": f"mark {int(record['mark'])}", "reason": reason}
+    return {
+        "box": [float(v) for v in record["bbox"]],
+        "view": str(record.get("view", "")),
+        "mask": record["mask"],
+        "mark": int(record["mark"]),
+        "label": f"mark {int(record['mark'])}",
+        "reason": reason,
+    }
 
 
 def record_mask(record: Mapping[str, Any]) -> np.ndarray:

@@ -215,9 +215,13 @@ class ProjectStore:
 
     def save_profile(self, profile: Profile) -> Profile:
         record = {
-            "name": profile.name, "class_name": profile.class_name, "modality": profile.modality,
-            "normal_standards": profile.normal_standards, "expected_defects": profile.expected_defects,
-            "domain_preset": profile.domain_preset, "settings_json": json.dumps(profile.settings),
+            "name": profile.name,
+            "class_name": profile.class_name,
+            "modality": profile.modality,
+            "normal_standards": profile.normal_standards,
+            "expected_defects": profile.expected_defects,
+            "domain_preset": profile.domain_preset,
+            "settings_json": json.dumps(profile.settings),
             "updated_at": _now(),
         }
         with self.transaction():
@@ -233,10 +237,15 @@ class ProjectStore:
     @staticmethod
     def _profile_from_row(row: dict[str, Any]) -> Profile:
         return Profile(
-            id=row["id"], name=row["name"], class_name=row["class_name"] or "",
-            modality=row["modality"] or "image", normal_standards=row["normal_standards"] or "",
-            expected_defects=row["expected_defects"] or "", domain_preset=row["domain_preset"] or "industrial",
-            settings=json.loads(row["settings_json"] or "{}"), created_at=row["created_at"],
+            id=row["id"],
+            name=row["name"],
+            class_name=row["class_name"] or "",
+            modality=row["modality"] or "image",
+            normal_standards=row["normal_standards"] or "",
+            expected_defects=row["expected_defects"] or "",
+            domain_preset=row["domain_preset"] or "industrial",
+            settings=json.loads(row["settings_json"] or "{}"),
+            created_at=row["created_at"],
             updated_at=row["updated_at"],
         )
 
@@ -255,8 +264,9 @@ class ProjectStore:
             self.conn.execute("UPDATE cases SET profile_id = NULL WHERE profile_id = ?", (profile_id,))
             self.conn.execute("DELETE FROM profiles WHERE id = ?", (profile_id,))
 
-    def add_reference(self, profile_id: int, name: str, png: bytes, width: int, height: int,
-                      source: str | None = None) -> ReferenceImage:
+    def add_reference(
+        self, profile_id: int, name: str, png: bytes, width: int, height: int, source: str | None = None
+    ) -> ReferenceImage:
         sha = sha256_bytes(png)
         with self.transaction():
             self._put_blob_locked(sha, png, "image/png")
@@ -266,18 +276,39 @@ class ProjectStore:
             if existing:
                 ref_id = existing[0]
             else:
-                ref_id = self.db["reference_images"].insert({
-                    "profile_id": profile_id, "name": name, "blob_sha256": sha, "width": width,
-                    "height": height, "created_at": _now(), "source": source,
-                }).last_pk
-        return ReferenceImage(profile_id=profile_id, name=name, blob_sha256=sha, width=width,
-                              height=height, id=ref_id, source=source)
+                ref_id = (
+                    self.db["reference_images"]
+                    .insert(
+                        {
+                            "profile_id": profile_id,
+                            "name": name,
+                            "blob_sha256": sha,
+                            "width": width,
+                            "height": height,
+                            "created_at": _now(),
+                            "source": source,
+                        }
+                    )
+                    .last_pk
+                )
+        return ReferenceImage(
+            profile_id=profile_id, name=name, blob_sha256=sha, width=width, height=height, id=ref_id, source=source
+        )
 
     def references(self, profile_id: int) -> list[ReferenceImage]:
         rows = self._rows("SELECT * FROM reference_images WHERE profile_id = ? ORDER BY id", (profile_id,))
-        return [ReferenceImage(profile_id=r["profile_id"], name=r["name"], blob_sha256=r["blob_sha256"],
-                               width=r["width"], height=r["height"], id=r["id"], source=r.get("source"))
-                for r in rows]
+        return [
+            ReferenceImage(
+                profile_id=r["profile_id"],
+                name=r["name"],
+                blob_sha256=r["blob_sha256"],
+                width=r["width"],
+                height=r["height"],
+                id=r["id"],
+                source=r.get("source"),
+            )
+            for r in rows
+        ]
 
     def remove_reference(self, reference_id: int) -> None:
         with self.transaction():
@@ -299,21 +330,36 @@ class ProjectStore:
     @staticmethod
     def _case_record(case: Case) -> dict[str, Any]:
         return {
-            "name": case.name, "modality": case.modality, "source_path": case.source_path,
-            "source_sha256": case.source_sha256, "blob_sha256": case.blob_sha256,
-            "metadata_json": json.dumps(case.metadata, default=str), "ground_truth": case.ground_truth,
-            "profile_id": case.profile_id, "status": CaseStatus(case.status).value, "error": case.error,
-            "score": case.score, "created_at": case.created_at,
+            "name": case.name,
+            "modality": case.modality,
+            "source_path": case.source_path,
+            "source_sha256": case.source_sha256,
+            "blob_sha256": case.blob_sha256,
+            "metadata_json": json.dumps(case.metadata, default=str),
+            "ground_truth": case.ground_truth,
+            "profile_id": case.profile_id,
+            "status": CaseStatus(case.status).value,
+            "error": case.error,
+            "score": case.score,
+            "created_at": case.created_at,
         }
 
     @staticmethod
     def _case_from_row(row: dict[str, Any]) -> Case:
         return Case(
-            id=row["id"], name=row["name"], modality=row["modality"], source_path=row["source_path"],
-            source_sha256=row["source_sha256"], blob_sha256=row["blob_sha256"],
-            metadata=json.loads(row["metadata_json"] or "{}"), ground_truth=row["ground_truth"],
-            profile_id=row["profile_id"], status=CaseStatus(row["status"]), error=row["error"],
-            score=row["score"], created_at=row["created_at"],
+            id=row["id"],
+            name=row["name"],
+            modality=row["modality"],
+            source_path=row["source_path"],
+            source_sha256=row["source_sha256"],
+            blob_sha256=row["blob_sha256"],
+            metadata=json.loads(row["metadata_json"] or "{}"),
+            ground_truth=row["ground_truth"],
+            profile_id=row["profile_id"],
+            status=CaseStatus(row["status"]),
+            error=row["error"],
+            score=row["score"],
+            created_at=row["created_at"],
         )
 
     def cases(self) -> list[Case]:
@@ -360,24 +406,44 @@ class ProjectStore:
 
     # ----------------------------------------------------------------- prompts and answers
 
-    def save_prompt(self, sha256: str, system_text: str, user_text: str, record: dict[str, Any],
-                    images: list[tuple[str, str, bytes]]) -> int:
+    def save_prompt(
+        self,
+        sha256: str,
+        system_text: str,
+        user_text: str,
+        record: dict[str, Any],
+        images: list[tuple[str, str, bytes]],
+    ) -> int:
         """Store a prompt exactly as sent (once per hash); images are (role, label, png bytes)."""
         with self.transaction():
             row = self.conn.execute("SELECT id FROM prompts WHERE sha256 = ?", (sha256,)).fetchone()
             if row:
                 return row[0]
-            prompt_id = self.db["prompts"].insert({
-                "sha256": sha256, "system_text": system_text, "user_text": user_text,
-                "record_json": json.dumps(record, default=str), "created_at": _now(),
-            }).last_pk
+            prompt_id = (
+                self.db["prompts"]
+                .insert(
+                    {
+                        "sha256": sha256,
+                        "system_text": system_text,
+                        "user_text": user_text,
+                        "record_json": json.dumps(record, default=str),
+                        "created_at": _now(),
+                    }
+                )
+                .last_pk
+            )
             for position, (role, label, png) in enumerate(images):
                 sha = sha256_bytes(png)
                 self._put_blob_locked(sha, png, "image/png")
-                self.db["prompt_images"].insert({
-                    "prompt_id": prompt_id, "position": position, "role": role, "label": label,
-                    "blob_sha256": sha,
-                })
+                self.db["prompt_images"].insert(
+                    {
+                        "prompt_id": prompt_id,
+                        "position": position,
+                        "role": role,
+                        "label": label,
+                        "blob_sha256": sha,
+                    }
+                )
         return prompt_id
 
     def prompt(self, prompt_id: int) -> dict[str, Any]:
@@ -391,19 +457,44 @@ class ProjectStore:
         )
         return row
 
-    def save_answer(self, case_id: int, prompt_id: int | None, *, endpoint: str, model: str,
-                    params: dict[str, Any], raw_text: str, response: dict[str, Any] | None,
-                    status: str, error: str | None = None, latency_s: float | None = None,
-                    prompt_tokens: int | None = None, completion_tokens: int | None = None) -> int:
+    def save_answer(
+        self,
+        case_id: int,
+        prompt_id: int | None,
+        *,
+        endpoint: str,
+        model: str,
+        params: dict[str, Any],
+        raw_text: str,
+        response: dict[str, Any] | None,
+        status: str,
+        error: str | None = None,
+        latency_s: float | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+    ) -> int:
         with self.transaction():
-            return self.db["answers"].insert({
-                "case_id": case_id, "prompt_id": prompt_id, "endpoint": endpoint, "model": model,
-                "params_json": json.dumps(params, default=str), "raw_text": raw_text,
-                "response_json": json.dumps(response, default=str) if response is not None else None,
-                "status": status, "error": error, "latency_s": latency_s,
-                "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                "created_at": _now(),
-            }).last_pk
+            return (
+                self.db["answers"]
+                .insert(
+                    {
+                        "case_id": case_id,
+                        "prompt_id": prompt_id,
+                        "endpoint": endpoint,
+                        "model": model,
+                        "params_json": json.dumps(params, default=str),
+                        "raw_text": raw_text,
+                        "response_json": json.dumps(response, default=str) if response is not None else None,
+                        "status": status,
+                        "error": error,
+                        "latency_s": latency_s,
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": completion_tokens,
+                        "created_at": _now(),
+                    }
+                )
+                .last_pk
+            )
 
     def answers(self, case_id: int) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM answers WHERE case_id = ? ORDER BY id", (case_id,))
@@ -412,7 +503,9 @@ class ProjectStore:
         """The stored extraction turn that followed an answer (`inspector.vlm.extraction`), or None."""
         rows = self._rows(
             "SELECT * FROM answers WHERE status = 'extraction' AND raw_text != '' "
-            "AND json_extract(params_json, '$.extraction_of') = ? ORDER BY id DESC LIMIT 1", (answer_id,))
+            "AND json_extract(params_json, '$.extraction_of') = ? ORDER BY id DESC LIMIT 1",
+            (answer_id,),
+        )
         return rows[0] if rows else None
 
     # ----------------------------------------------------------------- verdicts and decisions
@@ -424,18 +517,30 @@ class ProjectStore:
                 verdict.heatmap_sha256 = sha256_bytes(heatmap_png)
                 self._put_blob_locked(verdict.heatmap_sha256, heatmap_png, "image/png")
             verdict.created_at = _now()
-            verdict.id = self.db["verdicts"].insert({
-                "case_id": verdict.case_id, "answer_id": verdict.answer_id, "prompt_id": verdict.prompt_id,
-                "source": VerdictSource(verdict.source).value,
-                "anomalous": None if verdict.anomalous is None else int(verdict.anomalous),
-                "score": verdict.score, "score_source": ScoreSource(verdict.score_source).value,
-                "explanation": verdict.explanation, "parse_status": ParseStatus(verdict.parse_status).value,
-                "model": verdict.model,
-                "regions_json": json.dumps([r.to_dict() for r in verdict.regions], default=_json_default),
-                "heatmap_sha256": verdict.heatmap_sha256, "raw_answer": verdict.raw_answer,
-                "error": verdict.error, "created_at": verdict.created_at,
-                "details_json": json.dumps(verdict.details, default=_json_default),
-            }).last_pk
+            verdict.id = (
+                self.db["verdicts"]
+                .insert(
+                    {
+                        "case_id": verdict.case_id,
+                        "answer_id": verdict.answer_id,
+                        "prompt_id": verdict.prompt_id,
+                        "source": VerdictSource(verdict.source).value,
+                        "anomalous": None if verdict.anomalous is None else int(verdict.anomalous),
+                        "score": verdict.score,
+                        "score_source": ScoreSource(verdict.score_source).value,
+                        "explanation": verdict.explanation,
+                        "parse_status": ParseStatus(verdict.parse_status).value,
+                        "model": verdict.model,
+                        "regions_json": json.dumps([r.to_dict() for r in verdict.regions], default=_json_default),
+                        "heatmap_sha256": verdict.heatmap_sha256,
+                        "raw_answer": verdict.raw_answer,
+                        "error": verdict.error,
+                        "created_at": verdict.created_at,
+                        "details_json": json.dumps(verdict.details, default=_json_default),
+                    }
+                )
+                .last_pk
+            )
             decided = self.conn.execute(
                 "SELECT 1 FROM decisions WHERE case_id = ? LIMIT 1", (verdict.case_id,)
             ).fetchone()
@@ -448,15 +553,22 @@ class ProjectStore:
     @staticmethod
     def _verdict_from_row(row: dict[str, Any]) -> Verdict:
         return Verdict(
-            id=row["id"], case_id=row["case_id"], answer_id=row["answer_id"], prompt_id=row["prompt_id"],
+            id=row["id"],
+            case_id=row["case_id"],
+            answer_id=row["answer_id"],
+            prompt_id=row["prompt_id"],
             source=VerdictSource(row["source"]),
             anomalous=None if row["anomalous"] is None else bool(row["anomalous"]),
-            score=row["score"], score_source=ScoreSource(row["score_source"]),
-            explanation=row["explanation"] or "", parse_status=ParseStatus(row["parse_status"]),
+            score=row["score"],
+            score_source=ScoreSource(row["score_source"]),
+            explanation=row["explanation"] or "",
+            parse_status=ParseStatus(row["parse_status"]),
             model=row["model"] or "",
             regions=[Region.from_dict(d) for d in json.loads(row["regions_json"] or "[]")],
-            heatmap_sha256=row["heatmap_sha256"], raw_answer=row["raw_answer"] or "",
-            error=row["error"], created_at=row["created_at"],
+            heatmap_sha256=row["heatmap_sha256"],
+            raw_answer=row["raw_answer"] or "",
+            error=row["error"],
+            created_at=row["created_at"],
             details=json.loads(row.get("details_json") or "{}"),
         )
 
@@ -474,10 +586,19 @@ class ProjectStore:
             raise ValueError(f"decision must be 'normal' or 'anomalous', not {decision.label!r}")
         with self.transaction():
             decision.created_at = _now()
-            decision.id = self.db["decisions"].insert({
-                "case_id": decision.case_id, "verdict_id": decision.verdict_id, "label": decision.label,
-                "note": decision.note, "created_at": decision.created_at,
-            }).last_pk
+            decision.id = (
+                self.db["decisions"]
+                .insert(
+                    {
+                        "case_id": decision.case_id,
+                        "verdict_id": decision.verdict_id,
+                        "label": decision.label,
+                        "note": decision.note,
+                        "created_at": decision.created_at,
+                    }
+                )
+                .last_pk
+            )
             self.db["cases"].update(decision.case_id, {"status": decision.label})
         return decision
 
@@ -486,8 +607,14 @@ class ProjectStore:
         if not rows:
             return None
         r = rows[0]
-        return Decision(case_id=r["case_id"], label=r["label"], verdict_id=r["verdict_id"],
-                        note=r["note"] or "", id=r["id"], created_at=r["created_at"])
+        return Decision(
+            case_id=r["case_id"],
+            label=r["label"],
+            verdict_id=r["verdict_id"],
+            note=r["note"] or "",
+            id=r["id"],
+            created_at=r["created_at"],
+        )
 
     def decided_case_ids(self) -> set[int]:
         return {r["case_id"] for r in self._rows("SELECT DISTINCT case_id FROM decisions")}
@@ -497,21 +624,35 @@ class ProjectStore:
         rows = self._rows("SELECT status, count(*) AS n FROM cases GROUP BY status")
         return {r["status"]: r["n"] for r in rows}
 
-
     # ----------------------------------------------------------------- batches and response cache
 
     def create_batch(self, case_ids: list[int], endpoint: dict[str, Any], limits: dict[str, Any]) -> int:
         """Record a batch and its items (all pending), so it can be resumed after the app closes."""
         now = _now()
         with self.transaction():
-            batch_id = self.db["batches"].insert({
-                "created_at": now, "updated_at": now, "status": "pending",
-                "endpoint_json": json.dumps(endpoint, default=str), "limits_json": json.dumps(limits, default=str),
-                "message": None,
-            }).last_pk
+            batch_id = (
+                self.db["batches"]
+                .insert(
+                    {
+                        "created_at": now,
+                        "updated_at": now,
+                        "status": "pending",
+                        "endpoint_json": json.dumps(endpoint, default=str),
+                        "limits_json": json.dumps(limits, default=str),
+                        "message": None,
+                    }
+                )
+                .last_pk
+            )
             self.db["batch_items"].insert_all(
-                {"batch_id": batch_id, "position": i, "case_id": case_id, "state": "pending", "attempts": 0,
-                 "updated_at": now}
+                {
+                    "batch_id": batch_id,
+                    "position": i,
+                    "case_id": case_id,
+                    "state": "pending",
+                    "attempts": 0,
+                    "updated_at": now,
+                }
                 for i, case_id in enumerate(case_ids)
             )
         return batch_id
@@ -537,8 +678,14 @@ class ProjectStore:
         with self.transaction():
             self.db["batches"].update(batch_id, {**fields, "updated_at": _now()})
 
-    def finish_batch_item(self, batch_id: int, position: int, fields: dict[str, Any],
-                          cache_key: str | None = None, answer_id: int | None = None) -> None:
+    def finish_batch_item(
+        self,
+        batch_id: int,
+        position: int,
+        fields: dict[str, Any],
+        cache_key: str | None = None,
+        answer_id: int | None = None,
+    ) -> None:
         """Record an item's outcome and (for a fresh answer) its cache entry in one transaction.
 
         Plain SQL, not sqlite_utils: this runs once per case of a batch on the event loop, and
@@ -547,17 +694,23 @@ class ProjectStore:
         columns = [c for c in fields if c in _BATCH_ITEM_COLUMNS]
         assignments = ", ".join(f"{c} = ?" for c in columns)
         with self.transaction():
-            self.conn.execute(f"UPDATE batch_items SET {assignments} WHERE batch_id = ? AND position = ?",
-                              (*[fields[c] for c in columns], batch_id, position))
+            self.conn.execute(
+                f"UPDATE batch_items SET {assignments} WHERE batch_id = ? AND position = ?",
+                (*[fields[c] for c in columns], batch_id, position),
+            )
             if cache_key is not None and answer_id is not None:
-                self.conn.execute("INSERT OR REPLACE INTO response_cache (key, answer_id, created_at) VALUES (?, ?, ?)",
-                                  (cache_key, answer_id, _now()))
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO response_cache (key, answer_id, created_at) VALUES (?, ?, ?)",
+                    (cache_key, answer_id, _now()),
+                )
 
     def cached_answer(self, key: str) -> dict[str, Any] | None:
         """The stored successful answer for a request key, or None (errors are never cached)."""
         rows = self._rows(
             "SELECT a.* FROM response_cache c JOIN answers a ON a.id = c.answer_id "
-            "WHERE c.key = ? AND a.raw_text != ''", (key,))
+            "WHERE c.key = ? AND a.raw_text != ''",
+            (key,),
+        )
         return rows[0] if rows else None
 
     def set_answer_status(self, answer_id: int, status: str) -> None:
@@ -566,8 +719,9 @@ class ProjectStore:
             self.conn.execute("UPDATE answers SET status = ? WHERE id = ?", (status, answer_id))
 
 
-_BATCH_ITEM_COLUMNS = frozenset({"state", "error", "verdict_id", "model", "prompt_tokens", "completion_tokens",
-                                 "attempts", "updated_at"})
+_BATCH_ITEM_COLUMNS = frozenset(
+    {"state", "error", "verdict_id", "model", "prompt_tokens", "completion_tokens", "attempts", "updated_at"}
+)
 
 
 def _status_for(verdict: Verdict) -> CaseStatus:

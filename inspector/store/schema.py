@@ -17,36 +17,49 @@ APPLICATION_ID = 0x414E4D4C  # "ANML": marks the SQLite file as an Anomalens pro
 
 def _v1(db: sqlite_utils.Database) -> None:
     db["meta"].create({"key": str, "value": str}, pk="key")
-    db["blobs"].create(
-        {"sha256": str, "mime": str, "size": int, "data": bytes, "created_at": str}, pk="sha256"
-    )
+    db["blobs"].create({"sha256": str, "mime": str, "size": int, "data": bytes, "created_at": str}, pk="sha256")
     db["profiles"].create(
         {
-            "id": int, "name": str, "class_name": str, "modality": str, "normal_standards": str,
-            "expected_defects": str, "domain_preset": str, "settings_json": str,
-            "created_at": str, "updated_at": str,
+            "id": int,
+            "name": str,
+            "class_name": str,
+            "modality": str,
+            "normal_standards": str,
+            "expected_defects": str,
+            "domain_preset": str,
+            "settings_json": str,
+            "created_at": str,
+            "updated_at": str,
         },
         pk="id",
         not_null={"name"},
     )
     db["reference_images"].create(
-        {"id": int, "profile_id": int, "name": str, "blob_sha256": str, "width": int, "height": int,
-         "created_at": str},
+        {"id": int, "profile_id": int, "name": str, "blob_sha256": str, "width": int, "height": int, "created_at": str},
         pk="id",
         foreign_keys=[("profile_id", "profiles", "id"), ("blob_sha256", "blobs", "sha256")],
     )
     db["cases"].create(
         {
-            "id": int, "name": str, "modality": str, "source_path": str, "source_sha256": str,
-            "blob_sha256": str, "metadata_json": str, "ground_truth": str, "profile_id": int,
-            "status": str, "error": str, "score": float, "created_at": str,
+            "id": int,
+            "name": str,
+            "modality": str,
+            "source_path": str,
+            "source_sha256": str,
+            "blob_sha256": str,
+            "metadata_json": str,
+            "ground_truth": str,
+            "profile_id": int,
+            "status": str,
+            "error": str,
+            "score": float,
+            "created_at": str,
         },
         pk="id",
         foreign_keys=[("profile_id", "profiles", "id"), ("blob_sha256", "blobs", "sha256")],
     )
     db["prompts"].create(
-        {"id": int, "sha256": str, "system_text": str, "user_text": str, "record_json": str,
-         "created_at": str},
+        {"id": int, "sha256": str, "system_text": str, "user_text": str, "record_json": str, "created_at": str},
         pk="id",
     )
     db["prompts"].create_index(["sha256"], unique=True)
@@ -57,19 +70,42 @@ def _v1(db: sqlite_utils.Database) -> None:
     )
     db["answers"].create(
         {
-            "id": int, "case_id": int, "prompt_id": int, "endpoint": str, "model": str,
-            "params_json": str, "raw_text": str, "response_json": str, "status": str, "error": str,
-            "latency_s": float, "prompt_tokens": int, "completion_tokens": int, "created_at": str,
+            "id": int,
+            "case_id": int,
+            "prompt_id": int,
+            "endpoint": str,
+            "model": str,
+            "params_json": str,
+            "raw_text": str,
+            "response_json": str,
+            "status": str,
+            "error": str,
+            "latency_s": float,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "created_at": str,
         },
         pk="id",
         foreign_keys=[("case_id", "cases", "id"), ("prompt_id", "prompts", "id")],
     )
     db["verdicts"].create(
         {
-            "id": int, "case_id": int, "answer_id": int, "prompt_id": int, "source": str,
-            "anomalous": int, "score": float, "score_source": str, "explanation": str,
-            "parse_status": str, "model": str, "regions_json": str, "heatmap_sha256": str,
-            "raw_answer": str, "error": str, "created_at": str,
+            "id": int,
+            "case_id": int,
+            "answer_id": int,
+            "prompt_id": int,
+            "source": str,
+            "anomalous": int,
+            "score": float,
+            "score_source": str,
+            "explanation": str,
+            "parse_status": str,
+            "model": str,
+            "regions_json": str,
+            "heatmap_sha256": str,
+            "raw_answer": str,
+            "error": str,
+            "created_at": str,
         },
         pk="id",
         foreign_keys=[("case_id", "cases", "id"), ("answer_id", "answers", "id")],
@@ -79,8 +115,13 @@ def _v1(db: sqlite_utils.Database) -> None:
         pk="id",
         foreign_keys=[("case_id", "cases", "id"), ("verdict_id", "verdicts", "id")],
     )
-    for table, column in [("cases", "profile_id"), ("answers", "case_id"), ("verdicts", "case_id"),
-                          ("decisions", "case_id"), ("reference_images", "profile_id")]:
+    for table, column in [
+        ("cases", "profile_id"),
+        ("answers", "case_id"),
+        ("verdicts", "case_id"),
+        ("decisions", "case_id"),
+        ("reference_images", "profile_id"),
+    ]:
         db[table].create_index([column])
 
 
@@ -106,13 +147,31 @@ def _v5(db: sqlite_utils.Database) -> None:
     app, so an unfinished batch can be resumed; the response cache maps a request's key to the
     stored answer, so an identical request is never sent twice."""
     db["batches"].create(
-        {"id": int, "created_at": str, "updated_at": str, "status": str, "endpoint_json": str,
-         "limits_json": str, "message": str},
+        {
+            "id": int,
+            "created_at": str,
+            "updated_at": str,
+            "status": str,
+            "endpoint_json": str,
+            "limits_json": str,
+            "message": str,
+        },
         pk="id",
     )
     db["batch_items"].create(
-        {"batch_id": int, "position": int, "case_id": int, "state": str, "error": str, "verdict_id": int,
-         "model": str, "prompt_tokens": int, "completion_tokens": int, "attempts": int, "updated_at": str},
+        {
+            "batch_id": int,
+            "position": int,
+            "case_id": int,
+            "state": str,
+            "error": str,
+            "verdict_id": int,
+            "model": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "attempts": int,
+            "updated_at": str,
+        },
         pk=("batch_id", "position"),
         foreign_keys=[("batch_id", "batches", "id")],
     )

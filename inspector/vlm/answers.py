@@ -37,8 +37,18 @@ from inspector.vlm.prose_regions import prose_ranges
 # that a runaway answer cannot stall a batch: the first quarter and the last three quarters are read.
 MAX_ANSWER_CHARS = 40_000
 MAX_JSON_STARTS = 200  # "{" positions tried as the start of a JSON object (answers hold a few)
-VERDICT_KEYS = ("anomalous", "is_anomalous", "verdict", "anomaly", "is_anomaly", "anomaly_detected",
-                "defective", "is_defective", "abnormal", "is_abnormal")
+VERDICT_KEYS = (
+    "anomalous",
+    "is_anomalous",
+    "verdict",
+    "anomaly",
+    "is_anomaly",
+    "anomaly_detected",
+    "defective",
+    "is_defective",
+    "abnormal",
+    "is_abnormal",
+)
 _TRUE_WORDS = {"true", "yes", "anomalous", "abnormal", "defective", "anomaly", "1"}
 _FALSE_WORDS = {"false", "no", "normal", "not anomalous", "non-anomalous", "not defective", "0"}
 _CONFIDENCE_KEYS = ("confidence", "certainty")
@@ -89,13 +99,14 @@ def bounded(text: str) -> str:
     quarter and its closing three quarters (where a conclusion is) of `MAX_ANSWER_CHARS`."""
     text = lexicon.squeeze(text)
     if len(text) > MAX_ANSWER_CHARS:
-        text = text[: MAX_ANSWER_CHARS // 4] + "\n" + text[-(MAX_ANSWER_CHARS * 3 // 4):]
+        text = text[: MAX_ANSWER_CHARS // 4] + "\n" + text[-(MAX_ANSWER_CHARS * 3 // 4) :]
     return text
 
 
 def _unparsed(explanation: str, refused: bool = False) -> ParsedAnswer:
-    return ParsedAnswer(ParseStatus.UNPARSED, None, None, None, ScoreSource.NONE, explanation.strip(), [],
-                        refused=refused)
+    return ParsedAnswer(
+        ParseStatus.UNPARSED, None, None, None, ScoreSource.NONE, explanation.strip(), [], refused=refused
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,8 +158,9 @@ def _findings_verdict(objects: list[dict[str, Any]]) -> _JsonVerdict:
     if len(verdicts) != 1:
         return _JsonVerdict(None)
     anomalous = verdicts.pop()
-    return _JsonVerdict({"anomalous": anomalous, **{k: v for o in objects for k, v in o.items()}}, "anomalous",
-                        synthetic=True)
+    return _JsonVerdict(
+        {"anomalous": anomalous, **{k: v for o in objects for k, v in o.items()}}, "anomalous", synthetic=True
+    )
 
 
 def json_objects(text: str) -> list[dict[str, Any]]:
@@ -167,7 +179,7 @@ def json_objects(text: str) -> list[dict[str, Any]]:
             closing = _matching_brace(text, start)
             if closing is not None:
                 try:
-                    obj = ast.literal_eval(text[start: closing + 1])
+                    obj = ast.literal_eval(text[start : closing + 1])
                     end = closing + 1
                 except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                     obj = None
@@ -268,8 +280,10 @@ def _regions(obj: dict[str, Any]) -> list[dict[str, Any]]:
     for item in raw:
         if isinstance(item, dict):
             regions.append(dict(item))
-        elif isinstance(item, (list, tuple)) and len(item) == 4 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in item
+        elif (
+            isinstance(item, (list, tuple))
+            and len(item) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in item)
         ):
             regions.append({"box": [float(v) for v in item]})
         elif isinstance(item, int) and not isinstance(item, bool):
@@ -322,8 +336,16 @@ def _from_json(text: str, found: _JsonVerdict, logprobs: Any) -> ParsedAnswer:
     confidence = next((c for k in _CONFIDENCE_KEYS if (c := _as_confidence(obj.get(k))) is not None), None)
     explanation = next((v.strip() for k in _EXPLANATION_KEYS if isinstance(v := obj.get(k), str)), "")
     score, source = _score(text, "json", anomalous, confidence, logprobs, key=found.key)
-    return ParsedAnswer(ParseStatus.PARSED, anomalous, confidence, score, source, explanation,
-                        _regions(obj) + _ranges(obj), "json-findings" if found.synthetic else "json")
+    return ParsedAnswer(
+        ParseStatus.PARSED,
+        anomalous,
+        confidence,
+        score,
+        source,
+        explanation,
+        _regions(obj) + _ranges(obj),
+        "json-findings" if found.synthetic else "json",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,8 +356,9 @@ _POSITIVE_TOKENS = ("true", "yes", "anomalous", "abnormal", "defective", "anomal
 _NEGATIVE_TOKENS = ("false", "no", "normal", "not", "non")
 
 
-_STATED_WORD = re.compile(r"\b(not anomalous|non-anomalous|anomalous|abnormal|defective|normal|yes|no)\b",
-                          re.IGNORECASE)
+_STATED_WORD = re.compile(
+    r"\b(not anomalous|non-anomalous|anomalous|abnormal|defective|normal|yes|no)\b", re.IGNORECASE
+)
 
 
 def _stated_word_offset(text: str, evidence: str) -> int | None:
@@ -351,8 +374,15 @@ def _stated_word_offset(text: str, evidence: str) -> int | None:
     return found[-1] if found else None
 
 
-def _score(text: str, method: str, anomalous: bool, confidence: float | None, logprobs: Any,
-           key: str = "", offset: int | None = None) -> tuple[float | None, ScoreSource]:
+def _score(
+    text: str,
+    method: str,
+    anomalous: bool,
+    confidence: float | None,
+    logprobs: Any,
+    key: str = "",
+    offset: int | None = None,
+) -> tuple[float | None, ScoreSource]:
     p = logprob_p_anomalous(logprobs, method, anomalous, key, offset) if logprobs else None
     if p is not None:
         return p, ScoreSource.LOGPROB
@@ -381,8 +411,9 @@ def _polarity(token: str) -> bool | None:
     return positive
 
 
-def logprob_p_anomalous(logprobs: Any, method: str, anomalous: bool, key: str = "",
-                        offset: int | None = None) -> float | None:
+def logprob_p_anomalous(
+    logprobs: Any, method: str, anomalous: bool, key: str = "", offset: int | None = None
+) -> float | None:
     """P(anomalous) from the verdict token's top log-probabilities, or None when it cannot be found.
 
     The verdict token is the value of the JSON key, the answer's leading word, or the word at

@@ -60,8 +60,12 @@ class PriceTable:
 
     @classmethod
     def from_dict(cls, data: dict[str, dict[str, float]]) -> PriceTable:
-        return cls({model: Price(float(p.get("input_per_1k", 0)), float(p.get("output_per_1k", 0)))
-                    for model, p in data.items()})
+        return cls(
+            {
+                model: Price(float(p.get("input_per_1k", 0)), float(p.get("output_per_1k", 0)))
+                for model, p in data.items()
+            }
+        )
 
 
 @dataclass
@@ -95,18 +99,29 @@ def estimate_tokens(prompt: ComposedPrompt, max_tokens: int) -> int:
 def estimate_message_tokens(messages: list[dict[str, Any]], max_tokens: int) -> int:
     """`estimate_tokens` for a whole conversation (the extraction turn sends the prompt again)."""
     text = sum(len(m["content"]) for m in messages if isinstance(m.get("content"), str))
-    text += sum(len(part.get("text", "")) for m in messages if isinstance(m.get("content"), list)
-                for part in m["content"] if isinstance(part, dict) and part.get("type") == "text")
-    images = sum(1 for m in messages if isinstance(m.get("content"), list)
-                 for part in m["content"] if isinstance(part, dict) and part.get("type") == "image_url")
+    text += sum(
+        len(part.get("text", ""))
+        for m in messages
+        if isinstance(m.get("content"), list)
+        for part in m["content"]
+        if isinstance(part, dict) and part.get("type") == "text"
+    )
+    images = sum(
+        1
+        for m in messages
+        if isinstance(m.get("content"), list)
+        for part in m["content"]
+        if isinstance(part, dict) and part.get("type") == "image_url"
+    )
     return text // 4 + TOKENS_PER_IMAGE * images + max_tokens
 
 
 class RetryingClient:
     """One case's requests: through the shared limiter, retried per `retry_delay`."""
 
-    def __init__(self, client: VlmClient, limiter: RateLimiter, limits: BatchLimits,
-                 on_request: Callable[[], None]) -> None:
+    def __init__(
+        self, client: VlmClient, limiter: RateLimiter, limits: BatchLimits, on_request: Callable[[], None]
+    ) -> None:
         self._client = client
         self._limiter = limiter
         self._limits = limits
@@ -172,11 +187,19 @@ ProgressCallback = Callable[[BatchProgress], None]
 class BatchRunner:
     """Runs the pending items of one stored batch. Use `run_batch` / `resume_batch`."""
 
-    def __init__(self, service: InspectionService, batch_id: int, profile_resolver: ProfileResolver,
-                 endpoint: EndpointSettings, limits: BatchLimits, prices: PriceTable | None = None,
-                 progress_callback: ProgressCallback | None = None,
-                 is_cancelled: Callable[[], bool] | None = None, api_key: str | None = None,
-                 switches: PromptSwitches | None = None) -> None:
+    def __init__(
+        self,
+        service: InspectionService,
+        batch_id: int,
+        profile_resolver: ProfileResolver,
+        endpoint: EndpointSettings,
+        limits: BatchLimits,
+        prices: PriceTable | None = None,
+        progress_callback: ProgressCallback | None = None,
+        is_cancelled: Callable[[], bool] | None = None,
+        api_key: str | None = None,
+        switches: PromptSwitches | None = None,
+    ) -> None:
         self.service = service
         self.switches = switches  # the prompt variant (None: the defaults); A/B runs differ here
         self.store = service.store
@@ -213,12 +236,14 @@ class BatchRunner:
         if state == DONE or (state == CACHED and item.get("prompt_tokens") is not None):
             p.tokens_in += item.get("prompt_tokens") or 0
             p.tokens_out += item.get("completion_tokens") or 0
-            cost = self.prices.cost(item.get("model") or self.endpoint.model, item.get("prompt_tokens"),
-                                    item.get("completion_tokens"))
+            cost = self.prices.cost(
+                item.get("model") or self.endpoint.model, item.get("prompt_tokens"), item.get("completion_tokens")
+            )
             p.cost = None if cost is None or p.cost is None else p.cost + cost
 
-    def _finish_item(self, position: int, cache_key: str | None = None, answer_id: int | None = None,
-                     **fields: Any) -> None:
+    def _finish_item(
+        self, position: int, cache_key: str | None = None, answer_id: int | None = None, **fields: Any
+    ) -> None:
         self.store.finish_batch_item(self.batch_id, position, fields, cache_key, answer_id)
         self._count(fields)
         self._finished_this_run += 1
@@ -290,8 +315,9 @@ class BatchRunner:
             case = self.store.case(case_id)
             profile = self.profile_resolver(case)
             loop = asyncio.get_running_loop()
-            prompt = await loop.run_in_executor(self._composer, self.service.compose_prompt, case, profile,
-                                                self.switches)
+            prompt = await loop.run_in_executor(
+                self._composer, self.service.compose_prompt, case, profile, self.switches
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a case that cannot be read or rendered fails alone
@@ -304,15 +330,25 @@ class BatchRunner:
         if row is not None:
             # an extraction turn stored with the cached answer is reused too; one missing is asked
             turn = self.store.extraction_of(row["id"])
-            cached = CachedClient(answer_from_row(row), answer_from_row(turn) if turn else None, fallback=asker,
-                                  source_answer_id=row["id"])
+            cached = CachedClient(
+                answer_from_row(row),
+                answer_from_row(turn) if turn else None,
+                fallback=asker,
+                source_answer_id=row["id"],
+            )
             verdict = await self.service.inspect_with_vlm(case, prompt, self.endpoint, client=cached)
             assert verdict.answer_id is not None
             self.store.set_answer_status(verdict.answer_id, "cached")
             prompt_tokens, completion_tokens = asker.usage() if asker.answers else (None, None)
-            self._finish_item(position, state=CACHED, verdict_id=verdict.id, model=row["model"],
-                              attempts=asker.attempts, prompt_tokens=prompt_tokens,
-                              completion_tokens=completion_tokens)
+            self._finish_item(
+                position,
+                state=CACHED,
+                verdict_id=verdict.id,
+                model=row["model"],
+                attempts=asker.attempts,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            )
             return
         try:
             verdict = await self.service.inspect_with_vlm(case, prompt, self.endpoint, client=asker)
@@ -327,13 +363,26 @@ class BatchRunner:
         assert verdict.answer_id is not None and asker.answer is not None
         answer = asker.answer
         prompt_tokens, completion_tokens = asker.usage()  # an extraction turn's tokens count too
-        self._finish_item(position, key, verdict.answer_id, state=DONE, verdict_id=verdict.id,
-                          model=answer.model or self.endpoint.model, prompt_tokens=prompt_tokens,
-                          completion_tokens=completion_tokens, attempts=asker.attempts)
+        self._finish_item(
+            position,
+            key,
+            verdict.answer_id,
+            state=DONE,
+            verdict_id=verdict.id,
+            model=answer.model or self.endpoint.model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            attempts=asker.attempts,
+        )
 
 
-def create_batch(service: InspectionService, case_ids: list[int], endpoint: EndpointSettings,
-                 limits: BatchLimits, switches: PromptSwitches | None = None) -> int:
+def create_batch(
+    service: InspectionService,
+    case_ids: list[int],
+    endpoint: EndpointSettings,
+    limits: BatchLimits,
+    switches: PromptSwitches | None = None,
+) -> int:
     """Store a new batch (all items pending); nothing is sent yet. The prompt variant is stored with
     the limits (``prompt_switches``) so a resumed A/B batch asks what it asked before."""
     settings = limits.to_dict()
@@ -342,11 +391,18 @@ def create_batch(service: InspectionService, case_ids: list[int], endpoint: Endp
     return service.store.create_batch(list(case_ids), asdict(endpoint), settings)
 
 
-async def run_batch(service: InspectionService, case_ids: list[int], profile_resolver: ProfileResolver,
-                    endpoint: EndpointSettings, limits: BatchLimits | None = None,
-                    progress_callback: ProgressCallback | None = None,
-                    is_cancelled: Callable[[], bool] | None = None, prices: PriceTable | None = None,
-                    api_key: str | None = None, switches: PromptSwitches | None = None) -> BatchProgress:
+async def run_batch(
+    service: InspectionService,
+    case_ids: list[int],
+    profile_resolver: ProfileResolver,
+    endpoint: EndpointSettings,
+    limits: BatchLimits | None = None,
+    progress_callback: ProgressCallback | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+    prices: PriceTable | None = None,
+    api_key: str | None = None,
+    switches: PromptSwitches | None = None,
+) -> BatchProgress:
     """Create a batch for `case_ids` and run it. Returns the final progress (status, counts, message).
     `switches` choose the prompt variant (an A/B comparison runs two batches that differ in them or
     in the endpoint's model)."""
@@ -354,16 +410,32 @@ async def run_batch(service: InspectionService, case_ids: list[int], profile_res
         raise InspectionError("Batch inspection with a VLM needs an endpoint address and model in Settings.")
     limits = limits or BatchLimits()
     batch_id = create_batch(service, case_ids, endpoint, limits, switches)
-    runner = BatchRunner(service, batch_id, profile_resolver, endpoint, limits, prices, progress_callback,
-                         is_cancelled, api_key, switches)
+    runner = BatchRunner(
+        service,
+        batch_id,
+        profile_resolver,
+        endpoint,
+        limits,
+        prices,
+        progress_callback,
+        is_cancelled,
+        api_key,
+        switches,
+    )
     return await runner.run()
 
 
-async def resume_batch(service: InspectionService, batch_id: int, profile_resolver: ProfileResolver,
-                       endpoint: EndpointSettings | None = None, limits: BatchLimits | None = None,
-                       progress_callback: ProgressCallback | None = None,
-                       is_cancelled: Callable[[], bool] | None = None, prices: PriceTable | None = None,
-                       api_key: str | None = None) -> BatchProgress:
+async def resume_batch(
+    service: InspectionService,
+    batch_id: int,
+    profile_resolver: ProfileResolver,
+    endpoint: EndpointSettings | None = None,
+    limits: BatchLimits | None = None,
+    progress_callback: ProgressCallback | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+    prices: PriceTable | None = None,
+    api_key: str | None = None,
+) -> BatchProgress:
     """Continue the pending items of a stored batch, with its stored settings unless others are given
     (e.g. a corrected key or address after the batch stopped on it)."""
     stored = service.store.batch(batch_id)
@@ -371,6 +443,16 @@ async def resume_batch(service: InspectionService, batch_id: int, profile_resolv
     limits = limits or BatchLimits.from_dict(stored["limits"])
     switches_data = stored["limits"].get("prompt_switches")
     switches = PromptSwitches.from_dict(switches_data) if isinstance(switches_data, dict) else None
-    runner = BatchRunner(service, batch_id, profile_resolver, endpoint, limits, prices, progress_callback,
-                         is_cancelled, api_key, switches)
+    runner = BatchRunner(
+        service,
+        batch_id,
+        profile_resolver,
+        endpoint,
+        limits,
+        prices,
+        progress_callback,
+        is_cancelled,
+        api_key,
+        switches,
+    )
     return await runner.run()

@@ -20,8 +20,11 @@ from inspector.vlm.client import VlmAnswer, VlmError
 
 def request_params(endpoint: EndpointSettings) -> dict[str, Any]:
     """The request parameters that change the answer (not the timeout, not the key)."""
-    return {"temperature": endpoint.temperature, "max_tokens": endpoint.max_tokens,
-            "logprobs": endpoint.request_logprobs}
+    return {
+        "temperature": endpoint.temperature,
+        "max_tokens": endpoint.max_tokens,
+        "logprobs": endpoint.request_logprobs,
+    }
 
 
 def cache_key(endpoint: EndpointSettings, prompt: ComposedPrompt) -> str:
@@ -43,9 +46,15 @@ def answer_from_row(row: dict[str, Any]) -> VlmAnswer:
         lp = choices[0].get("logprobs")
         content = lp.get("content") if isinstance(lp, dict) else None
         logprobs = content if isinstance(content, list) else None
-    return VlmAnswer(raw_text=row["raw_text"], model=row["model"] or "", latency_s=0.0,
-                     prompt_tokens=row.get("prompt_tokens"), completion_tokens=row.get("completion_tokens"),
-                     logprobs=logprobs, response=response if isinstance(response, dict) else {})
+    return VlmAnswer(
+        raw_text=row["raw_text"],
+        model=row["model"] or "",
+        latency_s=0.0,
+        prompt_tokens=row.get("prompt_tokens"),
+        completion_tokens=row.get("completion_tokens"),
+        logprobs=logprobs,
+        response=response if isinstance(response, dict) else {},
+    )
 
 
 class CachedClient:
@@ -55,8 +64,13 @@ class CachedClient:
     it the turn goes to `fallback` (a real client), or fails when there is none.
     """
 
-    def __init__(self, answer: VlmAnswer, extraction: VlmAnswer | None = None, fallback: Any = None,
-                 source_answer_id: int | None = None) -> None:
+    def __init__(
+        self,
+        answer: VlmAnswer,
+        extraction: VlmAnswer | None = None,
+        fallback: Any = None,
+        source_answer_id: int | None = None,
+    ) -> None:
         self.answer = answer
         self.extraction = extraction
         self.fallback = fallback
@@ -73,6 +87,8 @@ class CachedClient:
         if self.extraction is not None:
             return self.extraction
         if self.fallback is None:
-            raise VlmError("bad_request", "The extraction turn of this cached answer is not stored, and no "
-                                          "endpoint is available to ask it.")
+            raise VlmError(
+                "bad_request",
+                "The extraction turn of this cached answer is not stored, and no endpoint is available to ask it.",
+            )
         return await self.fallback.extract(messages, schema)

@@ -69,11 +69,26 @@ VERDICT_SCHEMA: dict[str, Any] = {
         "anomalous": {"type": "boolean"},
         "confidence": {"type": "number", "minimum": 0, "maximum": 1},
         "reason": {"type": "string"},
-        "regions": {"type": "array", "items": {"type": "object", "properties": {
-            "view": {"type": "string"}, "box": {"type": "array", "items": {"type": "number"}},
-            "label": {"type": "string"}, "reason": {"type": "string"}}}},
-        "marks": {"type": "array", "items": {"type": "object", "properties": {
-            "mark": {"type": "integer"}, "reason": {"type": "string"}}, "required": ["mark"]}},
+        "regions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "view": {"type": "string"},
+                    "box": {"type": "array", "items": {"type": "number"}},
+                    "label": {"type": "string"},
+                    "reason": {"type": "string"},
+                },
+            },
+        },
+        "marks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"mark": {"type": "integer"}, "reason": {"type": "string"}},
+                "required": ["mark"],
+            },
+        },
         "ranges": {"type": "array", "items": {"type": "array", "items": {"type": ["number", "string"]}}},
         "frames": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
     },
@@ -88,8 +103,9 @@ class VlmError(Exception):
     | "bad_response".
     """
 
-    def __init__(self, kind: str, user_message: str, retry_after: float | None = None,
-                 status_code: int | None = None) -> None:
+    def __init__(
+        self, kind: str, user_message: str, retry_after: float | None = None, status_code: int | None = None
+    ) -> None:
         super().__init__(user_message)
         self.kind = kind
         self.user_message = user_message
@@ -99,12 +115,15 @@ class VlmError(Exception):
     @property
     def retryable(self) -> bool:
         """Whether trying again later may help (not for auth, bad requests or quota)."""
-        return self.kind in RETRYABLE_KINDS and not (self.kind == "rate_limited" and self.retry_after is None
-                                                     and "quota" in self.user_message)
+        return self.kind in RETRYABLE_KINDS and not (
+            self.kind == "rate_limited" and self.retry_after is None and "quota" in self.user_message
+        )
 
     def __repr__(self) -> str:
-        return (f"VlmError(kind={self.kind!r}, status_code={self.status_code!r}, "
-                f"retry_after={self.retry_after!r}, user_message={self.user_message!r})")
+        return (
+            f"VlmError(kind={self.kind!r}, status_code={self.status_code!r}, "
+            f"retry_after={self.retry_after!r}, user_message={self.user_message!r})"
+        )
 
 
 _TLS_CONTEXT: ssl.SSLContext | None = None
@@ -215,8 +234,9 @@ class VlmClient:
         question asked through `schema` where the server takes one."""
         return await self._complete(messages, schema, schema_name="anomaly_verdict_restated")
 
-    async def _complete(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None = None,
-                        schema_name: str = "anomaly_verdict") -> VlmAnswer:
+    async def _complete(
+        self, messages: list[dict[str, Any]], schema: dict[str, Any] | None = None, schema_name: str = "anomaly_verdict"
+    ) -> VlmAnswer:
         # A 400 may be a server refusing an optional parameter (logprobs, max_tokens, temperature):
         # adapt once per parameter and remember it; any other 400 is reported. Dropping logprobs
         # on an unspecific 400 is remembered only if the request then goes through.
@@ -252,13 +272,16 @@ class VlmClient:
                 answer.sent_params["response_format"] = kwargs["response_format"]["type"]
             return answer
 
-    def _request_kwargs(self, messages: list[dict[str, Any]], schema: dict[str, Any] | None = None,
-                        schema_name: str = "anomaly_verdict") -> dict[str, Any]:
+    def _request_kwargs(
+        self, messages: list[dict[str, Any]], schema: dict[str, Any] | None = None, schema_name: str = "anomaly_verdict"
+    ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"model": self.endpoint.model, "messages": messages}
         if schema is not None and self._schema_forms:
             if self._schema_forms[0] == "json_schema":
-                kwargs["response_format"] = {"type": "json_schema",
-                                             "json_schema": {"name": schema_name, "schema": schema}}
+                kwargs["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": schema_name, "schema": schema},
+                }
             else:
                 kwargs["response_format"] = {"type": "json_object", "schema": schema}
         if self._send_temperature:
@@ -317,8 +340,10 @@ class VlmClient:
             if isinstance(refusal, str) and refusal.strip():
                 text = refusal  # stored and then read as UNPARSED by the answer parser
             elif finish_reason == "length":
-                raise self._bad_response(f"the model used all {self.endpoint.max_tokens} answer tokens "
-                                         "before answering; raise the token limit in Settings")
+                raise self._bad_response(
+                    f"the model used all {self.endpoint.max_tokens} answer tokens "
+                    "before answering; raise the token limit in Settings"
+                )
             else:
                 raise self._bad_response("the model returned an empty answer")
         usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
@@ -371,36 +396,67 @@ class VlmClient:
         model = self.endpoint.model
         timeout = self.endpoint.timeout_s
         if isinstance(exc, (TimeoutError, openai.APITimeoutError)):
-            return VlmError("timeout", f"The model at {where} did not answer within {timeout:g} s. "
-                                       "Try again, or raise the timeout in Settings.")
+            return VlmError(
+                "timeout",
+                f"The model at {where} did not answer within {timeout:g} s. "
+                "Try again, or raise the timeout in Settings.",
+            )
         if isinstance(exc, openai.APIConnectionError):
-            return VlmError("connection", f"Could not connect to {where}. Check that the model server is "
-                                          "running and that the address in Settings is right.")
+            return VlmError(
+                "connection",
+                f"Could not connect to {where}. Check that the model server is "
+                "running and that the address in Settings is right.",
+            )
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
             retry_after = _retry_after(exc.response.headers)
             server_says = self._clean(_short(_server_message(exc)))
             if isinstance(exc, openai.RateLimitError) or status == 429:
                 if exc.code == "insufficient_quota":
-                    return VlmError("rate_limited", f"The account behind {where} has run out of quota "
-                                                    "(HTTP 429). Check its billing.", None, status)
+                    return VlmError(
+                        "rate_limited",
+                        f"The account behind {where} has run out of quota (HTTP 429). Check its billing.",
+                        None,
+                        status,
+                    )
                 wait = f" Retry after {retry_after:g} s." if retry_after is not None else ""
-                return VlmError("rate_limited", f"The endpoint at {where} is limiting the request rate "
-                                                f"(HTTP 429).{wait}",
-                                retry_after, status)
+                return VlmError(
+                    "rate_limited",
+                    f"The endpoint at {where} is limiting the request rate (HTTP 429).{wait}",
+                    retry_after,
+                    status,
+                )
             if status in (401, 403):
                 # The server's text is not passed on: it may quote (part of) the key.
-                return VlmError("auth", f"The endpoint at {where} refused the API key (HTTP {status}). "
-                                        "Check the key for this endpoint in Settings.", None, status)
+                return VlmError(
+                    "auth",
+                    f"The endpoint at {where} refused the API key (HTTP {status}). "
+                    "Check the key for this endpoint in Settings.",
+                    None,
+                    status,
+                )
             if status == 404:
-                return VlmError("bad_request", f"The endpoint at {where} does not serve model {model!r}, "
-                                               "or the address is not an OpenAI-compatible /v1 endpoint "
-                                               "(HTTP 404).", None, status)
+                return VlmError(
+                    "bad_request",
+                    f"The endpoint at {where} does not serve model {model!r}, "
+                    "or the address is not an OpenAI-compatible /v1 endpoint "
+                    "(HTTP 404).",
+                    None,
+                    status,
+                )
             if status >= 500:
-                return VlmError("server_error", f"The model server at {where} failed (HTTP {status}). "
-                                                "Try again later.", retry_after, status)
-            return VlmError("bad_request", f"The endpoint at {where} rejected the request "
-                                           f"(HTTP {status}): {server_says}", None, status)
+                return VlmError(
+                    "server_error",
+                    f"The model server at {where} failed (HTTP {status}). Try again later.",
+                    retry_after,
+                    status,
+                )
+            return VlmError(
+                "bad_request",
+                f"The endpoint at {where} rejected the request (HTTP {status}): {server_says}",
+                None,
+                status,
+            )
         if isinstance(exc, openai.APIResponseValidationError):
             return self._bad_response("the reply does not have the expected form")
         return VlmError("bad_response", self._clean(f"Unexpected reply from {where} ({type(exc).__name__})."))

@@ -69,29 +69,41 @@ def extraction_request(prompt: ComposedPrompt, structured: bool) -> ExtractionRe
     """The follow-up question: restate the verdict of the answer above, as JSON or as one word."""
     wants_marks = bool(prompt.localization)
     if structured:
-        parts = ['State the verdict of your previous answer about the item under inspection as JSON: '
-                 '{"verdict": "anomalous", "normal" or "undetermined", "confidence": a number from 0 to 1}']
+        parts = [
+            "State the verdict of your previous answer about the item under inspection as JSON: "
+            '{"verdict": "anomalous", "normal" or "undetermined", "confidence": a number from 0 to 1}'
+        ]
         if wants_marks:
             parts.append('Add "marks": the numbers of the marks that cover an anomaly (an empty list if none).')
-        parts.append('Add "ranges" or "frames" only where your answer named them. Use "undetermined" if your '
-                     "answer did not reach a verdict. Do not re-examine the images; restate what you concluded.")
+        parts.append(
+            'Add "ranges" or "frames" only where your answer named them. Use "undetermined" if your '
+            "answer did not reach a verdict. Do not re-examine the images; restate what you concluded."
+        )
         return ExtractionRequest(" ".join(parts), EXTRACTION_SCHEMA)
-    question = ('Answer with one word, what your previous answer concluded about the item under inspection: '
-                '"Anomalous", "Normal" or "Undetermined".')
+    question = (
+        "Answer with one word, what your previous answer concluded about the item under inspection: "
+        '"Anomalous", "Normal" or "Undetermined".'
+    )
     if wants_marks:
         question += ' Then list the numbers of the marks that cover an anomaly, or "no mark".'
     return ExtractionRequest(question, None)
 
 
-def extraction_messages(prompt_messages: list[dict[str, Any]], first_answer: str,
-                        request: ExtractionRequest) -> list[dict[str, Any]]:
+def extraction_messages(
+    prompt_messages: list[dict[str, Any]], first_answer: str, request: ExtractionRequest
+) -> list[dict[str, Any]]:
     """The conversation for the second turn: the prompt as sent, the first answer, the question."""
-    return [*prompt_messages, {"role": "assistant", "content": first_answer},
-            {"role": "user", "content": request.question}]
+    return [
+        *prompt_messages,
+        {"role": "assistant", "content": first_answer},
+        {"role": "user", "content": request.question},
+    ]
 
 
-_RESTATED_SOURCE = {ScoreSource.LOGPROB: ScoreSource.EXTRACTION_LOGPROB,
-                    ScoreSource.STATED_CONFIDENCE: ScoreSource.EXTRACTION_CONFIDENCE}
+_RESTATED_SOURCE = {
+    ScoreSource.LOGPROB: ScoreSource.EXTRACTION_LOGPROB,
+    ScoreSource.STATED_CONFIDENCE: ScoreSource.EXTRACTION_CONFIDENCE,
+}
 
 
 @dataclass
@@ -113,14 +125,21 @@ class Extraction:
         if restated is None or not restated.parsed:
             return first
         if not first.parsed:
-            return replace(restated, score_source=_RESTATED_SOURCE.get(restated.score_source, restated.score_source),
-                           method=EXTRACTION)
+            return replace(
+                restated,
+                score_source=_RESTATED_SOURCE.get(restated.score_source, restated.score_source),
+                method=EXTRACTION,
+            )
         if restated.anomalous != first.anomalous:  # our reading and the model's restatement disagree
-            return replace(first, status=ParseStatus.UNPARSED, anomalous=None, score=None,
-                           score_source=ScoreSource.NONE, method="")
+            return replace(
+                first, status=ParseStatus.UNPARSED, anomalous=None, score=None, score_source=ScoreSource.NONE, method=""
+            )
         if first.score is None and restated.score is not None:
-            return replace(first, score=restated.score,
-                           score_source=_RESTATED_SOURCE.get(restated.score_source, restated.score_source))
+            return replace(
+                first,
+                score=restated.score,
+                score_source=_RESTATED_SOURCE.get(restated.score_source, restated.score_source),
+            )
         return first
 
     def record(self, first: ParsedAnswer) -> dict[str, Any]:
@@ -139,5 +158,10 @@ class Extraction:
                 outcome = "contradicts"
             else:
                 outcome = "agrees"
-        return {"answer_id": self.answer_id, "verdict": verdict, "outcome": outcome,
-                "used": self.used(first), "error": self.error}
+        return {
+            "answer_id": self.answer_id,
+            "verdict": verdict,
+            "outcome": outcome,
+            "used": self.used(first),
+            "error": self.error,
+        }

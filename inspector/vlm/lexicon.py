@@ -39,10 +39,18 @@ def tagged_answer(text: str) -> str | None:
     return found or None
 
 
-_CONTRACTIONS = [(re.compile(pattern, re.IGNORECASE), repl) for pattern, repl in (
-    (r"\b(there|it|that|what|here|this)'s\b", r"\1 is"), (r"\bcan't\b", "cannot"), (r"\bwon't\b", "will not"),
-    (r"\b(is|are|was|were|does|do|did|has|have|had|could|would|should)n't\b", r"\1 not"), (r"\bi'm\b", "i am"),
-    (r"\b(they|we|you)'re\b", r"\1 are"), (r"\b(i|you|we|they)'ve\b", r"\1 have"))]
+_CONTRACTIONS = [
+    (re.compile(pattern, re.IGNORECASE), repl)
+    for pattern, repl in (
+        (r"\b(there|it|that|what|here|this)'s\b", r"\1 is"),
+        (r"\bcan't\b", "cannot"),
+        (r"\bwon't\b", "will not"),
+        (r"\b(is|are|was|were|does|do|did|has|have|had|could|would|should)n't\b", r"\1 not"),
+        (r"\bi'm\b", "i am"),
+        (r"\b(they|we|you)'re\b", r"\1 are"),
+        (r"\b(i|you|we|they)'ve\b", r"\1 have"),
+    )
+]
 
 
 def clean(text: str) -> str:
@@ -63,11 +71,15 @@ def clean(text: str) -> str:
 
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•+]|\(?\d{1,2}[.)]|\(?[a-h][.)])\s+")
 _ABBREVIATIONS = r"(?<!\be\.g)(?<!\bi\.e)(?<!\bvs)(?<!\betc)(?<!\bapprox)(?<!\bfig)(?<!\bno)(?<!\bdr)(?<!\bca)"
-_SENTENCE_END = re.compile(_ABBREVIATIONS + r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|(?<=[.!?])\s+(?=\d{1,2}[.)]\s)"
-                           r"|(?<=[。！？])|(?<=[a-z]\.\.)(?=[A-Z][a-z])")
-_LABEL_ONLY = re.compile(r"^\W*(?:final\s+)?(?:answer|verdict|result|conclusion|assessment|decision|summary|"
-                         r"classification|impression|findings?|output|response|evaluation)\s*[:\-]?\W*$",
-                         re.IGNORECASE)
+_SENTENCE_END = re.compile(
+    _ABBREVIATIONS + r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|(?<=[.!?])\s+(?=\d{1,2}[.)]\s)"
+    r"|(?<=[。！？])|(?<=[a-z]\.\.)(?=[A-Z][a-z])"
+)
+_LABEL_ONLY = re.compile(
+    r"^\W*(?:final\s+)?(?:answer|verdict|result|conclusion|assessment|decision|summary|"
+    r"classification|impression|findings?|output|response|evaluation)\s*[:\-]?\W*$",
+    re.IGNORECASE,
+)
 
 
 # The phrase patterns scan a statement with lazy gaps; a statement without any punctuation (a
@@ -155,7 +167,7 @@ def after_refusal(text: str) -> str:
         rest = _AFTER_REFUSAL.search(text, refusal.end())
         if rest is None:
             return ""
-        text = text[rest.end():]
+        text = text[rest.end() :]
     return ""
 
 
@@ -187,10 +199,13 @@ _SPECULATIVE = re.compile(
     r"cannot rule out|can't rule out|if (?:it|this|that) is|would need|would (?:include|be|show|mean|indicate|"
     r"suggest|appear|look)|can (?:show|have|cause|present|"
     r"include|lead|result|appear|occur|indicate|suggest)|can also (?:show|have|cause|present|appear|occur))\b",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _MILD = re.compile(
     r"\b(?:appears?|appearing|seems?|seemingly|looks? (?:like|to be)|likely|probabl[ey]|suggest(?:s|ing|ive)?|"
-    r"apparent(?:ly)?|presumabl[ey]|mostly|largely|relatively|somewhat|fairly)\b", re.IGNORECASE)
+    r"apparent(?:ly)?|presumabl[ey]|mostly|largely|relatively|somewhat|fairly)\b",
+    re.IGNORECASE,
+)
 
 
 # the weight of a statement by its hedges: plain, mildly hedged ("appears", "likely"), speculative ("might")
@@ -217,7 +232,9 @@ _REFERENCE_SUBJECT = re.compile(
     r"|^(?:like|as in) the (?:normal|reference)"
     # what samples of a kind look like, not this one: "Anomalous samples have burrs."
     r"|^(?:anomalous|defective|abnormal|normal|good|bad|faulty) (?:samples|items|parts|ones|products|units|"
-    r"pieces|examples)\b", re.IGNORECASE)
+    r"pieces|examples)\b",
+    re.IGNORECASE,
+)
 # A statement about the picture itself (blur, noise, lighting), not about what it shows.
 _QUALITY = re.compile(
     r"\b(?:blur(?:ry|riness)?|noise|noisy|compression|jpeg|pixelat\w*|resolution|exposure|over-?exposed|"
@@ -226,23 +243,28 @@ _QUALITY = re.compile(
     r"artifacts? (?:in|of) the (?:image|picture|photo)|(?:image|imaging|compression|digital) artifacts?|"
     r"(?:image|picture|photo|video|footage|frame)s? (?:is|are|appears?|looks?) (?:\w+ )?(?:clear|sharp|crisp|"
     r"well[- ]lit|bright|dark))\b",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _OBJECT_FINDING = re.compile(
     r"\b(?:defect\w*|anomal\w*|abnormal\w*|crack\w*|scratch\w*|dent\w*|lesion\w*|tumou?r\w*|mass(?:es)?|"
     r"fracture\w*|damage\w*|broken|contamina\w*|missing|hole\w*|stain\w*|nodule\w*|hemorrhage|haemorrhage)\b",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 # The question or the task restated: "To determine whether the part is anomalous, I will ..."
 _QUESTION = re.compile(
     r"^(?:to (?:determine|decide|assess|check|evaluate|identify|answer)|in order to|let'?s|let me|i will|i'll|"
     r"we (?:need|will|must)|first,? (?:i|we|let)|the (?:task|question) is|you (?:asked|want))\b"
-    r"|\?\s*$", re.IGNORECASE)
+    r"|\?\s*$",
+    re.IGNORECASE,
+)
 
 
 # Medical devices in a scan are expected, not findings (a report of lines and tubes only is normal).
 _DEVICE = re.compile(
     r"\b(?:pacemakers?|pacer|icd|defibrillators?|catheters?|picc|central (?:venous )?lines?|lines?|tubes?|"
     r"leads?|electrodes?|clips?|markers?|sternotomy wires?|wires?|hardware|stents?|ports?|drains?|"
-    r"devices?|prosthes[ie]s|implants?|screws?|plates?|sutures?|staples?)\b")
+    r"devices?|prosthes[ie]s|implants?|screws?|plates?|sutures?|staples?)\b"
+)
 _NOT_SHOWN = re.compile(r"\bnot (?:fully )?(?:included|captured|imaged)\b|\b(?:is|are) (?:cut off|cropped)\b")
 
 
@@ -274,7 +296,8 @@ _CONCLUSION = re.compile(
     r"(?:is|are|be|should be|can be|would be) (?:classified|considered|deemed|labell?ed|categori[sz]ed|judged|"
     r"determined|identified|marked|rated|regarded) (?:to be |as )|my (?:verdict|answer|conclusion|assessment)|"
     r"the (?:final )?(?:verdict|answer|conclusion) is)\b",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 
 _CONCLUDING_CLAUSE = re.compile(r"[,;]\s*(?:and\s+)?(?:so|therefore|thus|hence|which means)\b")
@@ -285,9 +308,11 @@ def is_conclusion(text: str) -> bool:
     return _CONCLUSION.search(text) is not None or _CONCLUDING_CLAUSE.search(text) is not None
 
 
-_BARE_VERDICT = re.compile(r"^\W*(?:(?:final\s+)?(?:answer|verdict|result|classification|assessment|decision|"
-                           r"conclusion)\s*[:\-]\s*)?(?:not anomalous|non-anomalous|not defective|not normal|"
-                           r"anomalous|abnormal|defective|normal|yes|no)\W*$|^\W*(?:yes|no)\s*[,.;:!-]")
+_BARE_VERDICT = re.compile(
+    r"^\W*(?:(?:final\s+)?(?:answer|verdict|result|classification|assessment|decision|"
+    r"conclusion)\s*[:\-]\s*)?(?:not anomalous|non-anomalous|not defective|not normal|"
+    r"anomalous|abnormal|defective|normal|yes|no)\W*$|^\W*(?:yes|no)\s*[,.;:!-]"
+)
 
 
 def opens_with_yes_no(text: str) -> bool:
@@ -304,7 +329,8 @@ _VERDICT_WORDS = re.compile(
     r"good|ok|okay|fine|defect-free|anomaly-free|flawless|intact|unremarkable|negative)|"
     r"(?P<pos>not normal|abnormal|anomalous|an anomaly|defective|faulty|a fail|fails|rejected?|not acceptable|"
     r"unacceptable|positive|damaged))\b",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 
 def stated_verdict_word(text: str) -> int | None:
@@ -363,7 +389,7 @@ def leading_verdict(text: str, yes_means_anomalous: bool = True) -> tuple[bool |
     if not match:
         return None, -1
     word = match.group(1).lower()
-    rest = text[match.end():]
+    rest = text[match.end() :]
     if word in ("yes", "no"):
         if rest and not re.match(r"\s*(?:[.,;:!\-)]|$)", rest):
             return None, -1
@@ -416,149 +442,217 @@ DEFECT_NOUN = (
     r"fibers?|fibres?|lint|residue|particles?|damage|flaws?|misalignments?|irregularit(?:y|ies)|breaks?|"
     r"breakage|notch(?:es)?|burrs?|chips?|chipping|bubbles?|blowholes?|pores?|porosity|fray(?:ing)?|"
     r"abrasions?|gouges?|gouging|bumps?|protrusions?|indentations?|pits?|pitting|punctures?|"
-    r"(?:tears?|cuts?|holes?|gaps?|openings?) in|"
-    + _MEDICAL_NOUN + "|" + _EVENT_NOUN + "|" + _SIGNAL_NOUN + "|"
+    r"(?:tears?|cuts?|holes?|gaps?|openings?) in|" + _MEDICAL_NOUN + "|" + _EVENT_NOUN + "|" + _SIGNAL_NOUN + "|"
     r"(?:damaged|broken|cracked|scratched|dented|bent|torn|chipped|missing|deformed|contaminated|frayed|"
     r"misplaced|misaligned|loose|extra|unusual|abnormal|anomalous|suspicious|enlarged|swollen|dilated|"
     r"widened|thickened|increased|elevated|patchy|hazy|irregular|edematous|erythematous|inflamed|hemorrhagic|"
     r"necrotic|ulcerated|infected|calcified|atrophic|sclerotic)\s+\w+)\b(?!-free)"
 )
 _DEFECT_CORE = DEFECT_NOUN[: -len(r")\b(?!-free)")]  # without the closing group and boundary, to extend
-_QUANT = (r"(?:an?|one|two|three|four|several|some|multiple|many|visible|clear|clearly|obvious|noticeable|small|"
-          r"large|significant|minor|major|distinct|deep|long|slight|tiny|little|few|numerous|evident|apparent|"
-          r"possible|potential|\d+)")
+_QUANT = (
+    r"(?:an?|one|two|three|four|several|some|multiple|many|visible|clear|clearly|obvious|noticeable|small|"
+    r"large|significant|minor|major|distinct|deep|long|slight|tiny|little|few|numerous|evident|apparent|"
+    r"possible|potential|\d+)"
+)
 # the rest of the sentence before the noun; a "." only inside a number ("a 1.5 cm lesion")
 _WITHIN = r"\b(?:(?!\b(?:but|however|whereas|while|although|though|except)\b)[^.;]|\.(?=\d))*?\b"
-_STATE_ADJ = (r"(?:defective|anomalous|abnormal|damaged|broken|cracked|scratched|dented|contaminated|deformed|"
-              r"bent|torn|chipped|misaligned|faulty|frayed|missing|misplaced|loose|dirty|stained|corroded|"
-              r"rusted|rusty|worn|punctured|unusual|irregular|incomplete|fractured|enlarged|swollen|flawed|"
-              r"dilated|widened|thickened|displaced|collapsed|herniated|suspicious|hyperinflated|hyperexpanded|"
-              r"exposed|smudged|smeared|warped|peeling|peeled|cloudy|illegible|misprinted|"
-              r"elevated|tortuous|calcified|edematous|erythematous|inflamed|infected|blocked|obstructed)")
-_SEEN = (r"(?:visible|present|detected|found|observed|seen|identified|noted|noticed|evident|apparent|spotted|"
-         r"visuali[sz]ed|demonstrated|appreciated|shown|depicted|located|situated|there|stable|unchanged|"
-         r"persistent|redemonstrated|again (?:seen|noted))")
+_STATE_ADJ = (
+    r"(?:defective|anomalous|abnormal|damaged|broken|cracked|scratched|dented|contaminated|deformed|"
+    r"bent|torn|chipped|misaligned|faulty|frayed|missing|misplaced|loose|dirty|stained|corroded|"
+    r"rusted|rusty|worn|punctured|unusual|irregular|incomplete|fractured|enlarged|swollen|flawed|"
+    r"dilated|widened|thickened|displaced|collapsed|herniated|suspicious|hyperinflated|hyperexpanded|"
+    r"exposed|smudged|smeared|warped|peeling|peeled|cloudy|illegible|misprinted|"
+    r"elevated|tortuous|calcified|edematous|erythematous|inflamed|infected|blocked|obstructed)"
+)
+_SEEN = (
+    r"(?:visible|present|detected|found|observed|seen|identified|noted|noticed|evident|apparent|spotted|"
+    r"visuali[sz]ed|demonstrated|appreciated|shown|depicted|located|situated|there|stable|unchanged|"
+    r"persistent|redemonstrated|again (?:seen|noted))"
+)
 ANOMALOUS_PHRASES = [
-    re.compile(r"\bthere (?:is|are|was|were|appears? to be|seems? to be|might be|may be|could be|is also|"
-               r"are also|exists?)\s+(?:[\w-]+,?\s+){0,5}?" + DEFECT_NOUN),
-    re.compile(r"\b(?:is|are|appears?|looks?|seems?|was|were|being|been|became|becomes?)\s+(?:to be\s+)?"
-               r"(?:clearly\s+|visibly\s+|severely\s+|slightly\s+|partially\s+|partly\s+|somewhat\s+|"
-               r"significantly\s+|very\s+|markedly\s+|mildly\s+|moderately\s+|also\s+)?" + _STATE_ADJ + r"\b"),
-    re.compile(r"\b(?:shows?|showing|shown|contains?|containing|has|have|had|having|exhibits?|exhibiting|reveals?|"
-               r"revealing|displays?|displaying|presents?|demonstrates?|demonstrating|features?|depicts?|"
-               r"depicting|mentions?|describes?|notes?|with)\s+(?:" + _QUANT + r"\b)?" + _WITHIN + DEFECT_NOUN),
-    re.compile(_DEFECT_CORE + r")\b(?!-free)\s+(?:[\w-]+\s+){0,3}?(?:is|are|was|were|has been|have been|can be|"
-               r"could be)\s+(?:clearly\s+|also\s+|still\s+)?" + _SEEN + r"\b"),
+    re.compile(
+        r"\bthere (?:is|are|was|were|appears? to be|seems? to be|might be|may be|could be|is also|"
+        r"are also|exists?)\s+(?:[\w-]+,?\s+){0,5}?" + DEFECT_NOUN
+    ),
+    re.compile(
+        r"\b(?:is|are|appears?|looks?|seems?|was|were|being|been|became|becomes?)\s+(?:to be\s+)?"
+        r"(?:clearly\s+|visibly\s+|severely\s+|slightly\s+|partially\s+|partly\s+|somewhat\s+|"
+        r"significantly\s+|very\s+|markedly\s+|mildly\s+|moderately\s+|also\s+)?" + _STATE_ADJ + r"\b"
+    ),
+    re.compile(
+        r"\b(?:shows?|showing|shown|contains?|containing|has|have|had|having|exhibits?|exhibiting|reveals?|"
+        r"revealing|displays?|displaying|presents?|demonstrates?|demonstrating|features?|depicts?|"
+        r"depicting|mentions?|describes?|notes?|with)\s+(?:" + _QUANT + r"\b)?" + _WITHIN + DEFECT_NOUN
+    ),
+    re.compile(
+        _DEFECT_CORE + r")\b(?!-free)\s+(?:[\w-]+\s+){0,3}?(?:is|are|was|were|has been|have been|can be|"
+        r"could be)\s+(?:clearly\s+|also\s+|still\s+)?" + _SEEN + r"\b"
+    ),
     re.compile(r"\b(?:is|are)\s+missing\b"),
     # an anomaly that happens: "a shake occurred between point 127 and point 150", "a crack appears near the rim"
-    re.compile(_DEFECT_CORE + r")\b(?!-free)\s+(?:[\w-]+\s+){0,8}?(?:occur(?:s|red)?|happen(?:s|ed)?|emerge[sd]?|"
-               r"appear(?:s|ed)?(?! to| as| normal)|develop(?:s|ed)?)\b"),
-    re.compile(r"\b(?:consistent with|compatible with|findings of|suggestive of|indicative of|evidence of|"
-               r"signs? of|indicat(?:es?|ing)|suggest(?:s|ing)?|represent(?:s|ing)?|concerning for|"
-               r"worrisome for)\s+(?:an?\s+)?(?:[\w-]+\s+){0,3}?" + DEFECT_NOUN),
-    re.compile(r"\b(?:impression|findings?)\s*:\s*(?!no\b|normal|unremarkable|negative)(?:[\w-]+\s+){0,3}?"
-               + DEFECT_NOUN),
-    re.compile(r"\b(?:anomal(?:y|ies)|defects?|damage|cracks?|abnormalit(?:y|ies))\s+(?:detected|found|present|"
-               r"identified|observed|noted)\b"),
-    re.compile(r"\b(?:anomal(?:y|ies)|defects?|abnormalit(?:y|ies))\s+(?:that\s+)?(?:i|we)\s+(?:have\s+)?"
-               r"(?:detected|found|identified|observed|noticed|spotted|see)\b"),
+    re.compile(
+        _DEFECT_CORE + r")\b(?!-free)\s+(?:[\w-]+\s+){0,8}?(?:occur(?:s|red)?|happen(?:s|ed)?|emerge[sd]?|"
+        r"appear(?:s|ed)?(?! to| as| normal)|develop(?:s|ed)?)\b"
+    ),
+    re.compile(
+        r"\b(?:consistent with|compatible with|findings of|suggestive of|indicative of|evidence of|"
+        r"signs? of|indicat(?:es?|ing)|suggest(?:s|ing)?|represent(?:s|ing)?|concerning for|"
+        r"worrisome for)\s+(?:an?\s+)?(?:[\w-]+\s+){0,3}?" + DEFECT_NOUN
+    ),
+    re.compile(
+        r"\b(?:impression|findings?)\s*:\s*(?!no\b|normal|unremarkable|negative)(?:[\w-]+\s+){0,3}?" + DEFECT_NOUN
+    ),
+    re.compile(
+        r"\b(?:anomal(?:y|ies)|defects?|damage|cracks?|abnormalit(?:y|ies))\s+(?:detected|found|present|"
+        r"identified|observed|noted)\b"
+    ),
+    re.compile(
+        r"\b(?:anomal(?:y|ies)|defects?|abnormalit(?:y|ies))\s+(?:that\s+)?(?:i|we)\s+(?:have\s+)?"
+        r"(?:detected|found|identified|observed|noticed|spotted|see)\b"
+    ),
     # the anomaly described as a fact: "the anomaly is a scratch", "the defect appears to be a dent"
-    re.compile(r"^(?:the |this |an? )?(?:main |primary |only )?(?:anomal(?:y|ies)|defects?|abnormalit(?:y|ies)|"
-               r"anomalous (?:region|area|part|object|event|behaviou?r|activity))\s+(?:is|are|appears?|seems?|"
-               r"can be|was|were|would be|lies|lie|located|here|in this|detected|observed|found)\b"),
-    re.compile(r"\b(?:the |an? )?(?:anomalous|abnormal|defective|damaged) (?:region|area|part|spot|portion|"
-               r"section|object|event|behaviou?r|activity|segment|frames?|points?)\s+(?:is|are|was|were|"
-               r"appears?|seems?|can be|located|occurs?|lies)\b"),
+    re.compile(
+        r"^(?:the |this |an? )?(?:main |primary |only )?(?:anomal(?:y|ies)|defects?|abnormalit(?:y|ies)|"
+        r"anomalous (?:region|area|part|object|event|behaviou?r|activity))\s+(?:is|are|appears?|seems?|"
+        r"can be|was|were|would be|lies|lie|located|here|in this|detected|observed|found)\b"
+    ),
+    re.compile(
+        r"\b(?:the |an? )?(?:anomalous|abnormal|defective|damaged) (?:region|area|part|spot|portion|"
+        r"section|object|event|behaviou?r|activity|segment|frames?|points?)\s+(?:is|are|was|were|"
+        r"appears?|seems?|can be|located|occurs?|lies)\b"
+    ),
     re.compile(r"\bunusual (?:activity|event|behaviou?r|object|movement|motion|pattern|action)\b"),
-    re.compile(r"\b(?:an? |the )?anomal(?:y|ies) (?:at|in|on|near|around|between|from|during|within|occurs?|"
-               r"occurred)\b"),
+    re.compile(
+        r"\b(?:an? |the )?anomal(?:y|ies) (?:at|in|on|near|around|between|from|during|within|occurs?|"
+        r"occurred)\b"
+    ),
     # "this stands out as an anomaly", "index 11 is an outlier"
-    re.compile(r"\b(?:is|are|as|be|represents?|constitutes?)\s+(?:an?\s+|the\s+)?(?:clear\s+|likely\s+|"
-               r"potential\s+|possible\s+|obvious\s+|real\s+|true\s+)?(?:anomal(?:y|ies)|outliers?|defects?|"
-               r"abnormalit(?:y|ies))\b"),
-    re.compile(r"\bdeviat(?:es?|ing|ion)\s+(?:\w+\s+){0,2}?from\s+(?:the\s+)?(?:normal|general|expected|usual|"
-               r"overall|typical|regular|established|reference|standard)\b"),
+    re.compile(
+        r"\b(?:is|are|as|be|represents?|constitutes?)\s+(?:an?\s+|the\s+)?(?:clear\s+|likely\s+|"
+        r"potential\s+|possible\s+|obvious\s+|real\s+|true\s+)?(?:anomal(?:y|ies)|outliers?|defects?|"
+        r"abnormalit(?:y|ies))\b"
+    ),
+    re.compile(
+        r"\bdeviat(?:es?|ing|ion)\s+(?:\w+\s+){0,2}?from\s+(?:the\s+)?(?:normal|general|expected|usual|"
+        r"overall|typical|regular|established|reference|standard)\b"
+    ),
     # a statement that opens with the finding itself (report style): "Patchy opacities in both lungs."
     # Only in statements without a finite verb (`_NOMINAL`): "The tissue texture appears ..." is not one.
-    re.compile(r"^(?!.*\b(?:is|are|was|were|appears?|seems?|looks?|shows?|has|have|had|contains?|remains?|"
-               r"demonstrates?|reveals?)\b)(?:(?:a|an|the|some|small|large|mild|moderate|severe|bilateral|patchy|diffuse|focal|"
-               r"multiple|several|visible|new|subtle|marked|minimal|slight|possible|probable|likely|"
-               r"right|left|upper|lower|\w+-sided|[\w-]+ly)\s+|[\w-]+,?\s+){0,4}?" + DEFECT_NOUN
-               + r"(?!\s+(?:is|are|was|were)\s+(?:not|absent|unlikely))"),
+    re.compile(
+        r"^(?!.*\b(?:is|are|was|were|appears?|seems?|looks?|shows?|has|have|had|contains?|remains?|"
+        r"demonstrates?|reveals?)\b)(?:(?:a|an|the|some|small|large|mild|moderate|severe|bilateral|patchy|diffuse|focal|"
+        r"multiple|several|visible|new|subtle|marked|minimal|slight|possible|probable|likely|"
+        r"right|left|upper|lower|\w+-sided|[\w-]+ly)\s+|[\w-]+,?\s+){0,4}?"
+        + DEFECT_NOUN
+        + r"(?!\s+(?:is|are|was|were)\s+(?:not|absent|unlikely))"
+    ),
     # people doing what a surveillance preset calls an anomaly
-    re.compile(r"\b(?:fighting|crashing|crashed|colliding|collided|attacking|stealing|shooting|assaulting|"
-               r"robbing|vandali[sz]ing|brawling|punching|kicking|looting|trespassing|falling down|fell down)\b"),
-    re.compile(r"\b(?:people|person|man|woman|child|someone|somebody|object|pedestrian|worker|vehicle|car)s? "
-               r"(?:is |are |was |were )?(?:falling|fall(?:s)? (?:to|on|onto) the (?:ground|floor)|"
-               r"(?:struck|hit|run over|knocked down) by)\b"),
-    re.compile(r"\b(?:is|was|are|were|gets?|got) (?:struck|hit|run over|knocked down) by (?:a|an|the) "
-               r"(?:vehicle|car|truck|bus|train|bike)\b"),
+    re.compile(
+        r"\b(?:fighting|crashing|crashed|colliding|collided|attacking|stealing|shooting|assaulting|"
+        r"robbing|vandali[sz]ing|brawling|punching|kicking|looting|trespassing|falling down|fell down)\b"
+    ),
+    re.compile(
+        r"\b(?:people|person|man|woman|child|someone|somebody|object|pedestrian|worker|vehicle|car)s? "
+        r"(?:is |are |was |were )?(?:falling|fall(?:s)? (?:to|on|onto) the (?:ground|floor)|"
+        r"(?:struck|hit|run over|knocked down) by)\b"
+    ),
+    re.compile(
+        r"\b(?:is|was|are|were|gets?|got) (?:struck|hit|run over|knocked down) by (?:a|an|the) "
+        r"(?:vehicle|car|truck|bus|train|bike)\b"
+    ),
 ]
-_NORMAL_NOUN = (r"(?:defects?|anomal(?:y|ies|ous \w+)|abnormalit(?:y|ies)|damage|flaws?|issues?|problems?|"
-                r"irregularit(?:y|ies)|deviations?|findings?|cracks?|scratch(?:es)?|contamination|lesions?|"
-                r"spikes?|outliers?|drops?|dips?|concerns?|faults?|imperfections?|blemish(?:es)?|errors?|"
-                r"(?:unusual|abnormal|suspicious|anomalous)(?: \w+)?|pathology|pathologies|pathological \w+|"
-                r"(?:local |significant |notable |abrupt |sudden |unusual )?changes?|local (?:characteristics|features|"
-                r"fluctuations)|"
-                r"holes?|gaps?|"
-                r"(?:signs?|evidence|indications?|traces?) of (?:\w+ )?" + DEFECT_NOUN + "|" + DEFECT_NOUN + ")")
+_NORMAL_NOUN = (
+    r"(?:defects?|anomal(?:y|ies|ous \w+)|abnormalit(?:y|ies)|damage|flaws?|issues?|problems?|"
+    r"irregularit(?:y|ies)|deviations?|findings?|cracks?|scratch(?:es)?|contamination|lesions?|"
+    r"spikes?|outliers?|drops?|dips?|concerns?|faults?|imperfections?|blemish(?:es)?|errors?|"
+    r"(?:unusual|abnormal|suspicious|anomalous)(?: \w+)?|pathology|pathologies|pathological \w+|"
+    r"(?:local |significant |notable |abrupt |sudden |unusual )?changes?|local (?:characteristics|features|"
+    r"fluctuations)|"
+    r"holes?|gaps?|"
+    r"(?:signs?|evidence|indications?|traces?) of (?:\w+ )?" + DEFECT_NOUN + "|" + DEFECT_NOUN + ")"
+)
 NORMAL_PHRASES = [
     re.compile(r"\bno\s+(?:\w+[\s-]+){0,5}?" + _NORMAL_NOUN + r"\b"),
-    re.compile(r"\b(?:appears?|looks?|seems?|is|are|was|were|remains?|being)\s+(?:to be\s+)?(?:completely\s+|"
-               r"entirely\s+|perfectly\s+|fully\s+|totally\s+|generally\s+|overall\s+|essentially\s+|quite\s+|"
-               r"grossly\s+|largely\s+|otherwise\s+|"
-               r"relatively\s+|in\s+)?(?:normal|intact|defect[- ]free|flawless|undamaged|anomaly[- ]free|"
-               r"unremarkable|in good (?:condition|shape|order)|within normal limits|without (?:any )?(?:defects|"
-               r"anomalies|damage)|free of (?:any )?(?:defects|anomalies|damage)|acceptable|fine|ok|okay|"
-               r"consistent with (?:the )?(?:normal|reference|expected)|as expected|regular|uniform|consistent|"
-               r"clean|clear|perfect|good|healthy|typical|standard|complete|correct|properly \w+|well[- ]\w+|"
-               r"midline|preserved)\b"
-               r"(?<!that is correct)(?<!this is correct)(?<!that is right)"),
-    re.compile(r"\b(?:free|clear) (?:of|from)\s+(?:any\s+)?(?:significant\s+|obvious\s+)?"
-               r"(?:visible\s+|obvious\s+|apparent\s+)?(?:defects?|anomal\w*|damage|"
-               r"flaws?|abnormalit\w*|issues?|cracks?|scratch\w*|contamination)"),
-    re.compile(r"\bnothing\s+(?:\w+\s+){0,3}?(?:abnormal|anomalous|unusual|suspicious|out of the ordinary|wrong|"
-               r"of note|irregular|out of place|amiss|concerning|strange|odd)\b"),
+    re.compile(
+        r"\b(?:appears?|looks?|seems?|is|are|was|were|remains?|being)\s+(?:to be\s+)?(?:completely\s+|"
+        r"entirely\s+|perfectly\s+|fully\s+|totally\s+|generally\s+|overall\s+|essentially\s+|quite\s+|"
+        r"grossly\s+|largely\s+|otherwise\s+|"
+        r"relatively\s+|in\s+)?(?:normal|intact|defect[- ]free|flawless|undamaged|anomaly[- ]free|"
+        r"unremarkable|in good (?:condition|shape|order)|within normal limits|without (?:any )?(?:defects|"
+        r"anomalies|damage)|free of (?:any )?(?:defects|anomalies|damage)|acceptable|fine|ok|okay|"
+        r"consistent with (?:the )?(?:normal|reference|expected)|as expected|regular|uniform|consistent|"
+        r"clean|clear|perfect|good|healthy|typical|standard|complete|correct|properly \w+|well[- ]\w+|"
+        r"midline|preserved)\b"
+        r"(?<!that is correct)(?<!this is correct)(?<!that is right)"
+    ),
+    re.compile(
+        r"\b(?:free|clear) (?:of|from)\s+(?:any\s+)?(?:significant\s+|obvious\s+)?"
+        r"(?:visible\s+|obvious\s+|apparent\s+)?(?:defects?|anomal\w*|damage|"
+        r"flaws?|abnormalit\w*|issues?|cracks?|scratch\w*|contamination)"
+    ),
+    re.compile(
+        r"\bnothing\s+(?:\w+\s+){0,3}?(?:abnormal|anomalous|unusual|suspicious|out of the ordinary|wrong|"
+        r"of note|irregular|out of place|amiss|concerning|strange|odd)\b"
+    ),
     re.compile(r"\babsence of (?:any )?(?:\w+ )?(?:anomal\w*|defects?|abnormal\w*|damage)\b"),
     re.compile(r"\b(?:defect|anomaly|damage|flaw|blemish)[- ]free\b"),
     # report style: "Normal size of the cardiac silhouette.", "Normal hilar and mediastinal structures."
-    re.compile(r"^(?:the |a )?normal\s+(?!or\b|and\b|vs\b|versus\b|standards?\b|references?\b|samples?\b|images?\b|"
-               r"examples?\b|range\b|variations?\b|conditions?\b|wear\b)(?:[\w-]+\s+){0,4}?[\w-]+\b"),
-    re.compile(r"\b(?:is|are|appears? to be|seems? to be) (?:playing|running|working|operating|functioning|moving|"
-               r"behaving|proceeding|flowing) (?:normally|as expected|smoothly)\b"),
-    re.compile(r"\b(?:within normal limits|unremarkable|nothing (?:abnormal|anomalous|unusual|suspicious|"
-               r"out of the ordinary|wrong|of note|irregular)|normal (?:appearance|findings|study|pattern|behaviou?rs?|"
-               r"activit(?:y|ies)|operation|conditions?|actions?|events?|scenes?|structures?)|"
-               r"(?:contains?|shows?|depicts?|has) only (?:normal|routine|everyday|ordinary|typical)|"
-               r"(?:no|nothing)\s+(?:\w+\s+)?(?:stands out|is wrong|is amiss))\b"),
-    re.compile(r"(?:can't|cannot|can not|do not|don't|did not|didn't|does not|doesn't|could not|couldn't|"
-               r"fail to|failed to)\s+(?:see|find|detect|identify|observe|spot|notice|show|contain|have|exhibit|"
-               r"reveal|display|indicate|present|seem to (?:have|contain|show|exhibit|be)|appear to (?:have|contain|"
-               r"show|exhibit|be)|suggest|observe|notice)\s+(?:any\s+|an?\s+)?(?:\w+\s+){0,3}?" + _NORMAL_NOUN),
-    re.compile(r"(?:does not|doesn't|do not|don't|did not|didn't)\s+(?:appear|seem|look)\s+(?:to be\s+)?"
-               r"(?:\w+\s+)?(?:defective|anomalous|abnormal|damaged|broken|faulty|unusual|out of place)"),
+    re.compile(
+        r"^(?:the |a )?normal\s+(?!or\b|and\b|vs\b|versus\b|standards?\b|references?\b|samples?\b|images?\b|"
+        r"examples?\b|range\b|variations?\b|conditions?\b|wear\b)(?:[\w-]+\s+){0,4}?[\w-]+\b"
+    ),
+    re.compile(
+        r"\b(?:is|are|appears? to be|seems? to be) (?:playing|running|working|operating|functioning|moving|"
+        r"behaving|proceeding|flowing) (?:normally|as expected|smoothly)\b"
+    ),
+    re.compile(
+        r"\b(?:within normal limits|unremarkable|nothing (?:abnormal|anomalous|unusual|suspicious|"
+        r"out of the ordinary|wrong|of note|irregular)|normal (?:appearance|findings|study|pattern|behaviou?rs?|"
+        r"activit(?:y|ies)|operation|conditions?|actions?|events?|scenes?|structures?)|"
+        r"(?:contains?|shows?|depicts?|has) only (?:normal|routine|everyday|ordinary|typical)|"
+        r"(?:no|nothing)\s+(?:\w+\s+)?(?:stands out|is wrong|is amiss))\b"
+    ),
+    re.compile(
+        r"(?:can't|cannot|can not|do not|don't|did not|didn't|does not|doesn't|could not|couldn't|"
+        r"fail to|failed to)\s+(?:see|find|detect|identify|observe|spot|notice|show|contain|have|exhibit|"
+        r"reveal|display|indicate|present|seem to (?:have|contain|show|exhibit|be)|appear to (?:have|contain|"
+        r"show|exhibit|be)|suggest|observe|notice)\s+(?:any\s+|an?\s+)?(?:\w+\s+){0,3}?" + _NORMAL_NOUN
+    ),
+    re.compile(
+        r"(?:does not|doesn't|do not|don't|did not|didn't)\s+(?:appear|seem|look)\s+(?:to be\s+)?"
+        r"(?:\w+\s+)?(?:defective|anomalous|abnormal|damaged|broken|faulty|unusual|out of place)"
+    ),
     re.compile(r"\b(?:is|are)\s+not\s+(?:\w+\s+)?(?:anomalous|defective|abnormal|damaged|faulty)\b"),
     re.compile(r"\bnot (?:anomalous|defective|abnormal|damaged)\b"),
     re.compile(r"\bwithout\s+(?:any\s+)?(?:\w+\s+){0,2}?" + _NORMAL_NOUN + r"\b"),
     re.compile(r"\b(?:there (?:is|are)|i see|i found|i can see|we see)\s+nothing\b(?! but)"),
-    re.compile(r"\b(?:matches|match|matching|consistent with|similar to|identical to|in line with|conforms? to|"
-               r"meets?)\s+(?:the\s+|all\s+)?(?:normal|reference|expected|standard|specifications?|criteria|"
-               r"requirements|good|defect-free)\b"),
+    re.compile(
+        r"\b(?:matches|match|matching|consistent with|similar to|identical to|in line with|conforms? to|"
+        r"meets?)\s+(?:the\s+|all\s+)?(?:normal|reference|expected|standard|specifications?|criteria|"
+        r"requirements|good|defect-free)\b"
+    ),
     re.compile(r"\bno(?:thing)?\s+(?:\w+\s+)?(?:out of the ordinary|amiss)\b"),
     re.compile(r"\b(?:no|nothing)\b[^.;]{0,60}?\bto (?:suggest|indicate)\b"),
 ]
-_NEGATION = re.compile(r"\b(?:no|not|never|without|neither|nor|cannot|hardly|free of|absence of|rule[sd]? out|"
-                       r"lack of|lacks?|none|nothing|nobody|no one)\b|n't\b")
+_NEGATION = re.compile(
+    r"\b(?:no|not|never|without|neither|nor|cannot|hardly|free of|absence of|rule[sd]? out|"
+    r"lack of|lacks?|none|nothing|nobody|no one)\b|n't\b"
+)
 _PARTIAL = re.compile(
     r"\b(?:rest|otherwise|remaining|other|apart from|except|besides|aside from|elsewhere|surrounding|"
-    r"majority|most of|in general|generally)\b")
-CLAUSE_BREAK = re.compile(r"[,;:()]|\b(?:but|however|although|though|while|whereas|yet|except|apart from|"
-                          r"which|who)\b")
+    r"majority|most of|in general|generally)\b"
+)
+CLAUSE_BREAK = re.compile(
+    r"[,;:()]|\b(?:but|however|although|though|while|whereas|yet|except|apart from|"
+    r"which|who)\b"
+)
 _CONTRAST = re.compile(r"\b(?:but|however|yet|although|though|even though|while|whereas|despite|except)\b")
 
 
 def has_contrast(text: str) -> bool:
     return _CONTRAST.search(text) is not None
+
+
 # "whether it is anomalous": a clause that names the verdict without stating it
 _WHETHER = re.compile(r"\b(?:whether|if)\b[^,;.]*")
 JSON_FRAGMENT = re.compile(r"\{\s*[\"']\w+[\"']\s*:")
@@ -580,7 +674,7 @@ def _last_break(pattern: re.Pattern[str], text: str, position: int) -> tuple[int
 
 def _clause_prefix(text: str, start: int) -> str:
     last = _last_break(CLAUSE_BREAK, text, start)
-    return text[last[1]:start] if last else text[:start]
+    return text[last[1] : start] if last else text[:start]
 
 
 @dataclass(frozen=True)
@@ -596,10 +690,14 @@ class Cue:
     whole: bool = True
 
 
-_REFERENCE_CLAUSE = re.compile(r"^\s*(?:in |on )?(?:the |both |all |each )?(?:normal |reference |template |good |"
-                               r"defect-free )+(?:images?|samples?|examples?|pictures?|photos?|ones?|parts?)\b")
-_STAIN_TECHNIQUE = re.compile(r"\b(?:trichrome|h&e|hematoxylin|eosin|gram|giemsa|silver|masson|pas|immunohistochemical|"
-                              r"special|iron|congo red)\s+stain(?:s|ing)?\b|\bstain(?:ed|ing) with\b")
+_REFERENCE_CLAUSE = re.compile(
+    r"^\s*(?:in |on )?(?:the |both |all |each )?(?:normal |reference |template |good |"
+    r"defect-free )+(?:images?|samples?|examples?|pictures?|photos?|ones?|parts?)\b"
+)
+_STAIN_TECHNIQUE = re.compile(
+    r"\b(?:trichrome|h&e|hematoxylin|eosin|gram|giemsa|silver|masson|pas|immunohistochemical|"
+    r"special|iron|congo red)\s+stain(?:s|ing)?\b|\bstain(?:ed|ing) with\b"
+)
 # a list carries its negation: "no masses, discolorations, or other abnormalities are apparent"
 _LIST_CONTINUATION = re.compile(r"^\s*(?:(?:and|or|nor)\s+)?(?:[\w-]+(?:\s+|$)){0,3}$")
 
@@ -634,8 +732,7 @@ def cue_spans(text: str) -> list[Cue]:
                 continue
             if any(a <= match.start() < b for a, b in taken):
                 continue
-            found.append(Cue(-1, match.start(), match.end(), _clause_hedge(text, match),
-                             _covers_whole(text, match)))
+            found.append(Cue(-1, match.start(), match.end(), _clause_hedge(text, match), _covers_whole(text, match)))
             taken.append(match.span())
     for pattern in ANOMALOUS_PHRASES:
         for match in pattern.finditer(text):
@@ -663,7 +760,7 @@ def _clause_hedge(text: str, match: re.Match[str]) -> float:
 
 def _hedge_clause(text: str, start: int) -> str:
     last = _last_break(_HEDGE_BREAK, text, start)
-    return text[last[1]:start] if last else text[:start]
+    return text[last[1] : start] if last else text[:start]
 
 
 def _covers_whole(text: str, match: re.Match[str]) -> bool:
@@ -685,19 +782,22 @@ _HEDGE_BREAK = re.compile(r"[,;:()]|\b(?:but|however|although|though|whereas|whi
 # nouns that name any anomaly at all: "no anomalies" covers the whole item, "no fracture" one kind
 _RESTRICTED = re.compile(
     r"\b(?:acute|new|focal|osseous|bony|skeletal|cardiopulmonary|pulmonary|cardiac|intracranial|gross|"
-    r"additional|further|other|structural|surface|visible structural)\b")
+    r"additional|further|other|structural|surface|visible structural)\b"
+)
 _GENERIC_ANOMALY_NOUN = re.compile(
     r"\b(?:defects?|anomal\w*|abnormalit\w*|issues?|problems?|irregularit\w*|deviations?|flaws?|faults?|"
     r"imperfections?|concerns?|damage|unusual|abnormal|suspicious|anything|nothing|acute|patholog\w*|"
     r"out of the ordinary|findings?|signs? of (?:damage|defects?|anomal\w*|wear)|defect[- ]free|anomaly[- ]free|"
-    r"flawless|undamaged|matches|match|matching|conforms?|meets?|specifications?|expected)\b")
+    r"flawless|undamaged|matches|match|matching|conforms?|meets?|specifications?|expected)\b"
+)
 _WHOLE_SUBJECT = re.compile(
     r"^\s*(?:overall,?\s*)?(?:it|this|everything|all|(?:the|this) (?:whole |entire |overall )?(?:image|picture|"
     r"photo|item|object|product|part|sample|piece|unit|scene|video|clip|footage|frames?|series|signal|data|"
     r"time series|study|scan|x-ray|radiograph|exam|case|specimen|surface|tile|material|board|device|"
     r"test (?:item|image|sample|part|object|piece)|query (?:image|item)|"
     r"inspected \w+|\w+ (?:under inspection|being inspected))|(?:the|this) \w+ (?:in|of) (?:the|this) "
-    r"(?:image|picture|photo))\b(?:\s+(?:itself|overall|as a whole|in general))?\s*(?:also\s+)?$")
+    r"(?:image|picture|photo))\b(?:\s+(?:itself|overall|as a whole|in general))?\s*(?:also\s+)?$"
+)
 
 
 def contrast_side(text: str, spans: list[Cue] | None = None) -> int | None:
@@ -727,23 +827,37 @@ def contrast_side(text: str, spans: list[Cue] | None = None) -> int | None:
 # -------------------------------------------------------------------------------- keyed verdicts
 
 # "Label: Normal", "Labels: Fighting, Assault", "Anomaly detected: yes", "Presence of anomaly points: No"
-_KEYED_CLASS = re.compile(r"\b(?:labels?|class(?:ification)?|category|prediction|predicted (?:class|label)|"
-                          r"result|status|verdict|answer|decision|outcome)\s*[:=|]\s*(?P<value>[^;|\n]{1,60})")
-_KEYED_FLAG = re.compile(r"\b(?:(?:presence of |is there (?:an? |any )?)?(?:anomal\w*|defects?|abnormal\w*|"
-                         r"anomaly detected|defect detected)(?: \w+){0,2})\s*[:=]\s*(?P<value>yes|no|true|false|"
-                         r"present|absent|none|detected|not detected)\b")
-_NORMAL_CLASS = re.compile(r"^\W*(?:normal|none|no anomal\w*|no defects?|ok|good|pass(?:ed)?|negative|"
-                           r"non-anomalous|not anomalous|defect-free|nothing)\b(?!\s*(?:and|or|but|with)\b)")
-_ANOMALY_CLASS = re.compile(r"^\W*(?:(?:anomal\w*|abnormal|defective|bad|fail(?:ed)?|reject(?:ed)?|positive|"
-                            + _EVENT_NOUN + r"|" + r"road \w+|armed \w+|[\w ]*(?:fight|assault|robber|accident|"
-                            r"abuse|arrest|shoot|theft|burglar|vandal|explosion|arson|steal)\w*)[\W\w]*)$")
+_KEYED_CLASS = re.compile(
+    r"\b(?:labels?|class(?:ification)?|category|prediction|predicted (?:class|label)|"
+    r"result|status|verdict|answer|decision|outcome)\s*[:=|]\s*(?P<value>[^;|\n]{1,60})"
+)
+_KEYED_FLAG = re.compile(
+    r"\b(?:(?:presence of |is there (?:an? |any )?)?(?:anomal\w*|defects?|abnormal\w*|"
+    r"anomaly detected|defect detected)(?: \w+){0,2})\s*[:=]\s*(?P<value>yes|no|true|false|"
+    r"present|absent|none|detected|not detected)\b"
+)
+_NORMAL_CLASS = re.compile(
+    r"^\W*(?:normal|none|no anomal\w*|no defects?|ok|good|pass(?:ed)?|negative|"
+    r"non-anomalous|not anomalous|defect-free|nothing)\b(?!\s*(?:and|or|but|with)\b)"
+)
+_ANOMALY_CLASS = re.compile(
+    r"^\W*(?:(?:anomal\w*|abnormal|defective|bad|fail(?:ed)?|reject(?:ed)?|positive|"
+    + _EVENT_NOUN
+    + r"|"
+    + r"road \w+|armed \w+|[\w ]*(?:fight|assault|robber|accident|"
+    r"abuse|arrest|shoot|theft|burglar|vandal|explosion|arson|steal)\w*)[\W\w]*)$"
+)
 
 
-_UNDECIDED_CLASS = re.compile(r"^\W*(?:uncertain|undetermined|indeterminate|unknown|unclear|inconclusive|review|"
-                              r"needs? review|cannot (?:be )?determined?|not determined|n/?a|undecided)\b")
-_BRACKET_CLASS = re.compile(r"^\W*\[(?P<value>[^\]\d][^\]]{1,40})\]\s*(?::|-|$)"
-                            r"|^\W*(?P<bare>[a-z][a-z ]{2,30}?)\s+-\s(?!\s*(?:very\s+|moderately\s+)?(?:low|high|"
-                            r"medium|mid|none|moderate|likely|unlikely)\b)")  # "Road Accidents - all images show it"
+_UNDECIDED_CLASS = re.compile(
+    r"^\W*(?:uncertain|undetermined|indeterminate|unknown|unclear|inconclusive|review|"
+    r"needs? review|cannot (?:be )?determined?|not determined|n/?a|undecided)\b"
+)
+_BRACKET_CLASS = re.compile(
+    r"^\W*\[(?P<value>[^\]\d][^\]]{1,40})\]\s*(?::|-|$)"
+    r"|^\W*(?P<bare>[a-z][a-z ]{2,30}?)\s+-\s(?!\s*(?:very\s+|moderately\s+)?(?:low|high|"
+    r"medium|mid|none|moderate|likely|unlikely)\b)"
+)  # "Road Accidents - all images show it"
 
 
 def key_value_verdict(text: str) -> int | None:

@@ -101,8 +101,12 @@ def _decide(leading: Statement | None, conclusions: list[Statement], statements:
         last = firm[-1]
         if last.polarity == UNDECIDED:  # "Verdict: uncertain", "Undetermined." is not overridden by findings
             return ProseVerdict(None, "undecided", evidence=last.text)
-        if leading is not None and leading.polarity != last.polarity and leading.index != last.index \
-                and leading.weight >= FINDINGS_MIN_WEIGHT:
+        if (
+            leading is not None
+            and leading.polarity != last.polarity
+            and leading.index != last.index
+            and leading.weight >= FINDINGS_MIN_WEIGHT
+        ):
             return ProseVerdict(None, "conflict", evidence=f"{leading.text} / {last.text}")
         return ProseVerdict(last.polarity == ANOMALOUS, "conclusion", evidence=last.text)
     if leading is not None:
@@ -121,16 +125,21 @@ def _from_findings(statements: list[Statement]) -> ProseVerdict:
     polar = [s for s in statements if s.polarity in (ANOMALOUS, NORMAL)]
     undecided = [s for s in statements if s.polarity == UNDECIDED]
     if not polar:
-        return ProseVerdict(None, "undecided" if undecided else "no statement",
-                            evidence=undecided[0].text if undecided else "")
+        return ProseVerdict(
+            None, "undecided" if undecided else "no statement", evidence=undecided[0].text if undecided else ""
+        )
     findings = [s for s in polar if s.polarity == ANOMALOUS]
     normal = [s for s in polar if s.polarity == NORMAL]
     strong_findings = [s for s in findings if s.weight >= FINDINGS_MIN_WEIGHT]
     strong_normal = [s for s in normal if s.weight >= FINDINGS_MIN_WEIGHT]
     whole_normal = [s for s in strong_normal if s.whole]
     if strong_findings and not whole_normal:
-        if undecided and undecided[-1].index > strong_findings[-1].index and len(strong_findings) == 1 \
-                and strong_findings[0].weight < PLAIN:
+        if (
+            undecided
+            and undecided[-1].index > strong_findings[-1].index
+            and len(strong_findings) == 1
+            and strong_findings[0].weight < PLAIN
+        ):
             return ProseVerdict(None, "undecided", evidence=undecided[-1].text)  # "appears dented, but unsure"
         return ProseVerdict(True, "findings", evidence=strong_findings[-1].text)
     if strong_normal and not strong_findings:
@@ -168,8 +177,11 @@ def _leading(text: str, statements: list[Statement], yes_means_anomalous: bool) 
     hedge = lx.hedge_weight(first.text)
     if lx.UNDECIDED.search(first.text) or (hedge < PLAIN and lx.has_contrast(first.text)):
         hedge = 0.0  # "Normal, probably, but the edge is unclear."
-    polarity = first.polarity if first.conclusive and first.polarity in (ANOMALOUS, NORMAL) else (
-        ANOMALOUS if verdict else NORMAL)
+    polarity = (
+        first.polarity
+        if first.conclusive and first.polarity in (ANOMALOUS, NORMAL)
+        else (ANOMALOUS if verdict else NORMAL)
+    )
     return Statement(first.text, first.index, polarity, hedge, True)
 
 

@@ -18,18 +18,30 @@ from inspector.vlm.prose import NORMAL, UNDECIDED, ProseVerdict, read_prose
 
 _TO = r"\s*(?:-|–|—|to|through|thru|until|and)\s*"
 _INT = r"(\d{1,7})"
-_FRAMES = re.compile(r"\bframes?\s*(?:#|no\.?|number)?\s*" + _INT + r"(?:" + _TO + r"(?:frame\s*)?#?" + _INT + r")?",
-                     re.IGNORECASE)
+_FRAMES = re.compile(
+    r"\bframes?\s*(?:#|no\.?|number)?\s*" + _INT + r"(?:" + _TO + r"(?:frame\s*)?#?" + _INT + r")?", re.IGNORECASE
+)
 _INDEXES = re.compile(
     r"\b(?:index(?:es)?|indices|samples?|data points?|points?|time ?steps?|positions?|timestamps?)"
     r"(?:\s+of\s+(?:the\s+)?(?:anomal\w*|outliers?|abnormal)(?:\s+(?:points?|values?|samples?))?\s+(?:are|is|:)|"
     r"\s*[:=])?\s*"
-    r"((?:\d{1,7}(?:\s*(?:-|–|to)\s*\d{1,7})?(?:\s*,\s*(?:and\s+)?|\s+and\s+|\s*$|(?=\D)))+)", re.IGNORECASE)
-_BETWEEN = re.compile(r"\b(?:between|from)\s+(?:index|indices|sample|samples|frame|frames|point|points|time ?step|"
-                      r"time ?steps)\s+" + _INT + r"\s+(?:and|to)\s+(?:index\s+|sample\s+|frame\s+|point\s+)?" + _INT
-                      + r"\b(?!\s*(?:%|px|mm))", re.IGNORECASE)
-_SECONDS = re.compile(r"\b(?:at|around|from|between)\s+(\d+(?:\.\d+)?)\s*(?:s|sec|secs|seconds)\b"
-                      r"(?:\s*(?:-|to|and)\s*(\d+(?:\.\d+)?)\s*(?:s|sec|secs|seconds)\b)?", re.IGNORECASE)
+    r"((?:\d{1,7}(?:\s*(?:-|–|to)\s*\d{1,7})?(?:\s*,\s*(?:and\s+)?|\s+and\s+|\s*$|(?=\D)))+)",
+    re.IGNORECASE,
+)
+_BETWEEN = re.compile(
+    r"\b(?:between|from)\s+(?:index|indices|sample|samples|frame|frames|point|points|time ?step|"
+    r"time ?steps)\s+"
+    + _INT
+    + r"\s+(?:and|to)\s+(?:index\s+|sample\s+|frame\s+|point\s+)?"
+    + _INT
+    + r"\b(?!\s*(?:%|px|mm))",
+    re.IGNORECASE,
+)
+_SECONDS = re.compile(
+    r"\b(?:at|around|from|between)\s+(\d+(?:\.\d+)?)\s*(?:s|sec|secs|seconds)\b"
+    r"(?:\s*(?:-|to|and)\s*(\d+(?:\.\d+)?)\s*(?:s|sec|secs|seconds)\b)?",
+    re.IGNORECASE,
+)
 _STAMP = r"(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2})?)"
 _STAMPS = re.compile(r"\b(?:between|from)\s+" + _STAMP + r"\s+(?:and|to|until)\s+" + _STAMP, re.IGNORECASE)
 _PAIR = re.compile(r"(\d{1,7})\s*(?:-|–|to)\s*(\d{1,7})")
@@ -83,8 +95,11 @@ def _ranges_in(sentence: str) -> list[dict[str, Any]]:
             continue
         for part in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", match.group(1).strip()):
             pair = _PAIR.fullmatch(part.strip())
-            ends = (int(pair.group(1)), int(pair.group(2))) if pair else (
-                (int(part), int(part)) if part.strip().isdigit() else None)
+            ends = (
+                (int(pair.group(1)), int(pair.group(2)))
+                if pair
+                else ((int(part), int(part)) if part.strip().isdigit() else None)
+            )
             if ends is not None:
                 found.append({"range": list(ends), "unit": "ranges", "reason": sentence.strip()})
     return found

@@ -88,20 +88,22 @@ def demo_samples(folder: Path) -> list[DemoSet]:
 
 def register(registry: PluginRegistry) -> None:
     patterns = " ".join(f"*{ext}" for ext in EXTENSIONS)
-    registry.register_modality(ModalityPlugin(
-        name=Modality.DICOM.value,
-        title="DICOM",
-        extensions=EXTENSIONS,
-        read=read,
-        render=render,
-        offline_input=offline_input,
-        offline_detect=offline_detect,
-        reference_images=reference_images,
-        locate=locate,
-        sniff=sniff,
-        claims_folder=claims_folder,
-        viewer=f"{__name__}.viewer:DicomViewer",
-        samples=demo_samples,
-        default_preset="medical",
-        file_filter=f"DICOM ({patterns})",
-    ))
+    registry.register_modality(
+        ModalityPlugin(
+            name=Modality.DICOM.value,
+            title="DICOM",
+            extensions=EXTENSIONS,
+            read=read,
+            render=render,
+            offline_input=offline_input,
+            offline_detect=offline_detect,
+            reference_images=reference_images,
+            locate=locate,
+            sniff=sniff,
+            claims_folder=claims_folder,
+            viewer=f"{__name__}.viewer:DicomViewer",
+            samples=demo_samples,
+            default_preset="medical",
+            file_filter=f"DICOM ({patterns})",
+        )
+    )

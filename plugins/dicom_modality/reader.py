@@ -62,8 +62,10 @@ def open_dataset(path: Path, defer: int | None = None) -> Any:
     except Exception:  # noqa: BLE001 - anything unreadable here is simply not DICOM
         plausible = False
     if not plausible:
-        raise CaseReadError(f"{name}: not a DICOM file (no DICOM header and no image data set found). "
-                            "PNG or JPEG exports open as 2D images.")
+        raise CaseReadError(
+            f"{name}: not a DICOM file (no DICOM header and no image data set found). "
+            "PNG or JPEG exports open as 2D images."
+        )
     _set_transfer_syntax(dataset)
     return dataset
 
@@ -102,12 +104,15 @@ def check_has_image(dataset: Any, name: str) -> None:
         return
     kind = _sop_class_name(dataset)
     if "Rows" in dataset or "Image" in kind:
-        raise CaseReadError(f"{name}: the image holds no pixel data; the file probably ends early (truncated: an "
-                            "incomplete copy or an interrupted transfer). Copy it again from its source.")
+        raise CaseReadError(
+            f"{name}: the image holds no pixel data; the file probably ends early (truncated: an "
+            "incomplete copy or an interrupted transfer). Copy it again from its source."
+        )
     if kind:
         raise CaseReadError(f"{name}: this DICOM object holds no image ({kind}); only images can be inspected.")
-    raise CaseReadError(f"{name}: the DICOM file holds no image data (it may be truncated, or it is not an "
-                        "image object).")
+    raise CaseReadError(
+        f"{name}: the DICOM file holds no image data (it may be truncated, or it is not an image object)."
+    )
 
 
 # ---------------------------------------------------------------------- decoding pixels
@@ -137,15 +142,19 @@ def _check_decoder(dataset: Any, name: str) -> None:
     try:
         decoder = get_decoder(syntax)
     except NotImplementedError:
-        raise CaseReadError(f"{name}: the pixels are compressed as {syntax.name}, which this application "
-                            "cannot decode. Export the images uncompressed.") from None
+        raise CaseReadError(
+            f"{name}: the pixels are compressed as {syntax.name}, which this application "
+            "cannot decode. Export the images uncompressed."
+        ) from None
     if decoder.is_available:
         return
     options = [dep.split(" - requires ", 1)[-1] for dep in decoder.missing_dependencies]
     hint = "; or ".join(options) if options else "a pydicom pixel data plugin"
-    raise CaseReadError(f"{name}: the pixels are compressed as {syntax.name}, and no decoder for it is installed. "
-                        f"Install {hint} (Python packages) and open the case again, or export the images "
-                        "uncompressed.")
+    raise CaseReadError(
+        f"{name}: the pixels are compressed as {syntax.name}, and no decoder for it is installed. "
+        f"Install {hint} (Python packages) and open the case again, or export the images "
+        "uncompressed."
+    )
 
 
 def _pixel_array(dataset: Any, name: str) -> np.ndarray:
@@ -160,8 +169,10 @@ def _pixel_array(dataset: Any, name: str) -> np.ndarray:
         if "less than expected" in text:
             detail = text.split("(", 1)[-1].split(")", 1)[0] if "(" in text else ""
             detail = f" ({detail.replace(' vs ', ' of ')} of pixel data)" if detail else ""
-            raise CaseReadError(f"{name}: the file ends early (truncated){detail}: an incomplete copy or an "
-                                "interrupted transfer. Copy it again from its source.") from None
+            raise CaseReadError(
+                f"{name}: the file ends early (truncated){detail}: an incomplete copy or an "
+                "interrupted transfer. Copy it again from its source."
+            ) from None
         raise CaseReadError(f"{name}: the image description is invalid ({text})") from None
     except (AttributeError, KeyError) as exc:
         raise CaseReadError(f"{name}: the image description is incomplete ({_first_line(exc)})") from None
@@ -239,7 +250,7 @@ def _rescale(dataset: Any, n_frames: int) -> list[tuple[float, float]]:
 def _color_to_uint8(rgb: np.ndarray, bits: int) -> np.ndarray:
     if rgb.dtype == np.uint8:
         return rgb
-    top = float(2 ** bits - 1) if 8 < bits <= 32 else float(np.iinfo(rgb.dtype).max)
+    top = float(2**bits - 1) if 8 < bits <= 32 else float(np.iinfo(rgb.dtype).max)
     return np.clip(rgb.astype(np.float32) * np.float32(255.0 / top) + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -405,8 +416,16 @@ def read_file(path: Path) -> tuple[DicomVolume, dict[str, Any]]:
     n_frames = decoded.frames.shape[0]
     thickness = _float(dataset.get("SpacingBetweenSlices"), 0.0) or _float(dataset.get("SliceThickness"), 0.0)
     source = "multi-frame file" if n_frames > 1 else "file"
-    return _build(path.name, dataset, [decoded], n_files=1, source=source,
-                  sort="frame order in the file" if n_frames > 1 else "", slice_spacing=thickness or None, notes=[])
+    return _build(
+        path.name,
+        dataset,
+        [decoded],
+        n_files=1,
+        source=source,
+        sort="frame order in the file" if n_frames > 1 else "",
+        slice_spacing=thickness or None,
+        notes=[],
+    )
 
 
 def read_series(folder: Path) -> tuple[DicomVolume, dict[str, Any]]:
@@ -432,12 +451,20 @@ def read_series(folder: Path) -> tuple[DicomVolume, dict[str, Any]]:
         groups.setdefault(str(dataset.get("SeriesInstanceUID", "")), []).append((path, dataset))
     ranked = sorted(groups.values(), key=lambda g: (-len(g), g[0][0].name))
     chosen = ranked[0]
-    others = [{"files": len(g), "modality": str(g[0][1].get("Modality", "")),
-               "description": str(g[0][1].get("SeriesDescription", "")),
-               "series_number": _int(g[0][1], "SeriesNumber", 0)} for g in ranked[1:]]
+    others = [
+        {
+            "files": len(g),
+            "modality": str(g[0][1].get("Modality", "")),
+            "description": str(g[0][1].get("SeriesDescription", "")),
+            "series_number": _int(g[0][1], "SeriesNumber", 0),
+        }
+        for g in ranked[1:]
+    ]
     if others:
-        notes.append(f"This folder holds {len(ranked)} series; the largest ({len(chosen)} files) is shown. "
-                     "Put each series in its own folder to inspect the others.")
+        notes.append(
+            f"This folder holds {len(ranked)} series; the largest ({len(chosen)} files) is shown. "
+            "Put each series in its own folder to inspect the others."
+        )
 
     def shape_key(item: tuple[Path, Any]) -> tuple[int, int, int]:
         return _int(item[1], "Rows", 0), _int(item[1], "Columns", 0), _int(item[1], "SamplesPerPixel", 1)
@@ -445,8 +472,11 @@ def read_series(folder: Path) -> tuple[DicomVolume, dict[str, Any]]:
     common, _ = Counter(shape_key(item) for item in chosen).most_common(1)[0]
     odd = [item for item in chosen if shape_key(item) != common]
     if odd:
-        notes.append(f"{len(odd)} image(s) of another size (e.g. a localizer) were left out: "
-                     + ", ".join(p.name for p, _ in odd[:5]) + ("…" if len(odd) > 5 else ""))
+        notes.append(
+            f"{len(odd)} image(s) of another size (e.g. a localizer) were left out: "
+            + ", ".join(p.name for p, _ in odd[:5])
+            + ("…" if len(odd) > 5 else "")
+        )
         chosen = [item for item in chosen if shape_key(item) == common]
     ordered, sort, spacing = sort_series(chosen)
 
@@ -459,31 +489,48 @@ def read_series(folder: Path) -> tuple[DicomVolume, dict[str, Any]]:
         except CaseReadError as exc:
             problems.append(str(exc))
     if not parts:
-        raise CaseReadError(f"{folder.name}: none of the series' images could be decoded. First problem: "
-                            f"{problems[0]}")
+        raise CaseReadError(f"{folder.name}: none of the series' images could be decoded. First problem: {problems[0]}")
     if problems:
-        notes.append(f"{len(problems)} file(s) could not be read and were left out: " + " | ".join(problems[:3])
-                     + (" | …" if len(problems) > 3 else ""))
+        notes.append(
+            f"{len(problems)} file(s) could not be read and were left out: "
+            + " | ".join(problems[:3])
+            + (" | …" if len(problems) > 3 else "")
+        )
     if spacing is None:
         first = kept[0][1]
         spacing = _float(first.get("SpacingBetweenSlices"), 0.0) or _float(first.get("SliceThickness"), 0.0) or None
     middle = kept[len(kept) // 2][1]
-    volume, metadata = _build(folder.name, middle, parts, n_files=len(kept), source="series", sort=sort,
-                              slice_spacing=spacing, notes=notes)
+    volume, metadata = _build(
+        folder.name, middle, parts, n_files=len(kept), source="series", sort=sort, slice_spacing=spacing, notes=notes
+    )
     if others:
         metadata["other_series"] = others
     return volume, metadata
 
 
-def _build(name: str, dataset: Any, parts: list[Decoded], *, n_files: int, source: str, sort: str,
-           slice_spacing: float | None, notes: list[str]) -> tuple[DicomVolume, dict[str, Any]]:
+def _build(
+    name: str,
+    dataset: Any,
+    parts: list[Decoded],
+    *,
+    n_files: int,
+    source: str,
+    sort: str,
+    slice_spacing: float | None,
+    notes: list[str],
+) -> tuple[DicomVolume, dict[str, Any]]:
     """The volume (default window chosen) and its JSON-safe metadata."""
     color = parts[0].color
     voxels = assemble(parts)
     photometric = str(dataset.get("PhotometricInterpretation", "")).upper()
     row, col = _pixel_spacing(dataset)
-    volume = DicomVolume(voxels=voxels, name=name, spacing=(slice_spacing or 1.0, row, col),
-                         invert=photometric == "MONOCHROME1" and not color, units="" if color else _units(dataset))
+    volume = DicomVolume(
+        voxels=voxels,
+        name=name,
+        spacing=(slice_spacing or 1.0, row, col),
+        invert=photometric == "MONOCHROME1" and not color,
+        units="" if color else _units(dataset),
+    )
     if not color:
         volume.value_range = robust_range(voxels)
         volume.auto_window = auto_window(voxels)
@@ -494,24 +541,36 @@ def _build(name: str, dataset: Any, parts: list[Decoded], *, n_files: int, sourc
             low, high = first.center - first.width / 2, first.center + first.width / 2
             data_low, data_high = float(voxels.min()), float(voxels.max())
             if high < data_low or low > data_high:
-                notes.append(f"The file's window (center {first.center:g}, width {first.width:g}) lies outside the "
-                             "pixel values; an automatic window is used.")
+                notes.append(
+                    f"The file's window (center {first.center:g}, width {first.width:g}) lies outside the "
+                    "pixel values; an automatic window is used."
+                )
             else:
                 volume.window, volume.window_source = (first.center, first.width), "file"
         elif "VOILUTSequence" in dataset:
             notes.append("The file's VOI LUT table is not applied; an automatic window is used.")
     if str(dataset.get("BurnedInAnnotation", "")).upper() == "YES":
-        notes.append("The file says text is burned into the pixels (it may identify the patient); it is part "
-                     "of every image shown or sent.")
+        notes.append(
+            "The file says text is burned into the pixels (it may identify the patient); it is part "
+            "of every image shown or sent."
+        )
     metadata = tags.case_metadata(dataset)
-    metadata.update({
-        "source": source, "files": n_files, "slices": volume.n_slices, "rows": volume.height,
-        "columns": volume.width, "color": color, "photometric": photometric,
-        "spacing_mm": [round(v, 6) for v in volume.spacing], "units": volume.units,
-        "window": None if color else [volume.window[0], volume.window[1]],
-        "window_source": "" if color else volume.window_source,
-        "notes": notes,
-    })
+    metadata.update(
+        {
+            "source": source,
+            "files": n_files,
+            "slices": volume.n_slices,
+            "rows": volume.height,
+            "columns": volume.width,
+            "color": color,
+            "photometric": photometric,
+            "spacing_mm": [round(v, 6) for v in volume.spacing],
+            "units": volume.units,
+            "window": None if color else [volume.window[0], volume.window[1]],
+            "window_source": "" if color else volume.window_source,
+            "notes": notes,
+        }
+    )
     if sort:
         metadata["sorted_by"] = sort
     return volume, metadata

@@ -82,13 +82,17 @@ def slice_view(volume: DicomVolume, index: int, window: tuple[float, float], max
         resample = Image.Resampling.BICUBIC if enlarging else Image.Resampling.LANCZOS
         rgb = np.asarray(Image.fromarray(rgb).resize((width, height), resample))
     params = {
-        "slice": index, "slice_number": index + 1, "slices": volume.n_slices,
-        "scale_x": volume.width / width, "scale_y": volume.height / height,
+        "slice": index,
+        "slice_number": index + 1,
+        "slices": volume.n_slices,
+        "scale_x": volume.width / width,
+        "scale_y": volume.height / height,
         "case_size": [volume.width, volume.height],
         "window": None if volume.is_color else [window[0], window[1]],
     }
-    return View(label=view_label(volume, index, window), image=np.ascontiguousarray(rgb),
-                view_map=ViewMap(MAP_KIND, params))
+    return View(
+        label=view_label(volume, index, window), image=np.ascontiguousarray(rgb), view_map=ViewMap(MAP_KIND, params)
+    )
 
 
 def render(loaded: LoadedCase, options: dict[str, Any]) -> list[View]:
@@ -107,8 +111,11 @@ def _query_for_slice_text(item: dict[str, Any], queries: list[QueryView]) -> Que
     if match is None:
         return None
     number = int(match.group(1))
-    found = [q for q in queries if q.view_map is not None and q.view_map.kind == MAP_KIND
-             and q.view_map.params.get("slice_number") == number]
+    found = [
+        q
+        for q in queries
+        if q.view_map is not None and q.view_map.kind == MAP_KIND and q.view_map.params.get("slice_number") == number
+    ]
     return found[0] if len(found) == 1 else None
 
 
@@ -144,8 +151,13 @@ def locate(item: dict[str, Any], queries: list[QueryView], loaded: LoadedCase | 
     mask = item_mask(item, query, (x0, y0, x1, y1))
     if mask is not None and box != scaled:
         mask = crop_mask(mask, scaled, box)
-    return Region(*box, score=1.0, label=str(item.get("label", "")), reason=str(item.get("reason", "")),
-                  detail={"slice": slice_index, **mark_detail(item, mask)})
+    return Region(
+        *box,
+        score=1.0,
+        label=str(item.get("label", "")),
+        reason=str(item.get("reason", "")),
+        detail={"slice": slice_index, **mark_detail(item, mask)},
+    )
 
 
 # ---------------------------------------------------------------------- offline detector and references
@@ -175,8 +187,9 @@ def _offline_slices(volume: DicomVolume, options: dict[str, Any], shown: dict[st
 def _heat_to_slice(heat: np.ndarray, volume: DicomVolume) -> np.ndarray:
     if heat.shape == (volume.height, volume.width):
         return heat.astype(np.float32)
-    resized = Image.fromarray(heat.astype(np.float32), mode="F").resize((volume.width, volume.height),
-                                                                          Image.Resampling.BILINEAR)
+    resized = Image.fromarray(heat.astype(np.float32), mode="F").resize(
+        (volume.width, volume.height), Image.Resampling.BILINEAR
+    )
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
@@ -205,8 +218,19 @@ def offline_detect(loaded: LoadedCase, context: OfflineContext) -> OfflineOutcom
         return OfflineOutcome(False, 0.0, "Cancelled before any slice was scored.")
     index, view, result = best
     sx, sy = view.view_map.params["scale_x"], view.view_map.params["scale_y"]
-    regions = [Region(r.x0 * sx, r.y0 * sy, r.x1 * sx, r.y1 * sy, score=r.score, label=r.label, reason=r.reason,
-                      detail={**r.detail, "slice": index}) for r in result.regions]
+    regions = [
+        Region(
+            r.x0 * sx,
+            r.y0 * sy,
+            r.x1 * sx,
+            r.y1 * sy,
+            score=r.score,
+            label=r.label,
+            reason=r.reason,
+            detail={**r.detail, "slice": index},
+        )
+        for r in result.regions
+    ]
     heat = _heat_to_slice(result.heatmap, volume)
     peak_y, peak_x = np.unravel_index(int(np.argmax(heat)), heat.shape)
     explanation = _PEAK.sub(f"near (x={peak_x}, y={peak_y}) on the slice", result.explanation)
@@ -214,8 +238,11 @@ def offline_detect(loaded: LoadedCase, context: OfflineContext) -> OfflineOutcom
     if len(scores) > 1:
         where += f" (the highest of {len(scores)} slices scored)"
     return OfflineOutcome(
-        anomalous=bool(result.anomalous), score=float(result.score), explanation=f"{where}: {explanation}",
-        regions=regions, heatmap=heat,
+        anomalous=bool(result.anomalous),
+        score=float(result.score),
+        explanation=f"{where}: {explanation}",
+        regions=regions,
+        heatmap=heat,
         details={"slice": index, "slice_scores": scores},
         summary=f"slice {index + 1}, raw score {result.raw_score:.4f}, threshold {result.threshold:.4f}",
         model="EfficientNet-Lite0 patch kNN (offline), per slice",

@@ -15,11 +15,18 @@ from inspector.samples import DemoSet
 def samples(folder: Path) -> list[DemoSet]:
     """Write the demo series into `folder` and describe their profile."""
     folder.mkdir(parents=True, exist_ok=True)
-    dicom = DemoSet(Profile(
-        name="Head CT review (demo)", class_name="non-contrast head CT (phantom)", modality="dicom",
-        domain_preset="medical",
-        normal_standards="Symmetric brain parenchyma of even density, two small symmetric ventricles, intact skull.",
-        expected_defects="hyperdense focus (haemorrhage)\nmass effect\nmidline shift"))
+    dicom = DemoSet(
+        Profile(
+            name="Head CT review (demo)",
+            class_name="non-contrast head CT (phantom)",
+            modality="dicom",
+            domain_preset="medical",
+            normal_standards=(
+                "Symmetric brain parenchyma of even density, two small symmetric ventricles, intact skull."
+            ),
+            expected_defects="hyperdense focus (haemorrhage)\nmass effect\nmidline shift",
+        )
+    )
     for seed in (21, 22, 23):
         dicom.references.append(write_ct_series(folder / f"head_ct_reference_{seed}", seed, lesion=False))
     dicom.cases[write_ct_series(folder / "head_ct_normal", 24, lesion=False)] = "normal"
@@ -30,8 +37,13 @@ def samples(folder: Path) -> list[DemoSet]:
     return [dicom]
 
 
-DEMO_PATIENT = {"PatientName": "DEMO^PATIENT", "PatientID": "DEMO-0001", "PatientBirthDate": "19600101",
-                "PatientSex": "O", "InstitutionName": "Anomalens demo"}  # made up: shows the hidden tags
+DEMO_PATIENT = {
+    "PatientName": "DEMO^PATIENT",
+    "PatientID": "DEMO-0001",
+    "PatientBirthDate": "19600101",
+    "PatientSex": "O",
+    "InstitutionName": "Anomalens demo",
+}  # made up: shows the hidden tags
 
 
 def write_ct_series(folder: Path, seed: int, lesion: bool, slices: int = 16, size: int = 128) -> Path:

@@ -18,14 +18,24 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 FAKE_PATIENT = {
-    "PatientName": "TESTPATIENT^SYNTHETIC", "PatientID": "SYN-0042", "PatientBirthDate": "19700101",
-    "PatientSex": "O", "AccessionNumber": "ACC-SYN-1", "InstitutionName": "Synthetic Test Hospital",
-    "ReferringPhysicianName": "REFERRER^TEST", "StudyDate": "20240102",
+    "PatientName": "TESTPATIENT^SYNTHETIC",
+    "PatientID": "SYN-0042",
+    "PatientBirthDate": "19700101",
+    "PatientSex": "O",
+    "AccessionNumber": "ACC-SYN-1",
+    "InstitutionName": "Synthetic Test Hospital",
+    "ReferringPhysicianName": "REFERRER^TEST",
+    "StudyDate": "20240102",
 }
 
 
-def ct_phantom(n_slices: int, size: tuple[int, int] = (128, 128), seed: int = 0,
-               lesion_slices: Sequence[int] = (), lesion_hu: float = 300.0) -> np.ndarray:
+def ct_phantom(
+    n_slices: int,
+    size: tuple[int, int] = (128, 128),
+    seed: int = 0,
+    lesion_slices: Sequence[int] = (),
+    lesion_hu: float = 300.0,
+) -> np.ndarray:
     """(N, H, W) int16 Hounsfield units: air, body, bone ring, lungs, noise; a disc on `lesion_slices`.
 
     Each slice's top-left pixel is set to ``-1000 + 2 * k`` (k = slice index) so tests can check
@@ -79,11 +89,21 @@ def _set_pixels(ds: Dataset, raw: np.ndarray, photometric: str, bits_stored: int
     ds.PixelData = np.ascontiguousarray(raw).tobytes()
 
 
-def write_series(folder: Path, hu: np.ndarray, *, spacing: tuple[float, float, float] = (2.5, 0.7, 0.7),
-                 window: tuple[float, float] | None = (40.0, 400.0), intercept: float = -1024.0,
-                 slope: float = 1.0, photometric: str = "MONOCHROME2", series_uid: str | None = None,
-                 study_uid: str | None = None, patient: dict[str, Any] | None = None,
-                 description: str = "Synthetic CT", seed: int = 0) -> list[Path]:
+def write_series(
+    folder: Path,
+    hu: np.ndarray,
+    *,
+    spacing: tuple[float, float, float] = (2.5, 0.7, 0.7),
+    window: tuple[float, float] | None = (40.0, 400.0),
+    intercept: float = -1024.0,
+    slope: float = 1.0,
+    photometric: str = "MONOCHROME2",
+    series_uid: str | None = None,
+    study_uid: str | None = None,
+    patient: dict[str, Any] | None = None,
+    description: str = "Synthetic CT",
+    seed: int = 0,
+) -> list[Path]:
     """Write one file per slice of `hu` (Hounsfield units) as a CT series; returns the paths.
 
     Stored values are ``(hu - intercept) / slope`` as int16; slice k lies at z = k * spacing[0]
@@ -117,9 +137,18 @@ def write_series(folder: Path, hu: np.ndarray, *, spacing: tuple[float, float, f
     return paths
 
 
-def write_multiframe(path: Path, raw: np.ndarray, *, modality: str = "MR", photometric: str = "MONOCHROME2",
-                     bits_stored: int = 16, slope: float | None = None, intercept: float | None = None,
-                     window: tuple[float, float] | None = None, patient: dict[str, Any] | None = None) -> Path:
+def write_multiframe(
+    path: Path,
+    raw: np.ndarray,
+    *,
+    modality: str = "MR",
+    photometric: str = "MONOCHROME2",
+    bits_stored: int = 16,
+    slope: float | None = None,
+    intercept: float | None = None,
+    window: tuple[float, float] | None = None,
+    patient: dict[str, Any] | None = None,
+) -> Path:
     """A single (multi-)frame file of raw stored values (N, H, W) int16 or uint16, as Secondary Capture."""
     from pydicom.uid import SecondaryCaptureImageStorage
 

@@ -68,8 +68,12 @@ SEND_MODES: tuple[tuple[str, str], ...] = (
     ("spread", "Model sees: 5 slices across the series"),
 )
 _SLICE_KEYS = {
-    Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_PageUp: "-page", Qt.Key.Key_PageDown: "+page",
-    Qt.Key.Key_Home: "first", Qt.Key.Key_End: "last",
+    Qt.Key.Key_Up: -1,
+    Qt.Key.Key_Down: 1,
+    Qt.Key.Key_PageUp: "-page",
+    Qt.Key.Key_PageDown: "+page",
+    Qt.Key.Key_Home: "first",
+    Qt.Key.Key_End: "last",
 }
 
 
@@ -206,36 +210,59 @@ class DicomViewer(CaseViewer):
         self.toolbar = QToolBar("DICOM", self)
         self.action_fit = self._action("Fit", "F", self.view.fit, "Fit the slice to the window (F)")
         self.action_actual = self._action("1:1", "1", lambda: self.view.set_zoom(1.0), "Actual pixel size (1)")
-        self.action_zoom_in = self._action("Zoom in", QKeySequence.StandardKey.ZoomIn, lambda: self.view.zoom_by(1.25),
-                                           "Zoom in (Ctrl++ or Ctrl+wheel)")
-        self.action_zoom_out = self._action("Zoom out", QKeySequence.StandardKey.ZoomOut,
-                                            lambda: self.view.zoom_by(0.8), "Zoom out (Ctrl+- or Ctrl+wheel)")
+        self.action_zoom_in = self._action(
+            "Zoom in",
+            QKeySequence.StandardKey.ZoomIn,
+            lambda: self.view.zoom_by(1.25),
+            "Zoom in (Ctrl++ or Ctrl+wheel)",
+        )
+        self.action_zoom_out = self._action(
+            "Zoom out",
+            QKeySequence.StandardKey.ZoomOut,
+            lambda: self.view.zoom_by(0.8),
+            "Zoom out (Ctrl+- or Ctrl+wheel)",
+        )
         self.toolbar.addSeparator()
         self.window_combo = QComboBox()
         self.window_combo.setObjectName("windowPreset")
-        self.window_combo.setToolTip("Window presets; right-drag on the image adjusts the window "
-                                     "(horizontal: width, vertical: level)")
+        self.window_combo.setToolTip(
+            "Window presets; right-drag on the image adjusts the window (horizontal: width, vertical: level)"
+        )
         self.window_combo.setMinimumWidth(170)
         self.window_combo.activated.connect(self._preset_chosen)
         self.toolbar.addWidget(self.window_combo)
         self.width_spin = self._spin("W", "Window width")
         self.center_spin = self._spin("L", "Window level (center)")
         self.toolbar.addSeparator()
-        self.action_heat = self._action("Heat map", "H", self._update_overlays,
-                                        "Show the offline detector's heat map on its slice (H)", checkable=True)
-        self.action_regions = self._action("Regions", "R", self._update_overlays,
-                                           "Show the verdict's regions on their slice (R)", checkable=True)
-        self.action_next_finding = self._action("Next finding", "G", self.next_finding,
-                                                "Go to the next slice with a finding (G)")
+        self.action_heat = self._action(
+            "Heat map",
+            "H",
+            self._update_overlays,
+            "Show the offline detector's heat map on its slice (H)",
+            checkable=True,
+        )
+        self.action_regions = self._action(
+            "Regions", "R", self._update_overlays, "Show the verdict's regions on their slice (R)", checkable=True
+        )
+        self.action_next_finding = self._action(
+            "Next finding", "G", self.next_finding, "Go to the next slice with a finding (G)"
+        )
         self.toolbar.addSeparator()
-        self.action_draw = self._action("Draw region", "D", self.view.set_draw_mode,
-                                        "Drag on the slice to draw a region for the model to look at (D)",
-                                        checkable=True, checked=False)
-        self.action_clear_drawn = self._action("Clear drawn regions", [], self.clear_drawn_regions,
-                                               "Remove the rectangles you drew, on every slice")
+        self.action_draw = self._action(
+            "Draw region",
+            "D",
+            self.view.set_draw_mode,
+            "Drag on the slice to draw a region for the model to look at (D)",
+            checkable=True,
+            checked=False,
+        )
+        self.action_clear_drawn = self._action(
+            "Clear drawn regions", [], self.clear_drawn_regions, "Remove the rectangles you drew, on every slice"
+        )
         self.toolbar.addSeparator()
-        self.action_tags = self._action("Tags", "T", lambda on: self.tag_panel.setVisible(on),
-                                        "Show the DICOM tags (T)", checkable=True)
+        self.action_tags = self._action(
+            "Tags", "T", lambda on: self.tag_panel.setVisible(on), "Show the DICOM tags (T)", checkable=True
+        )
 
     def _spin(self, label: str, tip: str) -> QDoubleSpinBox:
         spin = QDoubleSpinBox()
@@ -293,8 +320,7 @@ class DicomViewer(CaseViewer):
         self.patient_group: QTreeWidgetItem | None = None
 
     def _set_enabled(self, enabled: bool) -> None:
-        for widget in (self.slider, self.spin, self.send_combo, self.window_combo, self.width_spin,
-                       self.center_spin):
+        for widget in (self.slider, self.spin, self.send_combo, self.window_combo, self.width_spin, self.center_spin):
             widget.setEnabled(enabled)
 
     # ------------------------------------------------------------------ CaseViewer
@@ -332,7 +358,7 @@ class DicomViewer(CaseViewer):
             decimals = 3 if span < 10 else (1 if span < 1000 else 0)
             for spin in (self.width_spin, self.center_spin):
                 spin.setDecimals(decimals)
-                spin.setSingleStep(max(10 ** -decimals, span / 100.0))
+                spin.setSingleStep(max(10**-decimals, span / 100.0))
         finally:
             self._updating = False
         aspect = volume.pixel_aspect
@@ -415,8 +441,12 @@ class DicomViewer(CaseViewer):
         if self._volume is None:
             return
         page = max(1, self._volume.n_slices // 10)
-        targets = {"-page": self._slice - page, "+page": self._slice + page, "first": 0,
-                   "last": self._volume.n_slices - 1}
+        targets = {
+            "-page": self._slice - page,
+            "+page": self._slice + page,
+            "first": 0,
+            "last": self._volume.n_slices - 1,
+        }
         self.set_slice(targets[action] if isinstance(action, str) else self._slice + int(action))
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
@@ -549,16 +579,20 @@ class DicomViewer(CaseViewer):
             self._heat_slice = self._volume.clamp_slice(details.get("slice", self._volume.middle))
             pixmap = QPixmap.fromImage(array_to_qimage(heat_to_rgba(self._heat)))
             if (pixmap.width(), pixmap.height()) != (self._volume.width, self._volume.height):
-                pixmap = pixmap.scaled(self._volume.width, self._volume.height,
-                                       Qt.AspectRatioMode.IgnoreAspectRatio,
-                                       Qt.TransformationMode.SmoothTransformation)
+                pixmap = pixmap.scaled(
+                    self._volume.width,
+                    self._volume.height,
+                    Qt.AspectRatioMode.IgnoreAspectRatio,
+                    Qt.TransformationMode.SmoothTransformation,
+                )
             self.heat_item.setPixmap(pixmap)
         if verdict is not None and self._volume is not None:
             for index, region in enumerate(verdict.regions, start=1):
                 self._add_region(index, region)
         slices = self.finding_slices()
         self.findings_label.setText(
-            "Findings on slice " + ", ".join(str(k + 1) for k in slices) + " (G)" if slices else "")
+            "Findings on slice " + ", ".join(str(k + 1) for k in slices) + " (G)" if slices else ""
+        )
         self._update_overlays()
 
     def _add_region(self, index: int, region: Region) -> None:
@@ -644,8 +678,12 @@ class DicomViewer(CaseViewer):
             ("Spacing (mm)", " × ".join(f"{v:g}" for v in volume.spacing)),
             ("Sorted by", str(meta.get("sorted_by", ""))),
             ("Transfer syntax", str(meta.get("transfer_syntax", ""))),
-            ("Default window", "" if volume.is_color else
-             f"W {volume.window[1]:g} L {volume.window[0]:g} ({meta.get('window_source', '')})"),
+            (
+                "Default window",
+                ""
+                if volume.is_color
+                else f"W {volume.window[1]:g} L {volume.window[0]:g} ({meta.get('window_source', '')})",
+            ),
             ("Units", volume.units),
         ]
         for key, value in rows:
@@ -657,9 +695,15 @@ class DicomViewer(CaseViewer):
             tags.addChild(QTreeWidgetItem([key, _tag_text(value)]))
         self.tags.addTopLevelItem(tags)
         for other in meta.get("other_series") or []:
-            tags.addChild(QTreeWidgetItem(["Other series in folder",
-                                           f"#{other.get('series_number', '')} {other.get('modality', '')} "
-                                           f"{other.get('description', '')} ({other.get('files', 0)} files)"]))
+            tags.addChild(
+                QTreeWidgetItem(
+                    [
+                        "Other series in folder",
+                        f"#{other.get('series_number', '')} {other.get('modality', '')} "
+                        f"{other.get('description', '')} ({other.get('files', 0)} files)",
+                    ]
+                )
+            )
         self.patient_group = QTreeWidgetItem(["Patient (identifying)", ""])
         for key, value in (meta.get("patient") or {}).items():
             self.patient_group.addChild(QTreeWidgetItem([key, _tag_text(value)]))
@@ -699,8 +743,9 @@ class DicomViewer(CaseViewer):
         text = f"x {ix}  y {iy}   value {shown} {self._volume.units}".rstrip()
         if self._heat is not None and self._heat_slice == self._slice:
             hh, hw = self._heat.shape[:2]
-            heat = float(self._heat[min(hh - 1, iy * hh // self._volume.height),
-                                    min(hw - 1, ix * hw // self._volume.width)])
+            heat = float(
+                self._heat[min(hh - 1, iy * hh // self._volume.height), min(hw - 1, ix * hw // self._volume.width)]
+            )
             text += f"   anomaly {heat:.2f}"
         text += f"   zoom {self.view.zoom_factor() * 100:.0f}%"
         self.readout.setText(text)

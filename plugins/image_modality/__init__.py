@@ -52,16 +52,18 @@ def demo_samples(folder: Path) -> list[DemoSet]:
 
 def register(registry: PluginRegistry) -> None:
     patterns = " ".join(f"*{ext}" for ext in IMAGE_EXTENSIONS)
-    registry.register_modality(ModalityPlugin(
-        name=Modality.IMAGE.value,
-        title="2D image",
-        extensions=IMAGE_EXTENSIONS,
-        read=read,
-        render=render,
-        offline_input=offline_input,
-        sniff=sniff,
-        viewer=f"{__name__}.viewer:ImageViewer",
-        samples=demo_samples,
-        default_preset="industrial",
-        file_filter=f"Images ({patterns})",
-    ))
+    registry.register_modality(
+        ModalityPlugin(
+            name=Modality.IMAGE.value,
+            title="2D image",
+            extensions=IMAGE_EXTENSIONS,
+            read=read,
+            render=render,
+            offline_input=offline_input,
+            sniff=sniff,
+            viewer=f"{__name__}.viewer:ImageViewer",
+            samples=demo_samples,
+            default_preset="industrial",
+            file_filter=f"Images ({patterns})",
+        )
+    )

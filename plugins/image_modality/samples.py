@@ -29,6 +29,8 @@ def samples(folder: Path) -> list[DemoSet]:
     """The bundled panels (nothing is written to `folder`): a case named ``*_normal`` is normal."""
     panels = DemoSet(Profile(**{k: v for k, v in vars(DEMO_PROFILE).items() if k != "id"}))
     panels.references = sorted((DEMO_DIR / "references").glob("*.png"))
-    panels.cases = {path: "normal" if path.stem.endswith("normal") else "anomalous"
-                    for path in sorted((DEMO_DIR / "cases").glob("*.png"))}
+    panels.cases = {
+        path: "normal" if path.stem.endswith("normal") else "anomalous"
+        for path in sorted((DEMO_DIR / "cases").glob("*.png"))
+    }
     return [panels]

@@ -65,17 +65,22 @@ class ImageViewer(CaseViewer):
 
         self.toolbar = QToolBar("Image", self)
         self.action_fit = self._action("Fit", "F", self.view.fit, "Fit the image to the window (F)")
-        self.action_actual = self._action("1:1", "1", lambda: self.view.set_zoom(1.0),
-                                          "Show pixels at their actual size (1)")
-        self.action_zoom_in = self._action("Zoom in", QKeySequence.StandardKey.ZoomIn,
-                                           lambda: self.view.zoom_by(1.25), "Zoom in (Ctrl++)")
-        self.action_zoom_out = self._action("Zoom out", QKeySequence.StandardKey.ZoomOut,
-                                            lambda: self.view.zoom_by(0.8), "Zoom out (Ctrl+-)")
+        self.action_actual = self._action(
+            "1:1", "1", lambda: self.view.set_zoom(1.0), "Show pixels at their actual size (1)"
+        )
+        self.action_zoom_in = self._action(
+            "Zoom in", QKeySequence.StandardKey.ZoomIn, lambda: self.view.zoom_by(1.25), "Zoom in (Ctrl++)"
+        )
+        self.action_zoom_out = self._action(
+            "Zoom out", QKeySequence.StandardKey.ZoomOut, lambda: self.view.zoom_by(0.8), "Zoom out (Ctrl+-)"
+        )
         self.toolbar.addSeparator()
-        self.action_heat = self._action("Heat map", "H", self._update_overlay_visibility,
-                                        "Show the offline detector's heat map (H)", checkable=True)
-        self.action_regions = self._action("Regions", "R", self._update_overlay_visibility,
-                                           "Show the regions of the verdict (R)", checkable=True)
+        self.action_heat = self._action(
+            "Heat map", "H", self._update_overlay_visibility, "Show the offline detector's heat map (H)", checkable=True
+        )
+        self.action_regions = self._action(
+            "Regions", "R", self._update_overlay_visibility, "Show the regions of the verdict (R)", checkable=True
+        )
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(10, 100)
         self.opacity.setValue(60)
@@ -85,11 +90,17 @@ class ImageViewer(CaseViewer):
         self.heat_item.setOpacity(0.6)
         self.toolbar.addWidget(self.opacity)
         self.toolbar.addSeparator()
-        self.action_draw = self._action("Draw region", "D", self.view.set_draw_mode,
-                                        "Drag on the image to draw a region for the model to look at (D)",
-                                        checkable=True, checked=False)
-        self.action_clear_drawn = self._action("Clear drawn regions", [], self.clear_drawn_regions,
-                                               "Remove the rectangles you drew")
+        self.action_draw = self._action(
+            "Draw region",
+            "D",
+            self.view.set_draw_mode,
+            "Drag on the image to draw a region for the model to look at (D)",
+            checkable=True,
+            checked=False,
+        )
+        self.action_clear_drawn = self._action(
+            "Clear drawn regions", [], self.clear_drawn_regions, "Remove the rectangles you drew"
+        )
         self.readout = QLabel("")
         self.readout.setObjectName("pixelReadout")
 
@@ -134,8 +145,9 @@ class ImageViewer(CaseViewer):
             pixmap = QPixmap.fromImage(array_to_qimage(rgba))
             h, w = self._image.shape[:2]
             if pixmap.width() != w or pixmap.height() != h:
-                pixmap = pixmap.scaled(w, h, Qt.AspectRatioMode.IgnoreAspectRatio,
-                                       Qt.TransformationMode.SmoothTransformation)
+                pixmap = pixmap.scaled(
+                    w, h, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation
+                )
             self.heat_item.setPixmap(pixmap)
         else:
             self.heat_item.setPixmap(QPixmap())

@@ -44,13 +44,23 @@ class ViewSpec:
         return right, up, back
 
     def to_record(self) -> dict:
-        return {"name": self.name, "azimuth": round(self.azimuth, 3), "elevation": round(self.elevation, 3),
-                "roll": self.roll}
+        return {
+            "name": self.name,
+            "azimuth": round(self.azimuth, 3),
+            "elevation": round(self.elevation, 3),
+            "roll": self.roll,
+        }
 
 
 def _all_views() -> tuple[ViewSpec, ...]:
-    faces = [ViewSpec("front", 0, 0), ViewSpec("right", 90, 0), ViewSpec("back", 180, 0), ViewSpec("left", 270, 0),
-             ViewSpec("top", 0, 90), ViewSpec("bottom", 0, -90)]
+    faces = [
+        ViewSpec("front", 0, 0),
+        ViewSpec("right", 90, 0),
+        ViewSpec("back", 180, 0),
+        ViewSpec("left", 270, 0),
+        ViewSpec("top", 0, 90),
+        ViewSpec("bottom", 0, -90),
+    ]
     sides = ("front-right", "back-right", "back-left", "front-left")
     corners = [ViewSpec(f"upper {s}", 45 + 90 * i, _CORNER_EL) for i, s in enumerate(sides)]
     corners += [ViewSpec(f"lower {s}", 45 + 90 * i, -_CORNER_EL) for i, s in enumerate(sides)]

@@ -76,8 +76,13 @@ class PointCloud:
         return self.points.min(axis=0).tolist(), self.points.max(axis=0).tolist()
 
 
-def make_cloud(points: np.ndarray, colors: np.ndarray | None = None, normals: np.ndarray | None = None,
-               name: str = "cloud", **extra: Any) -> tuple[PointCloud, int]:
+def make_cloud(
+    points: np.ndarray,
+    colors: np.ndarray | None = None,
+    normals: np.ndarray | None = None,
+    name: str = "cloud",
+    **extra: Any,
+) -> tuple[PointCloud, int]:
     """Validate and normalise reader output: float32 points, finite only, colours as uint8.
 
     Returns the cloud and how many non-finite points were dropped (NaN rows of organized PCDs).
@@ -124,14 +129,19 @@ def _as_normals(normals: np.ndarray | None, n: int) -> np.ndarray | None:
     return np.ascontiguousarray(out) if out.shape[0] == n else None
 
 
-def loaded_case(cloud: PointCloud, path: Path, fmt: str, fields: list[str], dropped: int = 0,
-                **more: Any) -> LoadedCase:
+def loaded_case(
+    cloud: PointCloud, path: Path, fmt: str, fields: list[str], dropped: int = 0, **more: Any
+) -> LoadedCase:
     """Wrap a cloud as a LoadedCase with the metadata the case list and the audit show."""
     lo, hi = cloud.bounds()
     metadata: dict[str, Any] = {
-        "name": path.name, "format": fmt, "points": len(cloud), "fields": fields,
+        "name": path.name,
+        "format": fmt,
+        "points": len(cloud),
+        "fields": fields,
         "bounds": [[round(v, 6) for v in lo], [round(v, 6) for v in hi]],
-        "has_colors": cloud.colors is not None, "has_normals": cloud.normals is not None,
+        "has_colors": cloud.colors is not None,
+        "has_normals": cloud.normals is not None,
     }
     if cloud.grid_shape is not None:
         metadata["organized"] = list(cloud.grid_shape)

@@ -65,13 +65,23 @@ def parse_options(options: dict[str, Any] | None) -> dict[str, Any]:
         point_size = max(1, min(8, int(options["point_size"]))) if options.get("point_size") else None
     except (TypeError, ValueError):
         point_size = None  # automatic, from the point density
-    return {"views": max(1, min(27, views)), "size": max(64, min(1024, size)),
-            "layout": layout if layout in ("grid", "separate") else "grid",
-            "shaded": bool(options.get("shaded", False)), "point_size": point_size}
+    return {
+        "views": max(1, min(27, views)),
+        "size": max(64, min(1024, size)),
+        "layout": layout if layout in ("grid", "separate") else "grid",
+        "shaded": bool(options.get("shaded", False)),
+        "point_size": point_size,
+    }
 
 
-def render_views(cloud: PointCloud, n_views: int = DEFAULT_VIEWS, size: int = DEFAULT_SIZE, shaded: bool = False,
-                 point_size: int | None = None, backend: str | None = None) -> tuple[list[RenderedView], dict]:
+def render_views(
+    cloud: PointCloud,
+    n_views: int = DEFAULT_VIEWS,
+    size: int = DEFAULT_SIZE,
+    shaded: bool = False,
+    point_size: int | None = None,
+    backend: str | None = None,
+) -> tuple[list[RenderedView], dict]:
     """-> (views, info) with info = what a view map records (pose, renderer, point size, scale)."""
     pose = cloud.pose()
     canonical = pose.apply(cloud.points)
@@ -83,8 +93,16 @@ def render_views(cloud: PointCloud, n_views: int = DEFAULT_VIEWS, size: int = DE
         depth, index = clean(raw_depth, raw_index, splat)
         image = shade(depth, size) if shaded else depth_to_gray(depth)
         views.append(RenderedView(f"view {k}", spec, depth, index, image))
-    info = {"pose": pose.to_record(), "renderer": used, "point_size": splat, "extent": EXTENT,
-            "scale": size / (2 * EXTENT), "image_size": [size, size], "points": len(cloud), "shaded": shaded}
+    info = {
+        "pose": pose.to_record(),
+        "renderer": used,
+        "point_size": splat,
+        "extent": EXTENT,
+        "scale": size / (2 * EXTENT),
+        "image_size": [size, size],
+        "points": len(cloud),
+        "shaded": shaded,
+    }
     return views, info
 
 
@@ -110,7 +128,7 @@ def clean(depth: np.ndarray, index: np.ndarray, point_size: int) -> tuple[np.nda
         side = np.full_like(t, -np.inf)
         for k in range(1, reach + 1):
             y, x = reach + dy * k, reach + dx * k
-            np.maximum(side, padded[y:y + h, x:x + w], out=side)
+            np.maximum(side, padded[y : y + h, x : x + w], out=side)
         sides.append(side > t + SEE_THROUGH)
     through = valid & ((sides[0] & sides[1]) | (sides[2] & sides[3]) | (sides[4] & sides[5]) | (sides[6] & sides[7]))
     index = np.where(through, -1, index).astype(np.int32)
@@ -176,8 +194,8 @@ def montage(views: list[RenderedView], columns: int | None = None) -> Montage:
         r, c = divmod(k, cols)
         x = GAP + c * (size + GAP)
         y = GAP + r * (size + LABEL_HEIGHT + GAP) + LABEL_HEIGHT
-        image[y:y + size, x:x + size] = view.image
-        index[y:y + size, x:x + size] = view.index
+        image[y : y + size, x : x + size] = view.image
+        index[y : y + size, x : x + size] = view.index
         rects.append((x, y, size, size))
     _draw_labels(image, [(view.label, x, y - LABEL_HEIGHT) for view, (x, y, _, _) in zip(views, rects, strict=True)])
     return Montage(image, index, rects, views)

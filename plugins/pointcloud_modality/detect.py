@@ -66,31 +66,48 @@ def offline_detect(loaded: LoadedCase, context: OfflineContext) -> OfflineOutcom
     regions: list[Region] = []
     view_map = grid_view(mont, info).view_map
     for box in result.regions:
-        region = region_for_box(view_map, (box.x0, box.y0, box.x1, box.y1), score=float(box.score),
-                                label=box.label or "deviation", reason=box.reason)
+        region = region_for_box(
+            view_map,
+            (box.x0, box.y0, box.x1, box.y1),
+            score=float(box.score),
+            label=box.label or "deviation",
+            reason=box.reason,
+        )
         if region is not None and region.detail.get("points"):
             regions.append(region)
     per_view = []
     for view, (x, y, w, h) in zip(mont.views, mont.rects, strict=True):
-        peak = round(float(heat[y:y + h, x:x + w].max()), 4)
+        peak = round(float(heat[y : y + h, x : x + w].max()), 4)
         per_view.append({"view": view.label, "camera": view.spec.name, "max": peak})
     seen = np.flatnonzero(np.isfinite(scores))
     order = seen[np.argsort(-scores[seen], kind="stable")][:TOP_POINTS]
     flagged = np.flatnonzero(np.nan_to_num(scores, nan=0.0) >= 0.5)
     details = {
-        "render": {"views": OFFLINE_VIEWS, "size": OFFLINE_SIZE, "layout": "grid", "shaded": OFFLINE_SHADED,
-                   "renderer": info["renderer"], "point_size": info["point_size"]},
+        "render": {
+            "views": OFFLINE_VIEWS,
+            "size": OFFLINE_SIZE,
+            "layout": "grid",
+            "shaded": OFFLINE_SHADED,
+            "renderer": info["renderer"],
+            "point_size": info["point_size"],
+        },
         "per_view_max": per_view,
         "points_seen": int(seen.size),
         "points_flagged": int(flagged.size),
         "top_points": [[int(i), round(float(scores[i]), 4)] for i in order],  # hottest first
     }
     worst = max(per_view, key=lambda v: v["max"])
-    explanation = (f"{result.explanation} Depth views: strongest in {worst['view']} ({worst['camera']}); "
-                   f"{flagged.size:,} of {seen.size:,} visible points above the threshold.")
+    explanation = (
+        f"{result.explanation} Depth views: strongest in {worst['view']} ({worst['camera']}); "
+        f"{flagged.size:,} of {seen.size:,} visible points above the threshold."
+    )
     return OfflineOutcome(
-        anomalous=bool(result.anomalous), score=float(result.score), explanation=explanation, regions=regions,
-        heatmap=heat, details=details,
+        anomalous=bool(result.anomalous),
+        score=float(result.score),
+        explanation=explanation,
+        regions=regions,
+        heatmap=heat,
+        details=details,
         summary=f"raw score {result.raw_score:.4f}, threshold {result.threshold:.4f}, {info['renderer']} renderer",
         model="EfficientNet-Lite0 patch kNN on depth renders (offline)",
     )

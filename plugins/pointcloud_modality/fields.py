@@ -97,5 +97,5 @@ def split_columns(table: np.ndarray, name: str):
 
 def _unit_rows(triple: np.ndarray) -> bool:
     sample = np.asarray(triple[:: max(1, triple.shape[0] // 2000)], dtype=np.float64)
-    norms = np.sqrt((sample ** 2).sum(axis=1))
+    norms = np.sqrt((sample**2).sum(axis=1))
     return bool(sample.size) and bool(np.median(np.abs(norms - 1.0)) < 0.02) and float(np.abs(sample).max()) <= 1.001

@@ -31,16 +31,27 @@ VIEW_KIND = "depth_view"
 
 
 def grid_view(mont: Montage, info: dict[str, Any]) -> View:
-    tiles = [{"label": v.label, "camera": v.spec.to_record(), "rect": list(rect)}
-             for v, rect in zip(mont.views, mont.rects, strict=True)]
+    tiles = [
+        {"label": v.label, "camera": v.spec.to_record(), "rect": list(rect)}
+        for v, rect in zip(mont.views, mont.rects, strict=True)
+    ]
     params = {**info, "layout": "grid", "tiles": tiles, "montage_size": [mont.image.shape[1], mont.image.shape[0]]}
     return View(GRID_LABEL, mont.image, ViewMap(GRID_KIND, params, {"point_index": mont.index}))
 
 
 def separate_views(views: list[RenderedView], info: dict[str, Any]) -> list[View]:
-    return [View(v.label, v.image, ViewMap(VIEW_KIND, {**info, "layout": "separate", "label": v.label,
-                                                       "camera": v.spec.to_record()}, {"point_index": v.index}))
-            for v in views]
+    return [
+        View(
+            v.label,
+            v.image,
+            ViewMap(
+                VIEW_KIND,
+                {**info, "layout": "separate", "label": v.label, "camera": v.spec.to_record()},
+                {"point_index": v.index},
+            ),
+        )
+        for v in views
+    ]
 
 
 def ids_in_box(index: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
@@ -86,9 +97,16 @@ def capped(ids: np.ndarray) -> tuple[list[int], bool]:
     return ids[pick].tolist(), True
 
 
-def region_for_box(view_map: ViewMap, box: tuple[float, float, float, float], score: float = 1.0,
-                   label: str = "", reason: str = "", prefer: str = "", mask: np.ndarray | None = None,
-                   mark: dict[str, Any] | None = None) -> Region | None:
+def region_for_box(
+    view_map: ViewMap,
+    box: tuple[float, float, float, float],
+    score: float = 1.0,
+    label: str = "",
+    reason: str = "",
+    prefer: str = "",
+    mask: np.ndarray | None = None,
+    mark: dict[str, Any] | None = None,
+) -> Region | None:
     """A box in a depth view's (or the grid montage's) pixels -> Region in view pixels with point ids.
 
     `mask` (a grid over `box`) narrows the selection to the pixels inside it; `mark` holds the item
@@ -108,7 +126,7 @@ def region_for_box(view_map: ViewMap, box: tuple[float, float, float, float], sc
             mask = crop_mask(mask, box, clipped) if clipped[2] > clipped[0] and clipped[3] > clipped[1] else None
         x0, y0, x1, y1 = clipped[0] - tx, clipped[1] - ty, clipped[2] - tx, clipped[3] - ty
         view_label = tile["label"]
-        index = index[ty:ty + th, tx:tx + tw]
+        index = index[ty : ty + th, tx : tx + tw]
     elif view_map.kind == VIEW_KIND:
         view_label = view_map.params.get("label", "")
     else:
@@ -154,9 +172,16 @@ def locate(item: dict[str, Any], queries: list[QueryView], loaded: LoadedCase | 
         return None
     _, box = found
     tile_name = wanted.rsplit(":", 1)[-1].strip().lower() if wanted else ""
-    return region_for_box(query.view_map, box, score=1.0, label=str(item.get("label", "")),
-                          reason=str(item.get("reason", "")), prefer=tile_name,
-                          mask=item_mask(item, query, box), mark=item)
+    return region_for_box(
+        query.view_map,
+        box,
+        score=1.0,
+        label=str(item.get("label", "")),
+        reason=str(item.get("reason", "")),
+        prefer=tile_name,
+        mask=item_mask(item, query, box),
+        mark=item,
+    )
 
 
 def _query_for(wanted: str, queries: list[QueryView]) -> QueryView | None:
@@ -166,7 +191,7 @@ def _query_for(wanted: str, queries: list[QueryView]) -> QueryView | None:
                 return q
         lowered = wanted.lower()
         for q in queries:  # a tile named on a grid ("view 3", "Image to inspect: view 3")
-            tiles = (q.view_map.params.get("tiles", []) if q.view_map is not None else [])
+            tiles = q.view_map.params.get("tiles", []) if q.view_map is not None else []
             if any(lowered == t["label"] or lowered.endswith(": " + t["label"]) for t in tiles):
                 return q
     return queries[0] if len(queries) == 1 else None

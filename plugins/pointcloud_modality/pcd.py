@@ -17,8 +17,18 @@ from inspector.imaging import CaseReadError
 
 from .fields import split_fields
 
-_KINDS = {("F", 4): "f4", ("F", 8): "f8", ("U", 1): "u1", ("U", 2): "u2", ("U", 4): "u4", ("U", 8): "u8",
-          ("I", 1): "i1", ("I", 2): "i2", ("I", 4): "i4", ("I", 8): "i8"}
+_KINDS = {
+    ("F", 4): "f4",
+    ("F", 8): "f8",
+    ("U", 1): "u1",
+    ("U", 2): "u2",
+    ("U", 4): "u4",
+    ("U", 8): "u8",
+    ("I", 1): "i1",
+    ("I", 2): "i2",
+    ("I", 4): "i4",
+    ("I", 8): "i8",
+}
 _KEYS = ("VERSION", "FIELDS", "SIZE", "TYPE", "COUNT", "WIDTH", "HEIGHT", "VIEWPOINT", "POINTS", "DATA")
 
 
@@ -47,8 +57,9 @@ def read_pcd(path: Path):
     if n == 0:
         raise CaseReadError(f"{name}: the PCD header declares 0 points")
     mode = (header.get("DATA") or [""])[0].lower()
-    dtype = np.dtype([(f, "<" + c, (k,)) if k > 1 else (f, "<" + c)
-                      for f, c, k in zip(_unique(fields), codes, counts, strict=True)])
+    dtype = np.dtype(
+        [(f, "<" + c, (k,)) if k > 1 else (f, "<" + c) for f, c, k in zip(_unique(fields), codes, counts, strict=True)]
+    )
     if mode == "ascii":
         table = _ascii(data[body_start:], dtype, n, name)
     elif mode == "binary":
@@ -56,7 +67,8 @@ def read_pcd(path: Path):
         if available < n * dtype.itemsize:
             raise CaseReadError(
                 f"{name}: the PCD header declares {n:,} points ({n * dtype.itemsize:,} bytes) but the file holds "
-                f"only {available // dtype.itemsize:,} complete points: the file is truncated or its header is wrong")
+                f"only {available // dtype.itemsize:,} complete points: the file is truncated or its header is wrong"
+            )
         table = np.frombuffer(data, dtype=dtype, count=n, offset=body_start)
     elif mode == "binary_compressed":
         table = _compressed(data[body_start:], dtype, n, name)
@@ -122,8 +134,10 @@ def _unique(fields: list[str]) -> list[str]:
 def _ascii(body: bytes, dtype: np.dtype, n: int, name: str) -> np.ndarray:
     lines = [line for line in body.split(b"\n") if line.strip()]
     if len(lines) < n:
-        raise CaseReadError(f"{name}: the PCD header declares {n:,} points but the file holds only "
-                            f"{len(lines):,} point lines: the file is truncated or its header is wrong")
+        raise CaseReadError(
+            f"{name}: the PCD header declares {n:,} points but the file holds only "
+            f"{len(lines):,} point lines: the file is truncated or its header is wrong"
+        )
     width = sum(int(np.prod(dtype[f].shape or (1,))) for f in dtype.names)
     try:
         values = np.loadtxt(io.BytesIO(b"\n".join(lines[:n])), dtype=np.float64, ndmin=2, comments=None)
@@ -135,7 +149,7 @@ def _ascii(body: bytes, dtype: np.dtype, n: int, name: str) -> np.ndarray:
     col = 0
     for f in dtype.names:
         k = int(np.prod(dtype[f].shape or (1,)))
-        part = values[:, col:col + k]
+        part = values[:, col : col + k]
         if f.lower() in ("rgb", "rgba") and dtype[f].kind == "f":
             # ASCII PCDs write the packed colour as the float that has the same bits, or as an integer
             packed = part[:, 0]
@@ -152,13 +166,16 @@ def _compressed(body: bytes, dtype: np.dtype, n: int, name: str) -> np.ndarray:
         raise CaseReadError(f"{name}: the compressed PCD body is missing its size header (file truncated)")
     compressed_size, raw_size = np.frombuffer(body[:8], dtype="<u4")
     if raw_size != n * dtype.itemsize:
-        raise CaseReadError(f"{name}: the compressed PCD body unpacks to {int(raw_size):,} bytes but {n:,} points "
-                            f"need {n * dtype.itemsize:,}: the header is wrong")
+        raise CaseReadError(
+            f"{name}: the compressed PCD body unpacks to {int(raw_size):,} bytes but {n:,} points "
+            f"need {n * dtype.itemsize:,}: the header is wrong"
+        )
     if len(body) - 8 < compressed_size:
-        raise CaseReadError(f"{name}: the compressed PCD body is truncated ({len(body) - 8:,} of "
-                            f"{int(compressed_size):,} bytes)")
+        raise CaseReadError(
+            f"{name}: the compressed PCD body is truncated ({len(body) - 8:,} of {int(compressed_size):,} bytes)"
+        )
     try:
-        raw = lzf_decompress(body[8:8 + int(compressed_size)], int(raw_size))
+        raw = lzf_decompress(body[8 : 8 + int(compressed_size)], int(raw_size))
     except ValueError as exc:
         raise CaseReadError(f"{name}: the compressed PCD data is damaged ({exc})") from None
     table = np.empty(n, dtype=dtype)
@@ -166,8 +183,9 @@ def _compressed(body: bytes, dtype: np.dtype, n: int, name: str) -> np.ndarray:
     for f in dtype.names:
         sub = dtype[f]
         size = n * sub.itemsize
-        table[f] = np.frombuffer(raw, dtype=sub.base.newbyteorder("<"), count=n * int(np.prod(sub.shape or (1,))),
-                                 offset=offset).reshape((n, *sub.shape))
+        table[f] = np.frombuffer(
+            raw, dtype=sub.base.newbyteorder("<"), count=n * int(np.prod(sub.shape or (1,))), offset=offset
+        ).reshape((n, *sub.shape))
         offset += size
     return table
 
@@ -184,7 +202,7 @@ def lzf_decompress(src: bytes, expected: int) -> bytes:
             run = ctrl + 1
             if i + run > n:
                 raise ValueError("literal run past the end of the data")
-            out += src[i:i + run]
+            out += src[i : i + run]
             i += run
             continue
         length = ctrl >> 5
@@ -201,7 +219,7 @@ def lzf_decompress(src: bytes, expected: int) -> bytes:
         if ref < 0:
             raise ValueError("back-reference before the start of the data")
         if ref + length <= len(out):
-            out += out[ref:ref + length]
+            out += out[ref : ref + length]
         else:  # overlapping copy repeats the pattern
             for k in range(length):
                 out.append(out[ref + k])

@@ -17,12 +17,28 @@ from inspector.imaging import CaseReadError
 from .fields import split_fields
 
 _TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
-    "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+    "char": "i1",
+    "int8": "i1",
+    "uchar": "u1",
+    "uint8": "u1",
+    "short": "i2",
+    "int16": "i2",
+    "ushort": "u2",
+    "uint16": "u2",
+    "int": "i4",
+    "int32": "i4",
+    "uint": "u4",
+    "uint32": "u4",
+    "float": "f4",
+    "float32": "f4",
+    "double": "f8",
+    "float64": "f8",
 }
-_FORMATS = {"ascii": "PLY ASCII", "binary_little_endian": "PLY binary little endian",
-            "binary_big_endian": "PLY binary big endian"}
+_FORMATS = {
+    "ascii": "PLY ASCII",
+    "binary_little_endian": "PLY binary little endian",
+    "binary_big_endian": "PLY binary big endian",
+}
 MAX_HEADER = 1 << 20
 
 
@@ -97,14 +113,17 @@ def _parse_header(lines: list[str], name: str) -> tuple[str, list[_Element]]:
     return fmt, elements
 
 
-def _read_binary(data: bytes, offset: int, elements: list[_Element], vertex: _Element, order: str,
-                 name: str) -> np.ndarray:
+def _read_binary(
+    data: bytes, offset: int, elements: list[_Element], vertex: _Element, order: str, name: str
+) -> np.ndarray:
     for element in elements:
         if element is vertex:
             break
         if element.has_list:
-            raise CaseReadError(f"{name}: the PLY element '{element.name}' with list properties comes before "
-                                "the vertices; this reader cannot skip it in binary files")
+            raise CaseReadError(
+                f"{name}: the PLY element '{element.name}' with list properties comes before "
+                "the vertices; this reader cannot skip it in binary files"
+            )
         offset += element.count * np.dtype([(p, order + t) for p, t in element.properties]).itemsize
     dtype = np.dtype([(p, order + t) for p, t in vertex.properties])
     available = max(0, len(data) - offset)
@@ -113,7 +132,8 @@ def _read_binary(data: bytes, offset: int, elements: list[_Element], vertex: _El
         raise CaseReadError(
             f"{name}: the PLY header declares {vertex.count:,} vertices ({vertex.count * dtype.itemsize:,} bytes) "
             f"but the file holds only {have:,} complete vertices ({available:,} bytes): the file is truncated "
-            "or its header is wrong")
+            "or its header is wrong"
+        )
     return np.frombuffer(data, dtype=dtype, count=vertex.count, offset=offset)
 
 
@@ -124,13 +144,14 @@ def _read_ascii(body: bytes, elements: list[_Element], vertex: _Element, name: s
         if element is vertex:
             break
         start += element.count
-    rows = [line for line in lines[start:start + vertex.count]]
+    rows = [line for line in lines[start : start + vertex.count]]
     while rows and not rows[-1].strip():
         rows.pop()
     if len(rows) < vertex.count:
         raise CaseReadError(
             f"{name}: the PLY header declares {vertex.count:,} vertices but the file holds only {len(rows):,} "
-            "vertex lines: the file is truncated or its header is wrong")
+            "vertex lines: the file is truncated or its header is wrong"
+        )
     columns = len(vertex.properties)
     try:
         values = np.loadtxt(io.BytesIO(b"\n".join(rows)), dtype=np.float64, ndmin=2, comments=None)
@@ -140,8 +161,9 @@ def _read_ascii(body: bytes, elements: list[_Element], vertex: _Element, name: s
         if values.shape[0] == vertex.count and values.shape[1] > columns:
             values = values[:, :columns]  # trailing extras (some writers append face data oddly)
         else:
-            raise CaseReadError(f"{name}: PLY vertex lines have {values.shape[1]} values, the header declares "
-                                f"{columns} properties")
+            raise CaseReadError(
+                f"{name}: PLY vertex lines have {values.shape[1]} values, the header declares {columns} properties"
+            )
     table = np.empty(vertex.count, dtype=[(p, "f8") for p, _ in vertex.properties])
     for i, (p, _) in enumerate(vertex.properties):
         table[p] = values[:, i]

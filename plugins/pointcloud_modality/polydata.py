@@ -17,7 +17,9 @@ def vertex_polydata(points: np.ndarray) -> vtkPolyData:
     vtk_points.SetData(ns.numpy_to_vtk(np.ascontiguousarray(points, dtype=np.float32), deep=True))
     poly.SetPoints(vtk_points)
     cells = vtkCellArray()
-    cells.SetData(ns.numpy_to_vtkIdTypeArray(np.arange(n + 1, dtype=np.int64), deep=True),
-                  ns.numpy_to_vtkIdTypeArray(np.arange(n, dtype=np.int64), deep=True))
+    cells.SetData(
+        ns.numpy_to_vtkIdTypeArray(np.arange(n + 1, dtype=np.int64), deep=True),
+        ns.numpy_to_vtkIdTypeArray(np.arange(n, dtype=np.int64), deep=True),
+    )
     poly.SetVerts(cells)
     return poly

@@ -43,7 +43,8 @@ class Pose:
 
     def apply(self, points: np.ndarray) -> np.ndarray:
         out = (np.asarray(points, dtype=np.float32) - self.centre.astype(np.float32)) @ self.rotation.T.astype(
-            np.float32)
+            np.float32
+        )
         out *= np.float32(self.scale)
         return out
 
@@ -51,14 +52,16 @@ class Pose:
         return self.rotation.T @ np.asarray(vector, dtype=np.float64)
 
     def to_record(self) -> dict:
-        return {"centre": [round(float(v), 6) for v in self.centre],
-                "rotation": [[round(float(v), 6) for v in row] for row in self.rotation],
-                "scale": round(float(self.scale), 9)}
+        return {
+            "centre": [round(float(v), 6) for v in self.centre],
+            "rotation": [[round(float(v), 6) for v in row] for row in self.rotation],
+            "scale": round(float(self.scale), 9),
+        }
 
 
 def _axis_sign(column: np.ndarray, significant: float) -> float:
     spread = float(column.std()) or 1.0
-    skew = float(np.mean(column ** 3)) / spread ** 3
+    skew = float(np.mean(column**3)) / spread**3
     if abs(skew) >= significant:
         return 1.0 if skew > 0 else -1.0
     return 1.0 if column[int(np.argmax(np.abs(column)))] >= 0 else -1.0
@@ -85,6 +88,6 @@ def estimate_pose(points: np.ndarray) -> Pose:
     axes[2] *= _axis_sign(proj[:, 2], significant)
     axes[0] *= _axis_sign(proj[:, 0], significant)
     axes[1] = np.cross(axes[2], axes[0])
-    distances = np.sqrt((centred ** 2).sum(axis=1))
+    distances = np.sqrt((centred**2).sum(axis=1))
     radius = float(np.percentile(distances, RADIUS_PERCENTILE)) if distances.size else 1.0
     return Pose(centre, axes, 1.0 / max(radius, 1e-9))

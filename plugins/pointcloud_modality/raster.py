@@ -42,8 +42,9 @@ def backend_for(n_points: int) -> str:
     return "vtk" if vtk_available() else "numpy"
 
 
-def rasterize(points: np.ndarray, views: list[ViewSpec], size: int, point_size: int,
-              backend: str | None = None) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
+def rasterize(
+    points: np.ndarray, views: list[ViewSpec], size: int, point_size: int, backend: str | None = None
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
     """-> ([(depth, index) per view], backend used)."""
     backend = backend or backend_for(points.shape[0])
     if backend == "vtk":
@@ -109,14 +110,16 @@ def vtk_available() -> bool:
         return bool(_vtk_state["ok"])
 
 
-def _vtk_rasterize(points: np.ndarray, views: list[ViewSpec], size: int,
-                   point_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def _vtk_rasterize(
+    points: np.ndarray, views: list[ViewSpec], size: int, point_size: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     with _lock:
         return _vtk_render_locked(points, views, size, point_size)
 
 
-def _vtk_render_locked(points: np.ndarray, views: list[ViewSpec], size: int,
-                       point_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def _vtk_render_locked(
+    points: np.ndarray, views: list[ViewSpec], size: int, point_size: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     from vtkmodules.util import numpy_support as ns
     from vtkmodules.vtkCommonCore import vtkFloatArray, vtkUnsignedCharArray
     from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkRenderer

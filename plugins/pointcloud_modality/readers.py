@@ -75,8 +75,9 @@ def read(path: Path) -> LoadedCase:
 
 
 def _is_pcd(head: bytes) -> bool:
-    return head.startswith(b"# .PCD") or (b"FIELDS" in head and (b"VERSION" in head or b"DATA" in head)
-                                           and not head.startswith(b"ply"))
+    return head.startswith(b"# .PCD") or (
+        b"FIELDS" in head and (b"VERSION" in head or b"DATA" in head) and not head.startswith(b"ply")
+    )
 
 
 def sniff(path: Path, head: bytes) -> bool:
@@ -136,7 +137,7 @@ def _npy_header(head: bytes) -> dict | None:
         else:
             (length,) = struct.unpack("<I", head[8:12])
             start = 12
-        return ast.literal_eval(head[start:start + length].decode("latin1"))
+        return ast.literal_eval(head[start : start + length].decode("latin1"))
     except (ValueError, SyntaxError, struct.error, IndexError, UnicodeDecodeError):
         return None
 
@@ -160,10 +161,10 @@ def _cloud_npz(head: bytes) -> bool:
 
     try:
         method, name_len, extra_len = struct.unpack("<H", head[8:10])[0], *struct.unpack("<HH", head[26:30])
-        member = head[30:30 + name_len].decode("utf-8", errors="replace")
+        member = head[30 : 30 + name_len].decode("utf-8", errors="replace")
     except struct.error:
         return False
     if member.lower().removesuffix(".npy") in POINT_KEYS:
         return True
-    body = head[30 + name_len + extra_len:]
+    body = head[30 + name_len + extra_len :]
     return method == 0 and body.startswith(b"\x93NUMPY") and _cloud_npy_header(body)

@@ -15,11 +15,16 @@ def samples(folder: Path) -> list[DemoSet]:
     """Write the demo clouds into `folder` and describe their profile."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(11)
-    cloud = DemoSet(Profile(
-        name="Sheet-metal panel scan (demo)", class_name="curved sheet-metal panel", modality="point_cloud",
-        domain_preset="point_cloud",
-        normal_standards="A smooth saddle-shaped panel; the surface curves gently and evenly, no sharp changes.",
-        expected_defects="dent\nbump\nmissing material"))
+    cloud = DemoSet(
+        Profile(
+            name="Sheet-metal panel scan (demo)",
+            class_name="curved sheet-metal panel",
+            modality="point_cloud",
+            domain_preset="point_cloud",
+            normal_standards="A smooth saddle-shaped panel; the surface curves gently and evenly, no sharp changes.",
+            expected_defects="dent\nbump\nmissing material",
+        )
+    )
     for i in range(3):
         cloud.references.append(write_ply(folder / f"panel_reference_{i}.ply", _bracket_points(rng, 30_000, False)))
     cloud.cases[write_ply(folder / "panel_normal.ply", _bracket_points(rng, 30_000, False))] = "normal"
@@ -41,7 +46,9 @@ def _bracket_points(rng: np.random.Generator, n: int, dent: bool) -> np.ndarray:
 
 def write_ply(path: Path, points: np.ndarray) -> Path:
     """Binary little-endian PLY with x, y, z float properties."""
-    header = (f"ply\nformat binary_little_endian 1.0\ncomment Anomalens demo part\nelement vertex {len(points)}\n"
-              "property float x\nproperty float y\nproperty float z\nend_header\n")
+    header = (
+        f"ply\nformat binary_little_endian 1.0\ncomment Anomalens demo part\nelement vertex {len(points)}\n"
+        "property float x\nproperty float y\nproperty float z\nend_header\n"
+    )
     path.write_bytes(header.encode("ascii") + points.astype("<f4").tobytes())
     return path

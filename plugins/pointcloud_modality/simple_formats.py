@@ -61,8 +61,9 @@ def read_text(path: Path):
     try:
         table = np.loadtxt(io.StringIO(body), dtype=np.float64, delimiter=delimiter, ndmin=2, comments=None)
     except ValueError as exc:
-        raise CaseReadError(f"{name}: not a point list: every line must hold the same count of numbers "
-                            f"({exc})") from None
+        raise CaseReadError(
+            f"{name}: not a point list: every line must hold the same count of numbers ({exc})"
+        ) from None
     if names is not None and len(names) == table.shape[1]:
         try:
             points, colors, normals, fields = split_fields({n: table[:, i] for i, n in enumerate(names)}, name)
@@ -94,8 +95,10 @@ def read_npz(path: Path):
     if key is None and len(arrays) == 1:
         key = next(iter(arrays))
     if key is None:
-        raise CaseReadError(f"{name}: no point array in the archive (expected one of {', '.join(POINT_KEYS[:4])}; "
-                            f"found {', '.join(arrays) or 'nothing'})")
+        raise CaseReadError(
+            f"{name}: no point array in the archive (expected one of {', '.join(POINT_KEYS[:4])}; "
+            f"found {', '.join(arrays) or 'nothing'})"
+        )
     points, colors, normals, fmt, fields, organized = _from_array(arrays[key], name, "NPZ")
     valid = _organized_valid(arrays[key]) if organized else None
     for keys, slot in ((COLOR_KEYS, "colors"), (NORMAL_KEYS, "normals")):
@@ -107,8 +110,10 @@ def read_npz(path: Path):
         if valid is not None and extra.shape[0] == valid.size:
             extra = extra[valid]
         if extra.ndim != 2 or extra.shape[0] != points.shape[0] or extra.shape[1] < 3:
-            raise CaseReadError(f"{name}: '{extra_key}' has shape {arrays[extra_key].shape}, which does not match "
-                                f"{points.shape[0]:,} points")
+            raise CaseReadError(
+                f"{name}: '{extra_key}' has shape {arrays[extra_key].shape}, which does not match "
+                f"{points.shape[0]:,} points"
+            )
         if slot == "colors":
             colors = extra[:, :3]
             fields = [*fields, "red", "green", "blue"]
@@ -155,8 +160,9 @@ def read_xyz_tiff(path: Path):
     if array.ndim == 3 and array.shape[0] == 3 and array.shape[2] != 3:
         array = np.moveaxis(array, 0, -1)
     if array.ndim != 3 or array.shape[2] != 3 or not np.issubdtype(array.dtype, np.floating):
-        raise CaseReadError(f"{name}: not an organized XYZ point cloud (expected float H x W x 3, got "
-                            f"{array.dtype} {array.shape})")
+        raise CaseReadError(
+            f"{name}: not an organized XYZ point cloud (expected float H x W x 3, got {array.dtype} {array.shape})"
+        )
     h, w = array.shape[:2]
     flat = array.reshape(-1, 3)
     valid = np.isfinite(flat).all(axis=1) & (flat != 0).any(axis=1)

@@ -29,11 +29,19 @@ def _superellipsoid(n: int, axes: np.ndarray, rng: np.random.Generator, power: f
     The parametric surface is triangulated on a fine grid and triangles are drawn in proportion
     to their area, so the density is uniform (parametric sampling piles points up at the edges).
     """
+
     def surface(eta: np.ndarray, omega: np.ndarray) -> np.ndarray:
         def f(w: np.ndarray) -> np.ndarray:
             return np.sign(w) * np.abs(w) ** power
-        return np.stack([axes[0] * f(np.cos(eta)) * f(np.cos(omega)), axes[1] * f(np.cos(eta)) * f(np.sin(omega)),
-                         axes[2] * f(np.sin(eta))], axis=-1)
+
+        return np.stack(
+            [
+                axes[0] * f(np.cos(eta)) * f(np.cos(omega)),
+                axes[1] * f(np.cos(eta)) * f(np.sin(omega)),
+                axes[2] * f(np.sin(eta)),
+            ],
+            axis=-1,
+        )
 
     eta, omega = np.meshgrid(np.linspace(-np.pi / 2, np.pi / 2, 121), np.linspace(-np.pi, np.pi, 241), indexing="ij")
     grid = surface(eta, omega)
@@ -59,8 +67,14 @@ def _boss(n: int, centre: np.ndarray, radius: float, height: float, rng: np.rand
     pts = np.empty((n, 3))
     nrm = np.empty((n, 3))
     r = radius * np.sqrt(rng.uniform(0, 1, n_cap))
-    pts[:n_cap] = np.stack([centre[0] + r * np.cos(angle[:n_cap]), centre[1] + r * np.sin(angle[:n_cap]),
-                            np.full(n_cap, centre[2] + height)], axis=1)
+    pts[:n_cap] = np.stack(
+        [
+            centre[0] + r * np.cos(angle[:n_cap]),
+            centre[1] + r * np.sin(angle[:n_cap]),
+            np.full(n_cap, centre[2] + height),
+        ],
+        axis=1,
+    )
     nrm[:n_cap] = [0, 0, 1]
     z = rng.uniform(centre[2] - 0.05, centre[2] + height, n - n_cap)
     a = angle[n_cap:]
@@ -73,13 +87,23 @@ def _rotation(rng: np.random.Generator) -> np.ndarray:
     q = rng.normal(size=4)
     q /= np.linalg.norm(q)
     w, x, y, z = q
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
-def make_part(seed: int, defect: str = "", n_points: int | None = None, amplitude: float | None = None,
-              radius: float | None = None, pose: bool = True) -> SyntheticPart:
+def make_part(
+    seed: int,
+    defect: str = "",
+    n_points: int | None = None,
+    amplitude: float | None = None,
+    radius: float | None = None,
+    pose: bool = True,
+) -> SyntheticPart:
     """One part; defect in ("", "dent", "bump"). Same seed and arguments -> same cloud."""
     rng = np.random.default_rng(seed)
     n = int(n_points or rng.integers(30_000, 60_000))

@@ -123,8 +123,11 @@ class PointCloudViewer(CaseViewer):
         self.camera_actions: dict[str, QAction] = {}
         for name in (*CAMERA_PRESETS, "reset"):
             action = QAction(name.capitalize(), self)
-            action.setToolTip(f"Camera: {name} (the depth view of the same name)" if name not in ("iso", "reset")
-                              else f"Camera: {name}")
+            action.setToolTip(
+                f"Camera: {name} (the depth view of the same name)"
+                if name not in ("iso", "reset")
+                else f"Camera: {name}"
+            )
             action.triggered.connect(lambda _=False, n=name: self.camera_preset(n))
             self.toolbar.addAction(action)
             self.camera_actions[name] = action
@@ -250,9 +253,11 @@ class PointCloudViewer(CaseViewer):
         self._build_marks()
         if verdict is not None and self._points is not None:
             regions = len(verdict.regions)
-            self.readout.setText(f"{n:,} points  ·  {regions} region{'s' if regions != 1 else ''}, "
-                                 f"{self.highlighted_ids.size:,} points marked"
-                                 + (f", {self.hot_ids.size:,} hot points" if self.hot_ids.size else ""))
+            self.readout.setText(
+                f"{n:,} points  ·  {regions} region{'s' if regions != 1 else ''}, "
+                f"{self.highlighted_ids.size:,} points marked"
+                + (f", {self.hot_ids.size:,} hot points" if self.hot_ids.size else "")
+            )
         self._render()
 
     def clear(self) -> None:

@@ -77,20 +77,22 @@ def demo_samples(folder: Path) -> list[DemoSet]:
 
 
 def register(registry: PluginRegistry) -> None:
-    registry.register_modality(ModalityPlugin(
-        name=Modality.TIME_SERIES.value,
-        title="Time series",
-        extensions=EXTENSIONS,
-        read=read,
-        read_copy=read_copy,
-        render=render,
-        sniff=sniff,
-        viewer=f"{__name__}.viewer:TimeSeriesViewer",
-        presets=Path(__file__).resolve().parent / "presets",
-        samples=demo_samples,
-        default_preset="time_series",
-        file_filter="Time series (*.csv *.tsv *.tab *.parquet *.pq)",
-        offline_detect=offline_detect,
-        reference_images=reference_images,
-        locate=locate,
-    ))
+    registry.register_modality(
+        ModalityPlugin(
+            name=Modality.TIME_SERIES.value,
+            title="Time series",
+            extensions=EXTENSIONS,
+            read=read,
+            read_copy=read_copy,
+            render=render,
+            sniff=sniff,
+            viewer=f"{__name__}.viewer:TimeSeriesViewer",
+            presets=Path(__file__).resolve().parent / "presets",
+            samples=demo_samples,
+            default_preset="time_series",
+            file_filter="Time series (*.csv *.tsv *.tab *.parquet *.pq)",
+            offline_detect=offline_detect,
+            reference_images=reference_images,
+            locate=locate,
+        )
+    )

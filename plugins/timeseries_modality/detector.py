@@ -35,8 +35,11 @@ from typing import Any
 import numpy as np
 
 FEATURES = ("level", "change", "variability")
-FEATURE_TEXT = {"level": "level away from its recent median", "change": "sudden change (first difference)",
-                "variability": "change in local variability"}
+FEATURE_TEXT = {
+    "level": "level away from its recent median",
+    "change": "sudden change (first difference)",
+    "variability": "change in local variability",
+}
 
 
 @dataclass
@@ -167,8 +170,9 @@ def hysteresis_ranges(scores: np.ndarray, settings: DetectorSettings) -> list[tu
     return [(a, b) for a, b in ranges if b - a + 1 >= settings.min_length]
 
 
-def detect(values: np.ndarray, settings: DetectorSettings | None = None, progress=None,
-           is_cancelled=None) -> DetectorResult:
+def detect(
+    values: np.ndarray, settings: DetectorSettings | None = None, progress=None, is_cancelled=None
+) -> DetectorResult:
     """Score every sample of every column; combine; find ranges."""
     settings = settings or DetectorSettings()
     values = np.asarray(values, dtype=np.float64)
@@ -195,8 +199,15 @@ def detect(values: np.ndarray, settings: DetectorSettings | None = None, progres
     rows = np.arange(n)
     scores = column_scores[rows, column] if k else np.zeros(n)
     ranges = hysteresis_ranges(scores, settings)
-    return DetectorResult(scores=scores, column_scores=column_scores, feature=best_feature[rows, column],
-                          column=column, z=best_z[rows, column], ranges=ranges, settings=settings)
+    return DetectorResult(
+        scores=scores,
+        column_scores=column_scores,
+        feature=best_feature[rows, column],
+        column=column,
+        z=best_z[rows, column],
+        ranges=ranges,
+        settings=settings,
+    )
 
 
 def pooled_scores(scores: np.ndarray, max_points: int) -> tuple[list[float], int]:

@@ -41,7 +41,7 @@ def nab_key(path: Path) -> tuple[Path, str] | None:
             continue
         labels = root / NAB_WINDOWS
         if labels.is_file():
-            return labels, "/".join(parts[len(parts) - depth + 1:])
+            return labels, "/".join(parts[len(parts) - depth + 1 :])
     return None
 
 

@@ -56,8 +56,9 @@ class ScoredFile:
     windows: list[tuple[int, int]] = field(default_factory=list)
 
 
-def sweep_file(name: str, group: str, scores: np.ndarray, windows: list[tuple[int, int]],
-               profile: dict[str, float]) -> ScoredFile:
+def sweep_file(
+    name: str, group: str, scores: np.ndarray, windows: list[tuple[int, int]], profile: dict[str, float]
+) -> ScoredFile:
     """Per-row detection weights, as NAB's Sweeper.calcSweepScore computes them (vectorised)."""
     n = len(scores)
     index = np.arange(n, dtype=np.float64)
@@ -83,8 +84,9 @@ def sweep_file(name: str, group: str, scores: np.ndarray, windows: list[tuple[in
     outside = ~inside
     sweep[outside] = scaled_sigmoid(position[outside]) * profile["fpWeight"]
     scorable = index >= probation_length(n)
-    return ScoredFile(name, group, np.asarray(scores, dtype=np.float64), sweep, window_of, scorable,
-                      len(ordered), ordered)
+    return ScoredFile(
+        name, group, np.asarray(scores, dtype=np.float64), sweep, window_of, scorable, len(ordered), ordered
+    )
 
 
 @dataclass
@@ -123,7 +125,8 @@ def sweep_thresholds(files: list[ScoredFile], profile: dict[str, float]) -> Thre
         running = frame.groupby("key")["sweep"].cummax()
         before = running.groupby(frame["key"]).shift(1).fillna(-profile["fnWeight"])
         increments[in_window] = np.maximum(running.to_numpy(), -profile["fnWeight"]) - np.maximum(
-            before.to_numpy(), -profile["fnWeight"])
+            before.to_numpy(), -profile["fnWeight"]
+        )
     base = -profile["fnWeight"] * n_windows
     totals = base + np.cumsum(fp_part + increments)
     last_of_group = np.ones(score.size, dtype=bool)
@@ -165,8 +168,10 @@ def score_file(f: ScoredFile, threshold: float, profile: dict[str, float]) -> Fi
 
 def null_total(files: list[ScoredFile], profile: dict[str, float]) -> float:
     """NAB's null detector: a constant score, threshold optimised (detect all rows, or none)."""
-    constant = [ScoredFile(f.name, f.group, np.full(f.scores.size, 0.5), f.sweep, f.window, f.scorable,
-                           f.n_windows, f.windows) for f in files]
+    constant = [
+        ScoredFile(f.name, f.group, np.full(f.scores.size, 0.5), f.sweep, f.window, f.scorable, f.n_windows, f.windows)
+        for f in files
+    ]
     return sweep_thresholds(constant, profile).best()[1]
 
 
@@ -177,6 +182,7 @@ def normalised(raw: float, null: float, perfect: float) -> float:
 def range_f1(predicted: list[tuple[int, int]], labelled: list[tuple[int, int]]) -> tuple[int, int, int, int]:
     """Event-level counts: (predicted ranges overlapping a window, predicted ranges,
     windows overlapped by a prediction, windows)."""
+
     def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
         return a[0] <= b[1] and b[0] <= a[1]
 

@@ -26,8 +26,29 @@ TEXT = (20, 20, 20)
 LINE = (31, 78, 156)
 MISSING = (236, 236, 236)
 _DAY = 86400.0
-_TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
-               _DAY, 2 * _DAY, 7 * _DAY, 14 * _DAY)
+_TIME_STEPS = (
+    1,
+    2,
+    5,
+    10,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    10800,
+    21600,
+    43200,
+    _DAY,
+    2 * _DAY,
+    7 * _DAY,
+    14 * _DAY,
+)
 _MONTH_STEPS = (1, 2, 3, 6, 12, 24, 60, 120)
 
 
@@ -158,9 +179,16 @@ def missing_spans(time: np.ndarray, values: np.ndarray, gap_step: float) -> list
     return spans
 
 
-def draw_series_plot(series: TimeSeries, i0: int, i1: int, column_indices: list[int], title: str,
-                     y_ranges: list[tuple[float, float]], width: int = 1024,
-                     gap_step: float = 0.0) -> tuple[np.ndarray, PlotGeometry, float, float]:
+def draw_series_plot(
+    series: TimeSeries,
+    i0: int,
+    i1: int,
+    column_indices: list[int],
+    title: str,
+    y_ranges: list[tuple[float, float]],
+    width: int = 1024,
+    gap_step: float = 0.0,
+) -> tuple[np.ndarray, PlotGeometry, float, float]:
     """One plot image of samples i0..i1 (inclusive): a panel per column, shared x axis.
 
     Returns (RGB image, geometry, t_start, t_end): x pixel `left` is axis value t_start and `right`
@@ -169,7 +197,7 @@ def draw_series_plot(series: TimeSeries, i0: int, i1: int, column_indices: list[
     geo = geometry(len(column_indices), width)
     image = Image.new("RGB", (geo.width, geo.height), BACKGROUND)
     draw = ImageDraw.Draw(image)
-    time = series.time[i0: i1 + 1]
+    time = series.time[i0 : i1 + 1]
     t_start, t_end = float(time[0]), float(time[-1])
     if t_end <= t_start:
         half = max(gap_step, 1.0) / 2
@@ -182,15 +210,17 @@ def draw_series_plot(series: TimeSeries, i0: int, i1: int, column_indices: list[
     draw.text((geo.left, 7), title, fill=TEXT, font=font(15))
     ticks = axis_ticks(t_start, t_end, series.axis, span_px)
     for panel_number, (column, (top, bottom), (lo, hi)) in enumerate(
-            zip(column_indices, geo.panels, y_ranges, strict=True)):
-        values = series.values[i0: i1 + 1, column]
+        zip(column_indices, geo.panels, y_ranges, strict=True)
+    ):
+        values = series.values[i0 : i1 + 1, column]
         for a, b in missing_spans(time, values, gap_step):
             xa, xb = float(x_of(a)), float(x_of(b))
             draw.rectangle([max(geo.left, xa), top + 1, min(geo.right, max(xb, xa + 1)), bottom - 1], fill=MISSING)
         y_ticks, y_step = nice_ticks(lo, hi, max(2, (bottom - top) // 45))
 
-        def y_of(v: np.ndarray | float, lo: float = lo, hi: float = hi, top: int = top,
-                 bottom: int = bottom) -> np.ndarray:
+        def y_of(
+            v: np.ndarray | float, lo: float = lo, hi: float = hi, top: int = top, bottom: int = bottom
+        ) -> np.ndarray:
             return bottom - (np.asarray(v, dtype=np.float64) - lo) / (hi - lo) * (bottom - top)
 
         for value in y_ticks:
@@ -214,15 +244,22 @@ def draw_series_plot(series: TimeSeries, i0: int, i1: int, column_indices: list[
                 half = font(13).getlength(label) / 2
                 x_text = min(max(x - half, 2), geo.width - 2 - 2 * half)
                 draw.text((x_text, bottom + 7), label, fill=TEXT, font=font(13))
-            axis_title = {AXIS_DATETIME: f"{series.time_name or 'time'} (date and time)",
-                          AXIS_INDEX: "sample index"}.get(series.axis, series.time_name or "time")
-            draw.text((geo.left + span_px / 2 - font(13).getlength(axis_title) / 2, bottom + 27), axis_title,
-                      fill=(90, 90, 90), font=font(13))
+            axis_title = {
+                AXIS_DATETIME: f"{series.time_name or 'time'} (date and time)",
+                AXIS_INDEX: "sample index",
+            }.get(series.axis, series.time_name or "time")
+            draw.text(
+                (geo.left + span_px / 2 - font(13).getlength(axis_title) / 2, bottom + 27),
+                axis_title,
+                fill=(90, 90, 90),
+                font=font(13),
+            )
     return np.asarray(image), geo, t_start, t_end
 
 
-def _draw_line(draw: ImageDraw.ImageDraw, xs: np.ndarray, ys: np.ndarray, values: np.ndarray, span_px: int,
-               left: int) -> None:
+def _draw_line(
+    draw: ImageDraw.ImageDraw, xs: np.ndarray, ys: np.ndarray, values: np.ndarray, span_px: int, left: int
+) -> None:
     """A polyline for sparse stretches, a min/max envelope per pixel column for dense ones."""
     finite = np.isfinite(values)
     if xs.size <= span_px * 1.5:

@@ -25,8 +25,11 @@ PARQUET_EXTENSIONS = (".parquet", ".pq")
 EXTENSIONS = (".csv", ".tsv", ".tab", ".parquet", ".pq")
 PARQUET_MAGIC = b"PAR1"
 
-_TIME_NAMES = re.compile(r"^(?:time|timestamp|datetime|date|ts|t|epoch|unix_?time|date_?time|time_?stamp|"
-                         r"time_?s|seconds|secs?|elapsed(?:_s)?|time\s*\(s\)|created_?at)$", re.IGNORECASE)
+_TIME_NAMES = re.compile(
+    r"^(?:time|timestamp|datetime|date|ts|t|epoch|unix_?time|date_?time|time_?stamp|"
+    r"time_?s|seconds|secs?|elapsed(?:_s)?|time\s*\(s\)|created_?at)$",
+    re.IGNORECASE,
+)
 _TIME_HINT = re.compile(r"time|date|epoch|stamp", re.IGNORECASE)
 _LABEL_NAMES = {"label", "labels", "is_anomaly", "anomaly", "is_anomalous", "anomalous", "outlier", "is_outlier"}
 _DELIMITERS = (",", ";", "\t", "|")
@@ -157,9 +160,16 @@ def _read_text(path: Path, head: bytes):
         frame = _read_text_pyarrow(path, sep, has_header, encoding)
     if frame is None:
         try:
-            frame = pd.read_csv(path, sep=sep, header=0 if has_header else None, comment="#",
-                                decimal="," if decimal_comma else ".", encoding=encoding, skip_blank_lines=True,
-                                low_memory=False)
+            frame = pd.read_csv(
+                path,
+                sep=sep,
+                header=0 if has_header else None,
+                comment="#",
+                decimal="," if decimal_comma else ".",
+                encoding=encoding,
+                skip_blank_lines=True,
+                low_memory=False,
+            )
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
             raise CaseReadError(f"{name}: the table cannot be parsed ({_first_line(exc)})") from None
         except pd.errors.EmptyDataError:
@@ -173,13 +183,13 @@ def _read_text_pyarrow(path: Path, sep: str, has_header: bool, encoding: str):
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    read_options = pacsv.ReadOptions(encoding=encoding, autogenerate_column_names=not has_header,
-                                     block_size=1 << 24)
+    read_options = pacsv.ReadOptions(encoding=encoding, autogenerate_column_names=not has_header, block_size=1 << 24)
     parse_options = pacsv.ParseOptions(delimiter=sep)
     convert_options = pacsv.ConvertOptions(strings_can_be_null=True)
     try:
-        table = pacsv.read_csv(path, read_options=read_options, parse_options=parse_options,
-                               convert_options=convert_options)
+        table = pacsv.read_csv(
+            path, read_options=read_options, parse_options=parse_options, convert_options=convert_options
+        )
     except (pa.ArrowException, ValueError, OSError):
         return None  # pandas gets a try, and produces the message when it fails too
     frame = table.to_pandas()
@@ -291,8 +301,7 @@ def _value_column(column) -> np.ndarray | None:
     present = column.notna()
     if not present.any():
         return None
-    numbers = pd.to_numeric(column.astype(str).str.strip(), errors="coerce").to_numpy(dtype=np.float64,
-                                                                                      na_value=np.nan)
+    numbers = pd.to_numeric(column.astype(str).str.strip(), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     parsed = np.isfinite(numbers)
     if parsed.sum() < 0.5 * present.sum():
         return None
@@ -335,8 +344,9 @@ def frame_to_series(frame, name: str) -> tuple[TimeSeries, dict[str, Any]]:
             kept.append(column)
     if not values:
         listed = ", ".join(columns[:10]) + (" ..." if len(columns) > 10 else "")
-        raise CaseReadError(f"{name}: no numeric column found (columns: {listed}); a time series needs at least "
-                            f"one column of numbers")
+        raise CaseReadError(
+            f"{name}: no numeric column found (columns: {listed}); a time series needs at least one column of numbers"
+        )
     matrix = np.column_stack(values).astype(np.float64, copy=False)
     metadata: dict[str, Any] = {"name": name}
     n_rows = matrix.shape[0]
@@ -357,8 +367,9 @@ def frame_to_series(frame, name: str) -> tuple[TimeSeries, dict[str, Any]]:
     if time.size == 0:
         raise CaseReadError(f"{name}: no row has a readable time in column {time_name!r}")
     time = np.ascontiguousarray(time, dtype=np.float64)
-    series = TimeSeries(time=time, values=np.ascontiguousarray(matrix), columns=kept, axis=axis,
-                        time_name=time_name or "", name=name)
+    series = TimeSeries(
+        time=time, values=np.ascontiguousarray(matrix), columns=kept, axis=axis, time_name=time_name or "", name=name
+    )
     if label_mask is not None:
         series.labels = [LabelWindow(a, b, f"label column {label_name!r}") for a, b in _runs(label_mask)]
         metadata["label_source"] = f"label column {label_name!r}"
@@ -372,7 +383,10 @@ def describe(series: TimeSeries) -> dict[str, Any]:
     """Length, time range, sampling regularity, median step, gaps and NaN counts (JSON-safe)."""
     time, n = series.time, series.length
     info: dict[str, Any] = {
-        "columns": list(series.columns), "length": n, "axis": series.axis, "time_column": series.time_name or None,
+        "columns": list(series.columns),
+        "length": n,
+        "axis": series.axis,
+        "time_column": series.time_name or None,
         "time_range": [format_axis_value(time[0], series.axis), format_axis_value(time[-1], series.axis)],
         "nan_counts": {c: int(np.isnan(series.values[:, i]).sum()) for i, c in enumerate(series.columns)},
     }
@@ -394,8 +408,10 @@ def describe(series: TimeSeries) -> dict[str, Any]:
     info["gaps"] = int(gap_at.size)
     if gap_at.size:
         largest = gap_at[np.argsort(steps[gap_at])[::-1][:MAX_GAP_EXAMPLES]]
-        info["gap_examples"] = [[format_axis_value(time[i], series.axis), format_axis_value(time[i + 1], series.axis)]
-                                for i in sorted(largest)]
+        info["gap_examples"] = [
+            [format_axis_value(time[i], series.axis), format_axis_value(time[i + 1], series.axis)]
+            for i in sorted(largest)
+        ]
         info["largest_gap"] = float(steps[gap_at].max())
     return info
 

@@ -21,8 +21,13 @@ from .plotting import draw_series_plot, value_range
 from .series import AXIS_INDEX, TimeSeries, format_axis_value
 
 VIEW_KIND = "sample_range"
-DEFAULTS: dict[str, Any] = {"max_points_per_image": 5000, "max_images": 4, "overlap": 0.1, "width": 1024,
-                            "max_columns": 6}
+DEFAULTS: dict[str, Any] = {
+    "max_points_per_image": 5000,
+    "max_images": 4,
+    "overlap": 0.1,
+    "width": 1024,
+    "max_columns": 6,
+}
 
 
 def _int_option(options: dict[str, Any], key: str, low: int, high: int) -> int:
@@ -103,24 +108,38 @@ def render(series: TimeSeries, options: dict[str, Any] | None = None) -> list[Vi
     wanted = options.get("columns")
     columns = [series.columns.index(c) for c in wanted if c in series.columns] if isinstance(wanted, list) else []
     columns = (columns or list(range(len(series.columns))))[:max_columns]
-    y_ranges = [value_range(series.values[i0: i1 + 1, c]) for c in columns]
+    y_ranges = [value_range(series.values[i0 : i1 + 1, c]) for c in columns]
     gap_step = gap_threshold(series)
     windows = split_windows(i0, i1, max_points, max_images, overlap)
     views = []
     for k, (a, b) in enumerate(windows, start=1):
         label = window_label(series, a, b, k, len(windows))
-        title = label if len(columns) == len(series.columns) else (
-            f"{label}, {len(columns)} of {len(series.columns)} columns")
+        title = (
+            label
+            if len(columns) == len(series.columns)
+            else (f"{label}, {len(columns)} of {len(series.columns)} columns")
+        )
         image, geo, t_start, t_end = draw_series_plot(series, a, b, columns, title, y_ranges, width, gap_step)
         params = {
-            "x_left": geo.left, "x_right": geo.right, "width": geo.width, "height": geo.height,
-            "sample_start": a, "sample_end": b, "t_start": t_start, "t_end": t_end,
+            "x_left": geo.left,
+            "x_right": geo.right,
+            "width": geo.width,
+            "height": geo.height,
+            "sample_start": a,
+            "sample_end": b,
+            "t_start": t_start,
+            "t_end": t_end,
             "time_start": format_axis_value(series.time[a], series.axis),
             "time_end": format_axis_value(series.time[b], series.axis),
-            "axis": series.axis, "scale": "linear",
-            "panels": [{"column": series.columns[c], "top": top, "bottom": bottom}
-                       for c, (top, bottom) in zip(columns, geo.panels, strict=True)],
-            "window": k, "windows": len(windows), "n_samples": series.length,
+            "axis": series.axis,
+            "scale": "linear",
+            "panels": [
+                {"column": series.columns[c], "top": top, "bottom": bottom}
+                for c, (top, bottom) in zip(columns, geo.panels, strict=True)
+            ],
+            "window": k,
+            "windows": len(windows),
+            "n_samples": series.length,
         }
         views.append(View(label=label, image=image, view_map=ViewMap(VIEW_KIND, params)))
     return views

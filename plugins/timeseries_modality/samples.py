@@ -13,11 +13,16 @@ from inspector.samples import DemoSet
 def samples(folder: Path) -> list[DemoSet]:
     """Write the demo series into `folder` (once) and describe its profile."""
     folder.mkdir(parents=True, exist_ok=True)
-    series = DemoSet(Profile(
-        name="Cooling line sensor (demo)", class_name="coolant temperature", modality="time_series",
-        domain_preset="time_series",
-        normal_standards="A daily cycle of about ±4 °C around 60 °C, readings every 10 minutes, noise under 1 °C.",
-        expected_defects="spikes above the cycle\nsustained level shifts (fouled cooler)\nmissing readings"))
+    series = DemoSet(
+        Profile(
+            name="Cooling line sensor (demo)",
+            class_name="coolant temperature",
+            modality="time_series",
+            domain_preset="time_series",
+            normal_standards="A daily cycle of about ±4 °C around 60 °C, readings every 10 minutes, noise under 1 °C.",
+            expected_defects="spikes above the cycle\nsustained level shifts (fouled cooler)\nmissing readings",
+        )
+    )
     series.cases[write_sensor_series(folder / "coolant_temperature.csv")] = "anomalous"
     return [series]
 
@@ -34,7 +39,8 @@ def write_sensor_series(path: Path, seed: int = 7) -> Path:
     start = np.datetime64("2026-03-02T00:00")
     stamps = start + t * np.timedelta64(10, "m")
     lines = ["timestamp,temperature_c"]
-    lines += [f"{str(s).replace('T', ' ')},{'' if np.isnan(v) else f'{v:.3f}'}"
-              for s, v in zip(stamps, values, strict=True)]
+    lines += [
+        f"{str(s).replace('T', ' ')},{'' if np.isnan(v) else f'{v:.3f}'}" for s, v in zip(stamps, values, strict=True)
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -28,9 +28,11 @@ class LabelWindow:
     source: str = ""
 
     def to_dict(self, series: TimeSeries) -> dict[str, Any]:
-        return {"samples": [self.start, self.end],
-                "times": [series.format_time(series.time[self.start]), series.format_time(series.time[self.end])],
-                "source": self.source}
+        return {
+            "samples": [self.start, self.end],
+            "times": [series.format_time(series.time[self.start]), series.format_time(series.time[self.end])],
+            "source": self.source,
+        }
 
 
 @dataclass
@@ -84,9 +86,11 @@ class TimeSeries:
 
     def region_detail(self, i0: int, i1: int) -> dict[str, Any]:
         """What a Region carries for a sample range: samples and times (ISO with a time axis)."""
-        return {"samples": [int(i0), int(i1)],
-                "times": [self.format_time(self.time[i0]), self.format_time(self.time[i1])],
-                "axis": self.axis}
+        return {
+            "samples": [int(i0), int(i1)],
+            "times": [self.format_time(self.time[i0]), self.format_time(self.time[i1])],
+            "axis": self.axis,
+        }
 
 
 def format_axis_value(value: float, axis: str) -> str | float:

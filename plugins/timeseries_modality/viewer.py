@@ -86,15 +86,23 @@ class TimeSeriesViewer(CaseViewer):
         self.toolbar = QToolBar("Series", self)
         self.action_reset = self._action("Fit", "F", self.reset_view, "Show the whole series (F)")
         self.toolbar.addSeparator()
-        self.action_select = self._action("Select range", "S", self._selection_toggled,
-                                          "Select a time range: only it is sent to the model (S)", checkable=True,
-                                          checked=False)
-        self.action_labels = self._action("Labels", "L", self._update_visibility,
-                                          "Show the known anomaly windows of the file (L)", checkable=True)
-        self.action_regions = self._action("Regions", "R", self._update_visibility,
-                                           "Show the ranges of the verdict (R)", checkable=True)
-        self.action_scores = self._action("Scores", "D", self._update_visibility,
-                                          "Show the detector's per-sample scores (D)", checkable=True)
+        self.action_select = self._action(
+            "Select range",
+            "S",
+            self._selection_toggled,
+            "Select a time range: only it is sent to the model (S)",
+            checkable=True,
+            checked=False,
+        )
+        self.action_labels = self._action(
+            "Labels", "L", self._update_visibility, "Show the known anomaly windows of the file (L)", checkable=True
+        )
+        self.action_regions = self._action(
+            "Regions", "R", self._update_visibility, "Show the ranges of the verdict (R)", checkable=True
+        )
+        self.action_scores = self._action(
+            "Scores", "D", self._update_visibility, "Show the detector's per-sample scores (D)", checkable=True
+        )
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
@@ -122,15 +130,19 @@ class TimeSeriesViewer(CaseViewer):
     def prepare_display(cls, loaded: LoadedCase) -> SeriesDisplay:
         series = loaded.data
         x = np.ascontiguousarray(series.time, dtype=np.float64)
-        columns = [(str(name), np.ascontiguousarray(series.values[:, i], dtype=np.float64))
-                   for i, name in enumerate(series.columns)]
+        columns = [
+            (str(name), np.ascontiguousarray(series.values[:, i], dtype=np.float64))
+            for i, name in enumerate(series.columns)
+        ]
         count = len(columns)
         panels = [[i] for i in range(count)] if count <= MAX_PANELS else [list(range(count))]
         labels = []
         for k, window in enumerate(getattr(series, "labels", []) or [], start=1):
             a, b = _x_span(x, int(window.start), int(window.end))
-            text = (f"Known anomaly window {k}: {series.format_time(x[window.start])} to "
-                    f"{series.format_time(x[window.end])} ({window.source})")
+            text = (
+                f"Known anomaly window {k}: {series.format_time(x[window.start])} to "
+                f"{series.format_time(x[window.end])} ({window.source})"
+            )
             labels.append((a, b, text))
         return SeriesDisplay(x=x, columns=columns, axis=series.axis, panels=panels, labels=labels)
 
@@ -166,8 +178,9 @@ class TimeSeriesViewer(CaseViewer):
                 tip += f"\n{times[0]} to {times[1]}"
             tip += f"\nscore {region.score:.2f}"
             for plot_number, plot in enumerate(self.plots):
-                item = pg.LinearRegionItem((a, b), movable=False, brush=VERDICT_BRUSH,
-                                           pen=pg.mkPen(QColor(200, 30, 30), width=1))
+                item = pg.LinearRegionItem(
+                    (a, b), movable=False, brush=VERDICT_BRUSH, pen=pg.mkPen(QColor(200, 30, 30), width=1)
+                )
                 item.setZValue(5)
                 item.setToolTip(tip)
                 plot.addItem(item)
@@ -181,8 +194,11 @@ class TimeSeriesViewer(CaseViewer):
         scores = (verdict.details or {}).get("sample_scores")
         if isinstance(scores, list) and scores:
             details = verdict.details
-            self._add_score_plot(np.asarray(scores, dtype=np.float64), int(details.get("sample_scores_step", 1)),
-                                 float(details.get("threshold", 0.5)))
+            self._add_score_plot(
+                np.asarray(scores, dtype=np.float64),
+                int(details.get("sample_scores_step", 1)),
+                float(details.get("threshold", 0.5)),
+            )
         self._update_visibility()
 
     def clear(self) -> None:
@@ -218,8 +234,9 @@ class TimeSeriesViewer(CaseViewer):
                 plot.addLegend(offset=(6, 6))
             for index in members:
                 name, values = display.columns[index]
-                curve = plot.plot(display.x, values, pen=pg.mkPen(PALETTE[index % len(PALETTE)], width=1),
-                                  name=name, connect="finite")
+                curve = plot.plot(
+                    display.x, values, pen=pg.mkPen(PALETTE[index % len(PALETTE)], width=1), name=name, connect="finite"
+                )
                 self.curves.append(curve)
             plot.setLabel("left", display.columns[members[0]][0] if len(members) == 1 else "value")
             if self.plots:
@@ -282,8 +299,7 @@ class TimeSeriesViewer(CaseViewer):
         if self.plots:
             plot.setXLink(self.plots[0])
         self.score_curve = plot.plot(x[positions], scores, pen=pg.mkPen("#c23a1a", width=1))
-        plot.addItem(pg.InfiniteLine(pos=threshold, angle=0, pen=pg.mkPen((150, 150, 150),
-                                                                          style=Qt.PenStyle.DotLine)))
+        plot.addItem(pg.InfiniteLine(pos=threshold, angle=0, pen=pg.mkPen((150, 150, 150), style=Qt.PenStyle.DotLine)))
         self.score_plot = plot
 
     def _remove_score_plot(self) -> None:

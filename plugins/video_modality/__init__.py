@@ -74,20 +74,22 @@ def demo_samples(folder: Path) -> list[DemoSet]:
 
 def register(registry: PluginRegistry) -> None:
     patterns = " ".join(f"*{ext}" for ext in VIDEO_EXTENSIONS)
-    registry.register_modality(ModalityPlugin(
-        name=Modality.VIDEO.value,
-        title="Video",
-        extensions=VIDEO_EXTENSIONS,
-        read=read,
-        render=render,
-        sniff=sniff,
-        viewer=f"{__name__}.viewer:VideoViewer",
-        presets=Path(__file__).resolve().parent / "presets",
-        samples=demo_samples,
-        default_preset="surveillance",
-        file_filter=f"Videos ({patterns})",
-        offline_detect=offline_detect,
-        reference_images=reference_images,
-        locate=locate,
-        claims_folder=claims_folder,
-    ))
+    registry.register_modality(
+        ModalityPlugin(
+            name=Modality.VIDEO.value,
+            title="Video",
+            extensions=VIDEO_EXTENSIONS,
+            read=read,
+            render=render,
+            sniff=sniff,
+            viewer=f"{__name__}.viewer:VideoViewer",
+            presets=Path(__file__).resolve().parent / "presets",
+            samples=demo_samples,
+            default_preset="surveillance",
+            file_filter=f"Videos ({patterns})",
+            offline_detect=offline_detect,
+            reference_images=reference_images,
+            locate=locate,
+            claims_folder=claims_folder,
+        )
+    )

@@ -49,8 +49,10 @@ def open_error(path: Path, exc: BaseException) -> CaseReadError:
     if isinstance(exc, (FileNotFoundError, PermissionError)):
         reason = f"it cannot be read ({getattr(exc, 'strerror', None) or text})"
     elif looks_like_video and ("invalid data" in lowered or "input/output" in lowered or "end of file" in lowered):
-        reason = ("the file is incomplete or damaged (truncated: an interrupted copy or recording; "
-                  "its frame index is missing)")
+        reason = (
+            "the file is incomplete or damaged (truncated: an interrupted copy or recording; "
+            "its frame index is missing)"
+        )
     elif "invalid data" in lowered:
         reason = "the file is damaged or is not a video"
     else:
@@ -293,12 +295,19 @@ class ContainerSource(FrameSource):
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
-        info.update({"source": "container", "container": self.format_name, "codec": self.codec,
-                     "keyframes": len(self._key_indices)})
+        info.update(
+            {
+                "source": "container",
+                "container": self.format_name,
+                "codec": self.codec,
+                "keyframes": len(self._key_indices),
+            }
+        )
         if self.declared_duration_s and self.frame_count < 0.9 * self.declared_duration_s * self.fps - 1:
-            info["warning"] = (f"the file ends early: {self.frame_count} frames are readable of about "
-                               f"{round(self.declared_duration_s * self.fps)} announced (truncated or damaged)")
+            info["warning"] = (
+                f"the file ends early: {self.frame_count} frames are readable of about "
+                f"{round(self.declared_duration_s * self.fps)} announced (truncated or damaged)"
+            )
         elif self.rebuilt_index:
             info["note"] = "frame index rebuilt by decoding (unusual or damaged stream)"
         return info
-

@@ -56,8 +56,13 @@ def _reference_key(references: list[tuple[str, np.ndarray]], settings: dict[str,
     return digest.hexdigest()
 
 
-def fitted_detector(references: list[tuple[str, np.ndarray]], progress=None, is_cancelled=None,
-                    options: dict[str, Any] | None = None, sources: list[str] | None = None):
+def fitted_detector(
+    references: list[tuple[str, np.ndarray]],
+    progress=None,
+    is_cancelled=None,
+    options: dict[str, Any] | None = None,
+    sources: list[str] | None = None,
+):
     """The video detector fitted on these references (cached for the session). `sources` (the
     video each frame came from) make calibration hold out whole videos, not single frames."""
     from inspector.detector.offline import OfflineDetector
@@ -68,8 +73,7 @@ def fitted_detector(references: list[tuple[str, np.ndarray]], progress=None, is_
         detector = _fitted.get(key)
         if detector is None:
             detector = OfflineDetector(settings.pop("image_size"), **settings)
-            detector.fit([rgb for _, rgb in references], progress=progress, is_cancelled=is_cancelled,
-                         sources=sources)
+            detector.fit([rgb for _, rgb in references], progress=progress, is_cancelled=is_cancelled, sources=sources)
             _fitted.clear()
             _fitted[key] = detector
     return detector
@@ -93,8 +97,13 @@ def smooth(values: np.ndarray, sigma_frames: float) -> np.ndarray:
     return gaussian_filter1d(values, sigma_frames, mode="nearest")
 
 
-def score_frames(source: FrameSource, detector: Any, step: int, progress=None, is_cancelled=None,
-                 ) -> tuple[np.ndarray, list[int], Any, int]:
+def score_frames(
+    source: FrameSource,
+    detector: Any,
+    step: int,
+    progress=None,
+    is_cancelled=None,
+) -> tuple[np.ndarray, list[int], Any, int]:
     """Raw per-frame scores (interpolated between scored frames), the scored frames, the
     strongest frame's detector result and that frame's index."""
     from inspector.inspection import InspectionCancelledError
@@ -144,15 +153,20 @@ def offline_detect(loaded: LoadedCase, context: OfflineContext) -> OfflineOutcom
     if not references:
         raise InspectionError(
             "The video detector compares each frame with normal reference frames, and the profile has none. "
-            "Add a normal video (or normal frames) to the profile's references.")
+            "Add a normal video (or normal frames) to the profile's references."
+        )
     started = time.perf_counter()
-    detector = fitted_detector(references, progress=lambda f: context.progress(0.2 * f),
-                               is_cancelled=context.is_cancelled, options=context.options,
-                               sources=context.reference_sources() or None)
+    detector = fitted_detector(
+        references,
+        progress=lambda f: context.progress(0.2 * f),
+        is_cancelled=context.is_cancelled,
+        options=context.options,
+        sources=context.reference_sources() or None,
+    )
     step = frame_step(source.frame_count, context.options)
     raw, scored, best, best_index = score_frames(
-        source, detector, step, progress=lambda f: context.progress(0.2 + 0.8 * f),
-        is_cancelled=context.is_cancelled)
+        source, detector, step, progress=lambda f: context.progress(0.2 + 0.8 * f), is_cancelled=context.is_cancelled
+    )
     calibration = detector.calibration
     smoothed = smooth(raw, SMOOTH_SECONDS * source.fps)
     scores = calibration.calibrate(smoothed)
@@ -160,15 +174,35 @@ def offline_detect(loaded: LoadedCase, context: OfflineContext) -> OfflineOutcom
     score = float(scores[peak])
     anomalous = score >= 0.5
     ranges = frame_ranges(scores)
-    regions = [Region(0.0, 0.0, 0.0, 0.0, score=float(scores[a:b + 1].max()), label="anomalous frames",
-                      reason=f"frames {a}-{b} deviate from the normal references",
-                      detail={"frames": [a, b]}) for a, b in ranges]
+    regions = [
+        Region(
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            score=float(scores[a : b + 1].max()),
+            label="anomalous frames",
+            reason=f"frames {a}-{b} deviate from the normal references",
+            detail={"frames": [a, b]},
+        )
+        for a, b in ranges
+    ]
     regions.sort(key=lambda r: r.score, reverse=True)
     regions = regions[:MAX_RANGES]
     spans = ", ".join(f"{a}-{b}" for a, b in sorted(tuple(r.detail["frames"]) for r in regions))
     for box in best.regions[:3]:
-        regions.append(Region(box.x0, box.y0, box.x1, box.y1, score=box.score, label=box.label,
-                              reason=f"frame {best_index}: {box.reason}", detail={"frames": [best_index, best_index]}))
+        regions.append(
+            Region(
+                box.x0,
+                box.y0,
+                box.x1,
+                box.y1,
+                score=box.score,
+                label=box.label,
+                reason=f"frame {best_index}: {box.reason}",
+                detail={"frames": [best_index, best_index]},
+            )
+        )
     elapsed = time.perf_counter() - started
     per_frame = elapsed / max(1, len(scored))
     if anomalous:
@@ -176,8 +210,9 @@ def offline_detect(loaded: LoadedCase, context: OfflineContext) -> OfflineOutcom
     else:
         verdict = f"looks normal compared with the {detector.n_references} normal reference frames"
     sampling = "every frame" if step == 1 else f"every {step}th frame, interpolated in between"
-    explanation = (f"Offline detector (no VLM asked): score {score:.2f} ({verdict}; strongest at frame {peak}). "
-                   f"Scored {sampling}.")
+    explanation = (
+        f"Offline detector (no VLM asked): score {score:.2f} ({verdict}; strongest at frame {peak}). Scored {sampling}."
+    )
     details = {
         "frame_scores": [round(float(v), 4) for v in scores],
         "scored_frames": scored,
@@ -189,8 +224,15 @@ def offline_detect(loaded: LoadedCase, context: OfflineContext) -> OfflineOutcom
         "smoothing_s": SMOOTH_SECONDS,
     }
     return OfflineOutcome(
-        anomalous=anomalous, score=score, explanation=explanation, regions=regions, heatmap=best.heatmap,
-        details=details, model=MODEL_NAME,
-        summary=(f"max raw {float(smoothed.max()):.3f}, threshold {calibration.threshold:.3f}, "
-                 f"{len(scored)} frames scored at {detector.params.image_size} px, {per_frame * 1000:.0f} ms/frame"),
+        anomalous=anomalous,
+        score=score,
+        explanation=explanation,
+        regions=regions,
+        heatmap=best.heatmap,
+        details=details,
+        model=MODEL_NAME,
+        summary=(
+            f"max raw {float(smoothed.max()):.3f}, threshold {calibration.threshold:.3f}, "
+            f"{len(scored)} frames scored at {detector.params.image_size} px, {per_frame * 1000:.0f} ms/frame"
+        ),
     )

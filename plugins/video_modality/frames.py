@@ -51,8 +51,7 @@ def _image_files(folder: Path) -> list[Path]:
         entries = list(folder.iterdir())
     except OSError:
         return []
-    return [p for p in entries if p.is_file() and not p.name.startswith(".")
-            and p.suffix.lower() in FRAME_EXTENSIONS]
+    return [p for p in entries if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in FRAME_EXTENSIONS]
 
 
 def frame_files(folder: Path) -> list[Path] | None:
@@ -175,8 +174,14 @@ class FolderSource(FrameSource):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         numbers = [int(m.group(2)) for p in self.files if (m := _NUMBERED.match(p.stem))]
-        info.update({"source": "frames", "first_file": self.files[0].name, "last_file": self.files[-1].name,
-                     "fps_assumed": True})
+        info.update(
+            {
+                "source": "frames",
+                "first_file": self.files[0].name,
+                "last_file": self.files[-1].name,
+                "fps_assumed": True,
+            }
+        )
         if numbers and max(numbers) - min(numbers) + 1 != len(numbers):
             info["note"] = f"{max(numbers) - min(numbers) + 1 - len(numbers)} frame numbers are missing from the folder"
         return info
@@ -189,18 +194,25 @@ def open_folder(folder: Path) -> tuple[FolderSource, dict[str, Any]]:
     if files is None:
         images = _image_files(folder)
         if not images:
-            raise CaseReadError(f"{folder.name}: the folder contains no image frames "
-                                f"({', '.join(FRAME_EXTENSIONS)} files named by frame number)")
-        raise CaseReadError(f"{folder.name}: the {len(images)} image(s) in the folder are not a numbered frame "
-                            "sequence (need >= 2 frames of one type and size named like 000.jpg, 001.jpg ...)")
+            raise CaseReadError(
+                f"{folder.name}: the folder contains no image frames "
+                f"({', '.join(FRAME_EXTENSIONS)} files named by frame number)"
+            )
+        raise CaseReadError(
+            f"{folder.name}: the {len(images)} image(s) in the folder are not a numbered frame "
+            "sequence (need >= 2 frames of one type and size named like 000.jpg, 001.jpg ...)"
+        )
     source = FolderSource(folder, files)
     metadata = source.describe()
     key = _content_key(folder.name, files)
     found = find_labels(folder)
     if found is not None:
         ranges, labels_path = found
-        labels = {"ground_truth_frames": ranges, "labels_file": labels_path.name,
-                  "ground_truth": "anomalous" if ranges else "normal"}
+        labels = {
+            "ground_truth_frames": ranges,
+            "labels_file": labels_path.name,
+            "ground_truth": "anomalous" if ranges else "normal",
+        }
         _KNOWN_LABELS[key] = labels
     else:
         labels = _KNOWN_LABELS.get(key, {})

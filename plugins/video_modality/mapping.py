@@ -69,8 +69,16 @@ def locate_range(item: dict[str, Any], count: int, fps: float) -> Region | None:
         return None  # entirely outside the video: the model misread the numbers
     first, last = max(0, first), min(count - 1, last)
     reason = str(item.get("reason", ""))
-    return Region(0.0, 0.0, 0.0, 0.0, score=1.0, label=str(item.get("label") or "anomalous frames"),
-                  reason=reason, detail={"frames": [first, last]})
+    return Region(
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        score=1.0,
+        label=str(item.get("label") or "anomalous frames"),
+        reason=reason,
+        detail={"frames": [first, last]},
+    )
 
 
 def _tiles(query: QueryView) -> list[dict[str, Any]]:
@@ -128,8 +136,12 @@ def locate_box(item: dict[str, Any], queries: list[QueryView]) -> Region | None:
         tile = ranked[0]
     frame_w, frame_h = query.view_map.params["frame_size"]  # type: ignore[union-attr]
     sx, sy = frame_w / tile["w"], frame_h / tile["h"]
-    on_frame = ((box[0] - tile["x"]) * sx, (box[1] - tile["y"]) * sy,
-                (box[2] - tile["x"]) * sx, (box[3] - tile["y"]) * sy)
+    on_frame = (
+        (box[0] - tile["x"]) * sx,
+        (box[1] - tile["y"]) * sy,
+        (box[2] - tile["x"]) * sx,
+        (box[3] - tile["y"]) * sy,
+    )
     x0, y0 = max(0.0, on_frame[0]), max(0.0, on_frame[1])
     x1, y1 = min(float(frame_w), on_frame[2]), min(float(frame_h), on_frame[3])
     if x1 - x0 < 1 or y1 - y0 < 1:
@@ -137,14 +149,26 @@ def locate_box(item: dict[str, Any], queries: list[QueryView]) -> Region | None:
     if mask is not None:
         mask = crop_mask(mask, on_frame, (x0, y0, x1, y1)) if _within(box, tile) else None
     frame = int(tile["frame"])
-    return Region(x0, y0, x1, y1, score=1.0, label=str(item.get("label", "")), reason=str(item.get("reason", "")),
-                  detail={"frames": [frame, frame], **mark_detail(item, mask)})
+    return Region(
+        x0,
+        y0,
+        x1,
+        y1,
+        score=1.0,
+        label=str(item.get("label", "")),
+        reason=str(item.get("reason", "")),
+        detail={"frames": [frame, frame], **mark_detail(item, mask)},
+    )
 
 
 def _within(box: tuple[float, float, float, float], tile: dict[str, Any], slack: float = 1.0) -> bool:
     """The box lies on the tile (within `slack` view pixels: mark boxes are rounded to whole pixels)."""
-    return (box[0] >= tile["x"] - slack and box[1] >= tile["y"] - slack
-            and box[2] <= tile["x"] + tile["w"] + slack and box[3] <= tile["y"] + tile["h"] + slack)
+    return (
+        box[0] >= tile["x"] - slack
+        and box[1] >= tile["y"] - slack
+        and box[2] <= tile["x"] + tile["w"] + slack
+        and box[3] <= tile["y"] + tile["h"] + slack
+    )
 
 
 def locate(item: dict[str, Any], queries: list[QueryView], loaded: LoadedCase | None) -> Region | None:

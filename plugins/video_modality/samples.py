@@ -13,14 +13,20 @@ from inspector.samples import DemoSet
 def samples(folder: Path) -> list[DemoSet]:
     """Write the demo clips into `folder` and describe their profile."""
     folder.mkdir(parents=True, exist_ok=True)
-    video = DemoSet(Profile(
-        name="Walkway camera (demo)", class_name="pedestrian walkway", modality="video",
-        domain_preset="surveillance",
-        normal_standards="Only pedestrians walking at ordinary pace along the walkway.",
-        expected_defects="vehicles or carts on the walkway\nrunning\nobjects thrown"))
+    video = DemoSet(
+        Profile(
+            name="Walkway camera (demo)",
+            class_name="pedestrian walkway",
+            modality="video",
+            domain_preset="surveillance",
+            normal_standards="Only pedestrians walking at ordinary pace along the walkway.",
+            expected_defects="vehicles or carts on the walkway\nrunning\nobjects thrown",
+        )
+    )
     for seed in (1, 4, 5, 6):  # busy normal clips: walkers anywhere on the walkway are normal
-        video.references.append(write_walkway_video(folder / f"walkway_normal_reference_{seed}.mp4", seed,
-                                                    with_cart=False, walkers=16))
+        video.references.append(
+            write_walkway_video(folder / f"walkway_normal_reference_{seed}.mp4", seed, with_cart=False, walkers=16)
+        )
     video.cases[write_walkway_video(folder / "walkway_clip_normal.mp4", 2, with_cart=False)] = "normal"
     video.cases[write_walkway_video(folder / "walkway_clip_cart.mp4", 3, with_cart=True)] = "anomalous"
     return [video]

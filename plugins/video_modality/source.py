@@ -119,8 +119,14 @@ class FrameSource:
 
     def describe(self) -> dict[str, Any]:
         w, h = self.size
-        return {"frame_count": self.frame_count, "fps": round(self.fps, 4), "width": w, "height": h,
-                "duration_s": round(self.duration_s, 3), "frame_numbering": "0-based"}
+        return {
+            "frame_count": self.frame_count,
+            "fps": round(self.fps, 4),
+            "width": w,
+            "height": h,
+            "duration_s": round(self.duration_s, 3),
+            "frame_numbering": "0-based",
+        }
 
 
 def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -150,8 +150,7 @@ def _grid_view(source: FrameSource, frames: list[tuple[int, np.ndarray]], captio
         canvas.paste(_label_bar(frame_label(index), tw, lh), (x, y))
         canvas.paste(Image.fromarray(rgb).resize((tw, th), Image.Resampling.BILINEAR), (x, y + lh))
         tiles.append({"frame": index, "x": x, "y": y + lh, "w": tw, "h": th})
-    params = {"tiles": tiles, "frame_size": list(source.size), "frame_count": source.frame_count,
-              "fps": source.fps}
+    params = {"tiles": tiles, "frame_size": list(source.size), "frame_count": source.frame_count, "fps": source.fps}
     return View(label=caption, image=np.asarray(canvas), view_map=ViewMap("frame_grid", params))
 
 
@@ -160,14 +159,22 @@ def _sequence_view(source: FrameSource, index: int, rgb: np.ndarray, max_side: i
     canvas = Image.new("RGB", (tw, th + lh), BACKGROUND)
     canvas.paste(_label_bar(frame_label(index), tw, lh), (0, 0))
     canvas.paste(Image.fromarray(rgb).resize((tw, th), Image.Resampling.BILINEAR), (0, lh))
-    params = {"frame": index, "tiles": [{"frame": index, "x": 0, "y": lh, "w": tw, "h": th}],
-              "frame_size": list(source.size), "frame_count": source.frame_count, "fps": source.fps}
+    params = {
+        "frame": index,
+        "tiles": [{"frame": index, "x": 0, "y": lh, "w": tw, "h": th}],
+        "frame_size": list(source.size),
+        "frame_count": source.frame_count,
+        "fps": source.fps,
+    }
     return View(label=frame_label(index), image=np.asarray(canvas), view_map=ViewMap("frame", params))
 
 
 def grid_caption(sampling: Sampling) -> str:
-    what = {"uniform": "sampled across the whole video", "range": "sampled from the chosen range",
-            "around": "around the cursor"}[sampling.mode]
+    what = {
+        "uniform": "sampled across the whole video",
+        "range": "sampled from the chosen range",
+        "around": "around the cursor",
+    }[sampling.mode]
     return f"frames {sampling.first}-{sampling.last}, {len(sampling.frames)} frames {what}"
 
 

@@ -204,8 +204,10 @@ class Timeline(QWidget):
             painter.setPen(pen)
             painter.drawLine(QPointF(bar_l, threshold_y), QPointF(bar_r, threshold_y))
             step = max(1, self.frame_count // max(1, int(bar_r - bar_l)))
-            points = [QPointF(self.x_for_frame(i), bottom - float(np.clip(self.scores[i], 0, 1)) * (bottom - top))
-                      for i in range(0, self.frame_count, step)]
+            points = [
+                QPointF(self.x_for_frame(i), bottom - float(np.clip(self.scores[i], 0, 1)) * (bottom - top))
+                for i in range(0, self.frame_count, step)
+            ]
             painter.setPen(QPen(SCORE_COLOUR, 1.5))
             painter.drawPolyline(QPolygonF(points))
         if self.selection is not None:
@@ -306,10 +308,12 @@ class VideoViewer(CaseViewer):
         layout.addWidget(self.toolbar)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.timeline)
-        legend = QLabel(f"<span style='color:{GT_COLOUR.name()}'>■</span> ground truth &nbsp; "
-                        f"<span style='color:{VERDICT_COLOUR.name()}'>■</span> verdict &nbsp; "
-                        f"<span style='color:{SCORE_COLOUR.name()}'>—</span> frame score &nbsp; "
-                        "Shift+drag: choose the frames the model sees")
+        legend = QLabel(
+            f"<span style='color:{GT_COLOUR.name()}'>■</span> ground truth &nbsp; "
+            f"<span style='color:{VERDICT_COLOUR.name()}'>■</span> verdict &nbsp; "
+            f"<span style='color:{SCORE_COLOUR.name()}'>—</span> frame score &nbsp; "
+            "Shift+drag: choose the frames the model sees"
+        )
         legend.setObjectName("videoLegend")
         layout.addWidget(legend)
         layout.addWidget(self.readout)
@@ -321,19 +325,32 @@ class VideoViewer(CaseViewer):
     def _build_toolbar(self) -> None:
         self.toolbar = QToolBar("Video", self)
         self.action_play = self._action("Play", [Qt.Key.Key_Space], self.toggle_play, "Play / pause (Space)")
-        self.action_back = self._action("◀", [Qt.Key.Key_Left, Qt.Key.Key_Comma], lambda: self.step(-1),
-                                        "Previous frame (Left or ,)")
-        self.action_forward = self._action("▶", [Qt.Key.Key_Right, Qt.Key.Key_Period], lambda: self.step(1),
-                                           "Next frame (Right or .)")
+        self.action_back = self._action(
+            "◀", [Qt.Key.Key_Left, Qt.Key.Key_Comma], lambda: self.step(-1), "Previous frame (Left or ,)"
+        )
+        self.action_forward = self._action(
+            "▶", [Qt.Key.Key_Right, Qt.Key.Key_Period], lambda: self.step(1), "Next frame (Right or .)"
+        )
         self.action_start = self._action("|◀", [Qt.Key.Key_Home], lambda: self.seek(0), "First frame (Home)")
-        self.action_end = self._action("▶|", [Qt.Key.Key_End], lambda: self.seek(self.frame_count() - 1),
-                                       "Last frame (End)")
+        self.action_end = self._action(
+            "▶|", [Qt.Key.Key_End], lambda: self.seek(self.frame_count() - 1), "Last frame (End)"
+        )
         self.toolbar.addSeparator()
         self.action_fit = self._action("Fit", [Qt.Key.Key_F], self.view.fit, "Fit the frame to the window (F)")
-        self.action_heat = self._action("Heat map", [Qt.Key.Key_H], self._update_overlays,
-                                        "Show the detector's heat map on its frame (H)", checkable=True)
-        self.action_regions = self._action("Regions", [Qt.Key.Key_R], self._update_overlays,
-                                           "Show the verdict's boxes on their frames (R)", checkable=True)
+        self.action_heat = self._action(
+            "Heat map",
+            [Qt.Key.Key_H],
+            self._update_overlays,
+            "Show the detector's heat map on its frame (H)",
+            checkable=True,
+        )
+        self.action_regions = self._action(
+            "Regions",
+            [Qt.Key.Key_R],
+            self._update_overlays,
+            "Show the verdict's boxes on their frames (R)",
+            checkable=True,
+        )
         self.toolbar.addSeparator()
         self.toolbar.addWidget(QLabel(" Model sees: "))
         self.mode_combo = QComboBox()
@@ -341,8 +358,9 @@ class VideoViewer(CaseViewer):
         self.mode_combo.addItem("Whole video", "whole")
         self.mode_combo.addItem("Selected range", "range")
         self.mode_combo.addItem("Around cursor", "around")
-        self.mode_combo.setToolTip("Which frames are sampled for the model "
-                                   "(Shift+drag on the timeline selects a range)")
+        self.mode_combo.setToolTip(
+            "Which frames are sampled for the model (Shift+drag on the timeline selects a range)"
+        )
         self.mode_combo.currentIndexChanged.connect(self._options_changed)
         self.toolbar.addWidget(self.mode_combo)
         self.samples_spin = QSpinBox()
@@ -590,8 +608,9 @@ class VideoViewer(CaseViewer):
             w, h = self._source.size
             pixmap = QPixmap.fromImage(array_to_qimage(heat_to_rgba(self._heat)))
             if pixmap.width() != w or pixmap.height() != h:
-                pixmap = pixmap.scaled(w, h, Qt.AspectRatioMode.IgnoreAspectRatio,
-                                       Qt.TransformationMode.SmoothTransformation)
+                pixmap = pixmap.scaled(
+                    w, h, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation
+                )
             self.heat_item.setPixmap(pixmap)
         else:
             self.heat_item.setPixmap(QPixmap())
@@ -612,8 +631,11 @@ class VideoViewer(CaseViewer):
         fps = self._source.fps
         last = self.frame_count() - 1
         assumed = " (assumed)" if self._loaded is not None and self._loaded.metadata.get("fps_assumed") else ""
-        parts = [f"frame {self._cursor} / {last}", f"{self._cursor / fps:.2f} s / {last / fps:.2f} s",
-                 f"{fps:g} fps{assumed}"]
+        parts = [
+            f"frame {self._cursor} / {last}",
+            f"{self._cursor / fps:.2f} s / {last / fps:.2f} s",
+            f"{fps:g} fps{assumed}",
+        ]
         if any(a <= self._cursor <= b for a, b in self.timeline.gt_ranges):
             parts.append("ground truth: anomalous")
         if any(a <= self._cursor <= b for a, b in self.timeline.verdict_ranges):

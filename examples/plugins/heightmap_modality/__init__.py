@@ -36,17 +36,20 @@ def read(path: Path) -> LoadedCase:
     except (OSError, ValueError) as exc:
         raise CaseReadError(f"{path.name}: not a NumPy height map ({exc})") from exc
     if heights.ndim != 2 or not np.issubdtype(heights.dtype, np.number):
-        raise CaseReadError(f"{path.name}: a height map is a 2-D array of numbers, this is {heights.shape} "
-                            f"{heights.dtype}")
+        raise CaseReadError(
+            f"{path.name}: a height map is a 2-D array of numbers, this is {heights.shape} {heights.dtype}"
+        )
     if max(heights.shape) > MAX_SIDE:
         raise CaseReadError(f"{path.name}: {heights.shape[1]}×{heights.shape[0]} is larger than {MAX_SIDE} per side")
     data = np.asarray(heights, dtype=np.float32)
     finite = data[np.isfinite(data)]
     if finite.size == 0:
         raise CaseReadError(f"{path.name}: the height map holds no finite value")
-    return LoadedCase(modality="height_map", data=data,
-                      metadata={"size": [data.shape[1], data.shape[0]],
-                                "range_um": [float(finite.min()), float(finite.max())]})
+    return LoadedCase(
+        modality="height_map",
+        data=data,
+        metadata={"size": [data.shape[1], data.shape[0]], "range_um": [float(finite.min()), float(finite.max())]},
+    )
 
 
 def shaded(heights: np.ndarray) -> np.ndarray:
@@ -64,8 +67,13 @@ def render(case: LoadedCase, options: dict[str, Any]) -> list[View]:
     """One view: the shaded map at its own size (boxes the model draws are in its pixels)."""
     picture = shaded(case.data)
     h, w = picture.shape[:2]
-    return [View(label="height map", image=picture,
-                 view_map=ViewMap("pixel_scale", {"scale_x": 1.0, "scale_y": 1.0, "case_size": [w, h]}))]
+    return [
+        View(
+            label="height map",
+            image=picture,
+            view_map=ViewMap("pixel_scale", {"scale_x": 1.0, "scale_y": 1.0, "case_size": [w, h]}),
+        )
+    ]
 
 
 def demo_samples(folder: Path) -> list[DemoSet]:
@@ -75,17 +83,19 @@ def demo_samples(folder: Path) -> list[DemoSet]:
 
 
 def register(registry: PluginRegistry) -> None:
-    registry.register_modality(ModalityPlugin(
-        name="height_map",
-        title="Surface height map",
-        extensions=(".npy",),
-        read=read,
-        render=render,
-        offline_input=lambda case: shaded(case.data),
-        reference_images=lambda case: [("height map", shaded(case.data))],  # a normal map as a reference
-        viewer=f"{__name__}.viewer:HeightMapViewer",
-        default_preset="surface_profile",
-        file_filter="Height maps (*.npy)",
-        presets=Path(__file__).resolve().parent / "presets",
-        samples=demo_samples,
-    ))
+    registry.register_modality(
+        ModalityPlugin(
+            name="height_map",
+            title="Surface height map",
+            extensions=(".npy",),
+            read=read,
+            render=render,
+            offline_input=lambda case: shaded(case.data),
+            reference_images=lambda case: [("height map", shaded(case.data))],  # a normal map as a reference
+            viewer=f"{__name__}.viewer:HeightMapViewer",
+            default_preset="surface_profile",
+            file_filter="Height maps (*.npy)",
+            presets=Path(__file__).resolve().parent / "presets",
+            samples=demo_samples,
+        )
+    )
