@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from inspector.model import Case, Verdict, VerdictSource
+from inspector.model import Case, Verdict, VerdictSource, ViewMap
 from inspector.prompt import ComposedPrompt, PromptImage, PromptSwitches
 from inspector.settings import EndpointSettings, resolve_api_key
 
@@ -86,6 +86,11 @@ def stored_prompt(store: ProjectStore, prompt_id: int) -> ComposedPrompt:
         preset_version=str(record.get("preset_version", "")),
         edited=bool(record.get("edited")),
         sha256=row["sha256"],
+        view_maps={
+            str(label): ViewMap(str(vm.get("kind", "")), dict(vm.get("params") or {}))
+            for label, vm in (record.get("view_maps") or {}).items()
+            if isinstance(vm, dict)
+        },
     )
 
 

@@ -35,7 +35,7 @@ from inspector.model import (
     ScoreSource,
     Verdict,
     VerdictSource,
-    ViewMap,
+    View,
 )
 from inspector.plugins import (
     ModalityPlugin,
@@ -80,8 +80,6 @@ class InspectionService:
         self.registry = registry
         self._loaded: OrderedDict[int, LoadedCase] = OrderedDict()
         self._detectors: dict[str, object] = {}
-        # prompt hash -> view label -> map to the case, for the prompts of this session (bounded)
-        self._view_maps: OrderedDict[str, dict[str, ViewMap]] = OrderedDict()
         self._lock = threading.RLock()
         self._fit_lock = threading.Lock()
         # Set-of-Mark plans by what they were made from (the preview and the inspection share one)
@@ -326,10 +324,6 @@ class InspectionService:
             text_override=text_override,
             marks=marks,
         )
-        with self._lock:
-            self._view_maps[prompt.sha256] = {view.label: view.view_map for view in views}
-            while len(self._view_maps) > 256:
-                self._view_maps.popitem(last=False)
         return prompt
 
     def localization_settings(self, profile: Profile) -> dict:
@@ -350,12 +344,12 @@ class InspectionService:
         from inspector.localization.set_of_mark import SetOfMarkError, plan_marks
 
         settings = self.localization_settings(profile)
-        index = _current_view_index(views, options)
+        index = _current_view_index(views)
         drawn = []
         view_map = views[index].view_map if views else None
         params = view_map.params if view_map is not None else {}
-        on_drawn_slice = "slice" not in params or params.get("slice") == options.get("slice")
-        if options.get("drawn_regions") and on_drawn_slice and "scale_x" in params and "scale_y" in params:
+        on_drawn_view = bool(views) and views[index].shown is not False  # drawn on what the viewer shows
+        if options.get("drawn_regions") and on_drawn_view and "scale_x" in params and "scale_y" in params:
             sx, sy = float(params["scale_x"]) or 1.0, float(params["scale_y"]) or 1.0
             drawn = [[b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy] for b in options["drawn_regions"] if len(b) == 4]
         key = _marks_key(
@@ -683,9 +677,7 @@ class InspectionService:
         """The boxes and ranges of an answer as regions of the case (unplaceable items dropped)."""
         if not items:
             return []
-        with self._lock:
-            view_maps = self._view_maps.get(prompt.sha256, {})
-        queries = [QueryView(image, view_maps.get(image.label)) for image in prompt.queries]
+        queries = [QueryView(image, prompt.view_maps.get(image.label)) for image in prompt.queries]
         plugin = self.registry.modality(case.modality)
         loaded = self.load_case(case) if plugin.locate is not None else None
         regions: list[Region] = []
@@ -828,14 +820,9 @@ def _marks_key(
     return digest.hexdigest()
 
 
-def _current_view_index(views: list, options: dict) -> int:
+def _current_view_index(views: list[View]) -> int:
     """The view the viewer shows (the current slice among several sent), else the first."""
-    wanted = options.get("slice")
-    if wanted is not None:
-        for index, view in enumerate(views):
-            if view.view_map is not None and view.view_map.params.get("slice") == wanted:
-                return index
-    return 0
+    return next((index for index, view in enumerate(views) if view.shown), 0)
 
 
 def _file_source(path: Path) -> tuple[bytes | None, str]:

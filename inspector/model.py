@@ -140,11 +140,18 @@ class ViewMap:
 
 @dataclass
 class View:
-    """An RGB uint8 image a model looks at, with the map back to the case."""
+    """An RGB uint8 image a model looks at, with the map back to the case.
+
+    `shown` says whether this is what the operator looks at in the viewer, for modalities that send
+    several views of which the viewer shows one (the current slice among five DICOM slices): the
+    Set-of-Mark marks and the operator's drawn regions belong to that view. None: the modality does
+    not say (one view, or views the viewer shows all at once); the first view is used.
+    """
 
     label: str
     image: np.ndarray
     view_map: ViewMap
+    shown: bool | None = None
 
 
 @dataclass

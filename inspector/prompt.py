@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from inspector.imaging import resize_max_side
-from inspector.model import Profile, View
+from inspector.model import Profile, View, ViewMap
 from inspector.paths import resources_dir
 
 if TYPE_CHECKING:
@@ -112,6 +112,9 @@ class ComposedPrompt:
     composed_text: str = ""  # the text as composed, kept for the audit when `edited`
     marks: list[dict[str, Any]] = field(default_factory=list)  # Set-of-Mark: mark -> mask map (sent pixels)
     localization: dict[str, Any] = field(default_factory=dict)  # how the marks were made (method, offline score)
+    # view label -> map back to the case: how a box the model draws on a query view becomes a region.
+    # Carried with the prompt (stored with its record, without the in-memory arrays); not hashed.
+    view_maps: dict[str, ViewMap] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.sha256:
@@ -139,6 +142,7 @@ class ComposedPrompt:
             "preset_version": self.preset_version,
             "marks": self.marks,
             "localization": self.localization,
+            "view_maps": {label: view_map.to_record() for label, view_map in self.view_maps.items()},
         }
 
     def mark_record(self, number: int) -> dict[str, Any] | None:
@@ -429,4 +433,5 @@ def compose(
         composed_text=composed_text,
         marks=list(marks.records) if marks is not None else [],
         localization=marks.record() if marks is not None else {},
+        view_maps={view.label: view.view_map for view in views if view.view_map is not None},
     )

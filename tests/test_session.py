@@ -240,3 +240,31 @@ def test_inspect_sends_the_previewed_prompt_unless_something_changed(qtbot, tmp_
         assert len(composed) == 2 and composed[1] != composed[0]  # the edited text was composed and sent
         window.force_close = True
         window.close()
+
+
+def test_the_prompt_carries_its_view_maps_to_another_service(tmp_path, registry):
+    """A box the model draws on a downscaled view lands in case pixels, whichever service composed the
+    prompt: the map back to the case travels with the prompt (and is stored with its record)."""
+    image = tmp_path / "big.png"
+    Image.fromarray(textured_image(5, (1536, 2048))).save(image)  # sent at 1024 x 768: scale 2
+    answer = json.dumps(
+        {
+            "anomalous": True,
+            "confidence": 0.8,
+            "reason": "A stain.",
+            "regions": [{"box": [100, 100, 200, 150], "label": "stain"}],
+        }
+    )
+    with ProjectStore(tmp_path / "p.anomalens") as store:
+        composer = InspectionService(store, registry)
+        profile = store.save_profile(Profile(name="Plate", class_name="steel plate"))
+        case, _ = composer.import_file(image, profile.id)
+        prompt = composer.compose_prompt(case, profile, PromptSwitches(references=False))
+        assert set(prompt.view_maps) == {q.label for q in prompt.queries}
+        assert prompt.to_record()["view_maps"]["image"]["params"]["scale_x"] == pytest.approx(2.0)
+        with LoopbackVLM(responder=lambda request: Reply(answer)) as server:
+            asker = InspectionService(store, registry)  # a fresh service: nothing cached beside the prompt
+            endpoint = EndpointSettings(base_url=server.base_url, model="m", timeout_s=20)
+            verdict = asyncio.run(asker.inspect_with_vlm(case, prompt, endpoint))
+    region = verdict.regions[0]
+    assert (region.x0, region.y0, region.x1, region.y1) == pytest.approx((200, 200, 400, 300))

@@ -102,7 +102,11 @@ def render(loaded: LoadedCase, options: dict[str, Any]) -> list[View]:
         max_side = int(options.get("max_side", MAX_SIDE))
     except (TypeError, ValueError):
         max_side = MAX_SIDE
-    return [slice_view(volume, k, window, max(64, max_side)) for k in chosen_slices(volume, options)]
+    current = volume.clamp_slice(options["slice"]) if "slice" in options else None  # what the viewer shows
+    views = [slice_view(volume, k, window, max(64, max_side)) for k in chosen_slices(volume, options)]
+    for k, view in zip(chosen_slices(volume, options), views, strict=True):
+        view.shown = None if current is None else k == current
+    return views
 
 
 def _query_for_slice_text(item: dict[str, Any], queries: list[QueryView]) -> QueryView | None:
