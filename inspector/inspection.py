@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,7 @@ from inspector.prompt import DEFAULT_MAX_SIDE, ComposedPrompt, PromptSwitches, c
 from inspector.settings import EndpointSettings, resolve_api_key
 from inspector.store import ProjectStore, StoreError, sha256_bytes
 from inspector.store.project import EMBED_LIMIT_BYTES
+from inspector.vlm.answers import ParsedAnswer
 from inspector.vlm.extraction import EXTRACTION, Extraction, extraction_messages, extraction_request, needs_extraction
 
 log = logging.getLogger(__name__)
@@ -402,7 +404,6 @@ class InspectionService:
         conversation (`inspector.vlm.extraction`), stored as its own answer, unless the endpoint's
         settings turn it off.
         """
-        from inspector.vlm.answers import parse_answer
         from inspector.vlm.client import VlmClient
 
         assert case.id is not None
@@ -431,9 +432,9 @@ class InspectionService:
                 prompt_tokens=answer.prompt_tokens,
                 completion_tokens=answer.completion_tokens,
             )
-            parsed = parse_answer(answer.raw_text, answer.logprobs)
+            parsed = self.read_answer(prompt, answer.raw_text, answer.logprobs)
             extraction = None
-            marks_judged = self._marks_judged(prompt, answer.raw_text)
+            marks_judged = parsed.marks.judged if parsed.marks is not None else None
             if endpoint.extraction_turn and needs_extraction(parsed, prompt, marks_judged):
                 extraction = await self._extraction_turn(
                     case, prompt, prompt_id, endpoint, params, client, answer.raw_text, answer_id
@@ -492,7 +493,6 @@ class InspectionService:
         first_answer_id: int,
     ) -> Extraction:
         """Ask the model to restate its verdict; store the turn. A failed turn leaves the first answer."""
-        from inspector.vlm.answers import parse_answer
         from inspector.vlm.client import prompt_messages
 
         assert case.id is not None
@@ -528,17 +528,20 @@ class InspectionService:
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,
         )
-        return Extraction(
-            answer_id=answer_id, parsed=parse_answer(answer.raw_text, answer.logprobs), raw_text=answer.raw_text
-        )
+        parsed = self.read_answer(prompt, answer.raw_text, answer.logprobs)
+        return Extraction(answer_id=answer_id, parsed=parsed, raw_text=answer.raw_text)
 
-    def _marks_judged(self, prompt: ComposedPrompt, raw_text: str) -> bool | None:
-        """Whether a Set-of-Mark answer judged its marks (selected, rejected or "no mark"); marks only
-        mentioned are not a judgement. None: not a Set-of-Mark prompt."""
-        if not prompt.localization:
-            return None
-        answer, _ = self._read_marks(prompt, raw_text)
-        return answer.judged
+    @staticmethod
+    def read_answer(prompt: ComposedPrompt, raw_text: str, logprobs: Any = None) -> ParsedAnswer:
+        """Read an answer once: its verdict, score and regions, and (for a Set-of-Mark prompt) the
+        marks it judged, carried on the parsed answer (`ParsedAnswer.marks`)."""
+        from inspector.localization.mark_answers import parse_mark_answer
+        from inspector.vlm.answers import parse_answer
+
+        parsed = parse_answer(raw_text, logprobs)
+        if prompt.localization:  # a Set-of-Mark prompt (possibly with no marks on a blank view)
+            parsed.marks = parse_mark_answer(raw_text, [int(m["mark"]) for m in prompt.marks])
+        return parsed
 
     def verdict_from_answer(
         self, case: Case, prompt: ComposedPrompt, parsed, raw_text: str, extraction: Extraction | None = None
@@ -585,9 +588,11 @@ class InspectionService:
             from inspector.localization import hybrid
 
             items = [item for item in items if not (isinstance(item, dict) and "mark" in item)]
-            mark_answer, outcome = self._read_marks(prompt, raw_text)
-            if not mark_answer.judged and extraction is not None and extraction.raw_text:
-                mark_answer, outcome = self._read_marks(prompt, extraction.raw_text)
+            mark_answer = first.marks if first.marks is not None else self.read_answer(prompt, raw_text).marks
+            if not mark_answer.judged and extraction is not None and extraction.parsed is not None:
+                if extraction.parsed.marks is not None:
+                    mark_answer = extraction.parsed.marks
+            outcome = _mark_outcome(prompt, mark_answer)
             p_vlm = (
                 hybrid.vlm_probability(parsed.anomalous, parsed.score) if parsed.status == ParseStatus.PARSED else None
             )
@@ -626,28 +631,6 @@ class InspectionService:
             details=details,
             raw_answer=raw_answer,
         )
-
-    @staticmethod
-    def _read_marks(prompt: ComposedPrompt, raw_text: str):
-        """The marks the answer selected, and one audit row per drawn mark."""
-        from inspector.localization.mark_answers import parse_mark_answer
-
-        numbers = [int(m["mark"]) for m in prompt.marks]
-        answer = parse_mark_answer(raw_text, numbers)
-        outcome = [
-            {
-                "mark": int(m["mark"]),
-                "source": m.get("source", ""),
-                "proposal_score": m.get("score"),
-                "offline_peak": m.get("offline_peak"),
-                "selected": int(m["mark"]) in answer.selected,
-                "rejected": int(m["mark"]) in answer.rejected,
-                "mentioned": int(m["mark"]) in answer.mentioned,
-                "reason": answer.reasons.get(int(m["mark"]), ""),
-            }
-            for m in prompt.marks
-        ]
-        return answer, outcome
 
     def _locate_marks(
         self, case: Case, prompt: ComposedPrompt, answer, p_vlm: float | None, weight: float
@@ -818,6 +801,23 @@ def _marks_key(
         ).encode()
     )
     return digest.hexdigest()
+
+
+def _mark_outcome(prompt: ComposedPrompt, answer: Any) -> list[dict[str, Any]]:
+    """One audit row per drawn mark: where it came from and what the answer said of it."""
+    return [
+        {
+            "mark": int(m["mark"]),
+            "source": m.get("source", ""),
+            "proposal_score": m.get("score"),
+            "offline_peak": m.get("offline_peak"),
+            "selected": int(m["mark"]) in answer.selected,
+            "rejected": int(m["mark"]) in answer.rejected,
+            "mentioned": int(m["mark"]) in answer.mentioned,
+            "reason": answer.reasons.get(int(m["mark"]), ""),
+        }
+        for m in prompt.marks
+    ]
 
 
 def _current_view_index(views: list[View]) -> int:

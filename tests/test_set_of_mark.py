@@ -9,6 +9,7 @@ SAM's own code path is tested with a randomly initialised model in tests/test_sa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 
@@ -153,6 +154,29 @@ def test_chosen_mark_becomes_a_region_with_its_mask_in_case_pixels(tmp_path, ser
     again = store.latest_verdict(case.id)
     assert again.regions[0].detail["mark"] == chosen["mark"]
     assert again.details["marks"] == verdict.details["marks"]
+
+
+def test_the_mark_answer_is_read_once_and_carried_with_the_parsed_answer(tmp_path, service, monkeypatch):
+    from inspector.localization import mark_answers
+
+    calls: list[str] = []
+    real = mark_answers.parse_mark_answer
+    monkeypatch.setattr(mark_answers, "parse_mark_answer", lambda text, valid: calls.append(text) or real(text, valid))
+    profile = service.store.save_profile(Profile(name="Plate", class_name="steel plate"))
+    image, defect = _defect_image(size=(300, 400), centre=(150, 200), radii=(40, 60), seed=3)
+    case, _ = service.import_file(_save(tmp_path / "plate.png", image))
+    prompt = service.compose_prompt(case, profile, PromptSwitches(set_of_mark=True, references=False))
+    chosen = _mark_over(prompt, _resize_mask(defect, (prompt.images[-1].width, prompt.images[-1].height)))
+    reply = json.dumps({"anomalous": True, "confidence": 0.8, "reason": "blot", "marks": [chosen["mark"]]})
+    parsed = service.read_answer(prompt, reply)
+    assert parsed.marks is not None and parsed.marks.selected == [chosen["mark"]]
+    calls.clear()
+    with LoopbackVLM(responder=lambda request: reply) as server:
+        endpoint = EndpointSettings(base_url=server.base_url, model="loopback-vlm", timeout_s=10)
+        verdict = asyncio.run(service.inspect_with_vlm(case, prompt, endpoint))
+    assert calls == [reply]  # read once, for the extraction decision and the verdict alike
+    assert [r.detail["mark"] for r in verdict.regions] == [chosen["mark"]]
+    assert service.read_answer(dataclasses.replace(prompt, localization={}), reply).marks is None  # no marks drawn
 
 
 def test_free_text_marks_and_none(tmp_path, service):

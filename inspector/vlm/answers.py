@@ -72,6 +72,9 @@ class ParsedAnswer:
     regions: list[dict[str, Any]] = field(default_factory=list)
     method: str = ""
     refused: bool = False  # the model declined the task (stays unparsed; not asked again)
+    # the Set-of-Mark marks the answer judged (`inspector.localization.mark_answers.MarkAnswer`), read
+    # once with the answer when its prompt drew marks (`read_marks`); None: not a Set-of-Mark prompt
+    marks: Any = None
 
     @property
     def parsed(self) -> bool:
