@@ -39,8 +39,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.offline_detector import TILE_DEFECTS, choose, images_in, load_mask, load_rgb  # noqa: E402
-from inspector.detector.metrics import auroc  # noqa: E402
-from inspector.localization.metrics import aupro, pixel_auroc, proposal_recall  # noqa: E402
+from inspector.metrics import (  # noqa: E402
+    aupro,
+    auroc,
+    pixel_auroc,
+    proposal_recall,
+)
 
 TOP_K = 5
 
@@ -153,9 +157,9 @@ def selected_marks(
     import asyncio
 
     from inspector.localization.mark_answers import parse_mark_answer
-    from inspector.localization.metrics import region_precision_recall
     from inspector.localization.proposals import HybridProposals, fit_heatmap
     from inspector.localization.set_of_mark import MarkingPlan, render_marks_that_fit
+    from inspector.metrics import region_precision_recall
     from inspector.model import Profile, View, ViewMap
     from inspector.prompt import PromptSwitches, compose, downscale
 

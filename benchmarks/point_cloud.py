@@ -170,8 +170,8 @@ def bench_export(n: int, repeat: int) -> None:
 
 
 def bench_detector(n_refs: int, n_test: int, plain_depth: bool = False) -> None:
-    from inspector.detector.metrics import auroc
     from inspector.detector.offline import OfflineDetector
+    from inspector.metrics import auroc
     from inspector.model import LoadedCase
     from inspector.plugins import OfflineContext
 

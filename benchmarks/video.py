@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from inspector.detector.metrics import auroc  # noqa: E402
+from inspector.metrics import auroc  # noqa: E402
 from inspector.plugins import OfflineContext, discover  # noqa: E402
 
 BITS = 12

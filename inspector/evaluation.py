@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.detector.metrics import auroc
+from inspector.metrics import auroc, average_precision, confusion_metrics, roc_curve
 from inspector.model import ParseStatus
 from inspector.store import ProjectStore
 
@@ -111,13 +111,7 @@ def _variant(store: ProjectStore, prompt_id: int) -> str:
 def metrics(rows: list[Row], key: dict[str, str] | None = None) -> GroupMetrics:
     n = len(rows)
     parsed = [r for r in rows if r.predicted is not None]
-    tp = sum(r.predicted and r.truth for r in parsed)
-    fp = sum(r.predicted and not r.truth for r in parsed)
-    fn = sum((not r.predicted) and r.truth for r in parsed)
-    tn = sum((not r.predicted) and not r.truth for r in parsed)
-    precision = tp / (tp + fp) if tp + fp else None
-    recall = tp / (tp + fn) if tp + fn else None
-    f1 = 2 * precision * recall / (precision + recall) if precision and recall else (0.0 if parsed else None)
+    counts = confusion_metrics([bool(r.predicted) for r in parsed], [bool(r.truth) for r in parsed])
     scored = [r for r in rows if r.score is not None]
     labels = np.array([r.truth for r in scored], bool)
     values = np.array([r.score for r in scored], float)
@@ -126,37 +120,14 @@ def metrics(rows: list[Row], key: dict[str, str] | None = None) -> GroupMetrics:
         key=key or {},
         n=n,
         unparsed=n - len(parsed),
-        accuracy=(tp + tn) / len(parsed) if parsed else None,
-        precision=precision,
-        recall=recall,
-        f1=f1,
+        accuracy=counts.accuracy,
+        precision=counts.precision,
+        recall=counts.recall,
+        f1=counts.f1,
         auroc=auroc(values, labels) if both else None,
         ap=average_precision(values, labels) if both else None,
         roc=roc_curve(values, labels) if both else [],
     )
-
-
-def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the precision-recall curve as the mean precision at each positive (ties grouped)."""
-    order = np.argsort(-scores, kind="mergesort")
-    s, y = scores[order], labels[order]
-    hits = np.cumsum(y)
-    precision_at = hits / np.arange(1, len(y) + 1)
-    # with tied scores, every member of a tie gets the precision at the end of the tie
-    last_of_tie = np.r_[s[1:] != s[:-1], True]
-    tie_end = np.flatnonzero(last_of_tie)
-    group_precision = np.repeat(precision_at[tie_end], np.diff(np.r_[-1, tie_end]))
-    return float(group_precision[y].sum() / y.sum())
-
-
-def roc_curve(scores: np.ndarray, labels: np.ndarray) -> list[tuple[float, float]]:
-    """(false-positive rate, true-positive rate) points from the highest threshold down."""
-    points = [(0.0, 0.0)]
-    n_pos, n_neg = labels.sum(), (~labels).sum()
-    for threshold in np.unique(scores)[::-1]:
-        above = scores >= threshold
-        points.append((float((above & ~labels).sum() / n_neg), float((above & labels).sum() / n_pos)))
-    return points
 
 
 GROUPINGS: dict[str, tuple[str, ...]] = {

@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from inspector.evaluation import average_precision, collect_rows, evaluate, roc_curve, to_csv, to_html, to_json
+from inspector.evaluation import collect_rows, evaluate, to_csv, to_html, to_json
+from inspector.metrics import average_precision, roc_curve
 from inspector.model import Case, Decision, ParseStatus, Profile, ScoreSource, Verdict, VerdictSource
 from inspector.store import ProjectStore
 

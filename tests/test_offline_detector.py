@@ -15,7 +15,6 @@ import torch
 from skimage import data as skdata
 
 from inspector.detector import efficientnet_lite as enet
-from inspector.detector.metrics import auroc
 from inspector.detector.offline import (
     CancelledError,
     DetectorParams,
@@ -25,6 +24,7 @@ from inspector.detector.offline import (
     fit_cache_key,
 )
 from inspector.detector.regions import heatmap_regions
+from inspector.metrics import auroc
 from inspector.model import Region
 
 CROP = 128
@@ -248,15 +248,6 @@ def test_regions_grow_around_a_peak_but_skip_blobs_below_the_threshold():
     # Nothing above 0.5: only the strongest blob (above 0.75 x 0.4 = 0.3; the 0.28 ridge is not).
     weak = heatmap_regions(np.where(heat > 0.5, 0.0, heat))
     assert [(r.x0, r.y0, r.x1, r.y1, r.label) for r in weak] == [(50, 30, 54, 34, "weak candidate")]
-
-
-def test_auroc_helper():
-    assert auroc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
-    assert auroc([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
-    assert auroc([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1]) == 0.5
-    assert auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
-    with pytest.raises(ValueError):
-        auroc([0.1, 0.2], [1, 1])
 
 
 # -------------------------------------------------------------------------- real data

@@ -235,7 +235,7 @@ def test_point_ids_are_capped_and_say_so(plugin):
 
 
 def test_offline_detector_scores_a_bump_and_maps_it_to_points(tmp_path, registry):
-    from inspector.detector.metrics import auroc
+    from inspector.metrics import auroc
 
     detect = plugin_module("detect")
     refs = [write_ply(tmp_path / f"ref{k}.ply", _part(100 + k, n=15_000).points) for k in range(3)]

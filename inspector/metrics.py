@@ -1,6 +1,17 @@
-"""Localization metrics against ground-truth defect masks: pixel AUROC, AUPRO, region hits.
+"""Every metric the workstation reports, in one place, under the names the papers use.
 
-Why three kinds of figure:
+Image level (is the case anomalous?), as in the MVTec AD, VisA and MMAD papers:
+
+- **AUROC** (`auroc`): the area under the ROC curve, P(score of an anomalous case > score of a
+  normal one), ties counting half; from average ranks (the Mann-Whitney U statistic): exact,
+  O(n log n), no thresholds. In plain numpy: scikit-learn is not a dependency of the app.
+- **AP** (`average_precision`): the area under the precision-recall curve as the mean precision at
+  each anomalous case (ties grouped); `roc_curve` gives the ROC points for plots.
+- **precision, recall, F1, accuracy** of a yes/no verdict (`confusion_metrics`), the figures of
+  the VLM-as-inspector studies (MMAD: "accuracy"; escape rate = 1 - recall).
+
+Pixel and region level (where is the anomaly?):
+
 
 - **Pixel AUROC** (pooled over every pixel of every image) says how well the heat map orders
   defect pixels above normal ones, but it is dominated by large defects: one big "uneven" area
@@ -35,17 +46,126 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from inspector.detector.metrics import auroc
-
 __all__ = [
+    "ConfusionMetrics",
     "RegionScores",
     "aupro",
+    "auroc",
+    "average_precision",
+    "confusion_metrics",
     "label_components",
     "pixel_auroc",
     "pro_curve",
     "proposal_recall",
     "region_precision_recall",
+    "roc_curve",
 ]
+
+# ------------------------------------------------------------------------------ image level
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve: P(score of a positive > score of a negative), ties count half.
+
+    Computed from average ranks (the Mann-Whitney U statistic), so it is exact, O(n log n) and
+    needs no thresholds. ``labels`` are truthy for positives (anomalous). Raises ValueError when
+    one class is missing, because the area is undefined then.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).astype(bool).ravel()
+    if s.shape != y.shape:
+        raise ValueError(f"scores and labels differ in length: {s.size} vs {y.size}")
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("AUROC needs at least one positive and one negative label")
+    ranks = _average_ranks(s)
+    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties replaced by their mean rank (like scipy.stats.rankdata)."""
+    order = np.argsort(values, kind="mergesort")
+    sorted_vals = values[order]
+    # Boundaries of runs of equal values.
+    new_run = np.empty(sorted_vals.size, dtype=bool)
+    new_run[0] = True
+    np.not_equal(sorted_vals[1:], sorted_vals[:-1], out=new_run[1:])
+    run_id = np.cumsum(new_run) - 1
+    starts = np.flatnonzero(new_run)
+    ends = np.append(starts[1:], sorted_vals.size)
+    mean_rank = (starts + ends + 1) / 2.0  # mean of 1-based ranks start+1 .. end
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = mean_rank[run_id]
+    return ranks
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the precision-recall curve as the mean precision at each positive (ties grouped)."""
+    order = np.argsort(-scores, kind="mergesort")
+    s, y = scores[order], labels[order]
+    hits = np.cumsum(y)
+    precision_at = hits / np.arange(1, len(y) + 1)
+    # with tied scores, every member of a tie gets the precision at the end of the tie
+    last_of_tie = np.r_[s[1:] != s[:-1], True]
+    tie_end = np.flatnonzero(last_of_tie)
+    group_precision = np.repeat(precision_at[tie_end], np.diff(np.r_[-1, tie_end]))
+    return float(group_precision[y].sum() / y.sum())
+
+
+def roc_curve(scores: np.ndarray, labels: np.ndarray) -> list[tuple[float, float]]:
+    """(false-positive rate, true-positive rate) points from the highest threshold down."""
+    points = [(0.0, 0.0)]
+    n_pos, n_neg = labels.sum(), (~labels).sum()
+    for threshold in np.unique(scores)[::-1]:
+        above = scores >= threshold
+        points.append((float((above & ~labels).sum() / n_neg), float((above & labels).sum() / n_pos)))
+    return points
+
+
+@dataclass(frozen=True)
+class ConfusionMetrics:
+    """Counts and rates of yes/no verdicts against the truth (None where undefined)."""
+
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+
+    @property
+    def precision(self) -> float | None:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else None
+
+    @property
+    def recall(self) -> float | None:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else None
+
+    @property
+    def f1(self) -> float | None:
+        p, r = self.precision, self.recall
+        if p and r:
+            return 2 * p * r / (p + r)
+        return 0.0 if self.tp + self.fp + self.fn + self.tn else None
+
+    @property
+    def accuracy(self) -> float | None:
+        n = self.tp + self.fp + self.fn + self.tn
+        return (self.tp + self.tn) / n if n else None
+
+
+def confusion_metrics(predicted: Sequence[bool], truth: Sequence[bool]) -> ConfusionMetrics:
+    """Yes/no verdicts (True: anomalous) against the truth, pair by pair."""
+    pairs = list(zip(predicted, truth, strict=True))
+    return ConfusionMetrics(
+        tp=sum(p and t for p, t in pairs),
+        fp=sum(p and not t for p, t in pairs),
+        fn=sum((not p) and t for p, t in pairs),
+        tn=sum((not p) and not t for p, t in pairs),
+    )
+
+
+# ------------------------------------------------------------------------ pixel and region level
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 

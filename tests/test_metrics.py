@@ -1,13 +1,16 @@
-"""Localization metrics on tiny hand-computed cases (every expected value is worked out in the comments)."""
+"""The metrics of `inspector.metrics` on tiny hand-computed cases (every expected value is worked out
+in the comments or obvious from the ranks)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from inspector.localization.metrics import (
+from inspector.metrics import (
     RegionScores,
     aupro,
+    auroc,
+    confusion_metrics,
     label_components,
     pixel_auroc,
     pro_curve,
@@ -183,3 +186,23 @@ def test_pro_curve_matches_a_threshold_by_threshold_loop():
         ]
         assert fpr[i] == pytest.approx(float((normal >= t).mean()))
         assert pro[i] == pytest.approx(np.mean(overlaps))
+
+
+def test_auroc_helper():
+    assert auroc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+    assert auroc([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
+    assert auroc([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1]) == 0.5
+    assert auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
+    with pytest.raises(ValueError):
+        auroc([0.1, 0.2], [1, 1])
+
+
+def test_confusion_metrics_of_yes_no_verdicts():
+    # 2 hits, 1 false alarm, 1 escape, 2 correct passes
+    counts = confusion_metrics([True, True, True, False, False, False], [True, True, False, True, False, False])
+    assert (counts.tp, counts.fp, counts.fn, counts.tn) == (2, 1, 1, 2)
+    assert counts.precision == pytest.approx(2 / 3) and counts.recall == pytest.approx(2 / 3)
+    assert counts.f1 == pytest.approx(2 / 3) and counts.accuracy == pytest.approx(4 / 6)
+    none = confusion_metrics([False, False], [False, False])  # nothing anomalous, nothing flagged
+    assert none.precision is None and none.recall is None and none.f1 == 0.0 and none.accuracy == 1.0
+    assert confusion_metrics([], []).f1 is None and confusion_metrics([], []).accuracy is None
