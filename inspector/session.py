@@ -101,11 +101,6 @@ class InspectionSession:
         self.settings = settings
         service.localization = dict(settings.localization)
 
-    def use(self, settings: RunSettings) -> None:
-        """New settings (the settings dialog saved): the next batch uses them."""
-        self.settings = settings
-        self.service.localization = dict(settings.localization)
-
     # ------------------------------------------------------------------ what to inspect
 
     def default_profile(self, preferred: Profile | None = None) -> Profile | None:

@@ -12,7 +12,6 @@ to inspect and to copy between workstations. Two rules shape this module:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -255,15 +254,6 @@ def store_api_key(base_url: str, key: str) -> None:
     except (KeyringError, RuntimeError, OSError) as exc:
         # The backend's message is not shown: some include the value they failed to write.
         raise KeyringUnavailableError(f"The OS keyring refused to store the API key ({type(exc).__name__}).") from None
-
-
-def forget_api_key(base_url: str) -> None:
-    """Remove a stored key; a missing key or keyring is not an error."""
-    import keyring
-    from keyring.errors import KeyringError
-
-    with contextlib.suppress(KeyringError, RuntimeError, OSError):
-        keyring.delete_password(KEYRING_SERVICE, base_url)
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.localization.masks import Proposal, decode_mask
+from inspector.localization.masks import Proposal
 from inspector.model import View
 from inspector.prompt import downscale
 
@@ -213,8 +213,3 @@ def mark_item(record: Mapping[str, Any], reason: str = "") -> dict[str, Any]:
         "label": f"mark {int(record['mark'])}",
         "reason": reason,
     }
-
-
-def record_mask(record: Mapping[str, Any]) -> np.ndarray:
-    """The mark's mask cropped to its box (as stored)."""
-    return decode_mask(record["mask"])

@@ -38,7 +38,6 @@ from inspector.model import (
 )
 from inspector.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
-PROJECT_SUFFIX = ".anomalens"
 EMBED_LIMIT_BYTES = 64 * 1024 * 1024  # sources up to this size are copied into the project
 
 

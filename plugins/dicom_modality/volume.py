@@ -160,19 +160,3 @@ def auto_window(voxels: np.ndarray) -> tuple[float, float]:
     low, high = robust_range(voxels)
     width = high - low if high > low else 1.0
     return (low + high) / 2.0, width
-
-
-def compact_voxels(values: np.ndarray) -> np.ndarray:
-    """Modality values as int16 when that is exact, else float32 (see the module docstring)."""
-    if values.dtype == np.int16:
-        return values
-    if values.size and np.issubdtype(values.dtype, np.integer):
-        if values.min() >= np.iinfo(np.int16).min and values.max() <= np.iinfo(np.int16).max:
-            return values.astype(np.int16)
-        return values.astype(np.float32)
-    as_float = values.astype(np.float32, copy=False)
-    if as_float.size and np.all(np.isfinite(as_float)):
-        low, high = float(as_float.min()), float(as_float.max())
-        if low >= -32768 and high <= 32767 and np.array_equal(as_float, np.round(as_float)):
-            return as_float.astype(np.int16)
-    return as_float

@@ -50,10 +50,6 @@ class FrameSource:
     def duration_s(self) -> float:
         return self.frame_count / self.fps
 
-    def time_of(self, index: int) -> float:
-        """Seconds from the start of the video to frame `index` (nominal, from the frame rate)."""
-        return index / self.fps
-
     def check_index(self, index: int) -> int:
         index = int(index)
         if not 0 <= index < self.frame_count:

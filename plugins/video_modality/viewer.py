@@ -561,15 +561,6 @@ class VideoViewer(CaseViewer):
 
     # ------------------------------------------------------------------ selection and options
 
-    def select_range(self, first: int, last: int) -> None:
-        """Select frames first..last (inclusive) for the model, as Shift+drag on the timeline does."""
-        if self._source is None:
-            return
-        a, b = sorted((max(0, int(first)), min(self.frame_count() - 1, int(last))))
-        self.timeline.selection = (a, b)
-        self.timeline.update()
-        self._selection_made()
-
     def clear_selection(self) -> None:
         self.timeline.selection = None
         self.timeline.update()
