@@ -126,10 +126,10 @@ def _report_batches(store, results) -> int:
     failures = 0
     for progress in results:
         for item in store.batch_items(progress.batch_id):
-            case = store.case(item["case_id"])
-            if item["state"] == "failed":
-                print(f"{case.name}\terror\t{item['error']}")
-            elif item["verdict_id"] is not None and (verdict := store.latest_verdict(case.id)) is not None:
+            case = store.case(item.case_id)
+            if item.state == "failed":
+                print(f"{case.name}\terror\t{item.error}")
+            elif item.verdict_id is not None and (verdict := store.latest_verdict(case.id)) is not None:
                 _print_verdict(case, verdict)
         failures += progress.failed
         cost = "cost unknown" if progress.cost is None else f"cost ${progress.cost:.4f}"

@@ -10,7 +10,6 @@ then the new question.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,16 +41,15 @@ def conversation(store: ProjectStore, verdict: Verdict) -> list[ChatTurn]:
     """The follow-up turns on this verdict, oldest first (failed requests included, with the reason)."""
     turns = []
     for row in store.answers(verdict.case_id):
-        params = json.loads(row["params_json"] or "{}")
-        if params.get("followup_of") != verdict.id:
+        if row.params.get("followup_of") != verdict.id:
             continue
         turns.append(
             ChatTurn(
-                question=str(params.get("question", "")),
-                answer=row["raw_text"] or "",
-                model=row["model"] or "",
-                created_at=row["created_at"] or "",
-                error=row["error"] if row["status"] == "error" else None,
+                question=str(row.params.get("question", "")),
+                answer=row.raw_text,
+                model=row.model,
+                created_at=row.created_at,
+                error=row.error if row.status == "error" else None,
             )
         )
     return turns
@@ -60,17 +58,17 @@ def conversation(store: ProjectStore, verdict: Verdict) -> list[ChatTurn]:
 def stored_prompt(store: ProjectStore, prompt_id: int) -> ComposedPrompt:
     """The prompt exactly as it was sent, rebuilt from the project file (text, images, captions)."""
     row = store.prompt(prompt_id)
-    record = json.loads(row["record_json"] or "{}")
+    record = row.record
     details = record.get("images") or []
     images = []
-    for position, image in enumerate(row["images"]):
+    for position, image in enumerate(row.images):
         info: dict[str, Any] = details[position] if position < len(details) else {}
         images.append(
             PromptImage(
-                role=image["role"],
-                label=image["label"],
-                png=store.get_blob(image["blob_sha256"]),
-                sha256=image["blob_sha256"],
+                role=image.role,
+                label=image.label,
+                png=store.get_blob(image.blob_sha256),
+                sha256=image.blob_sha256,
                 caption=str(info.get("caption", "")),
                 width=int(info.get("width", 0)),
                 height=int(info.get("height", 0)),
@@ -78,14 +76,14 @@ def stored_prompt(store: ProjectStore, prompt_id: int) -> ComposedPrompt:
             )
         )
     return ComposedPrompt(
-        system=row["system_text"],
-        text=row["user_text"],
+        system=row.system_text,
+        text=row.user_text,
         images=images,
         switches=PromptSwitches.from_dict(record.get("switches") or {}),
         preset=str(record.get("preset", "")),
         preset_version=str(record.get("preset_version", "")),
         edited=bool(record.get("edited")),
-        sha256=row["sha256"],
+        sha256=row.sha256,
         view_maps={
             str(label): ViewMap(str(vm.get("kind", "")), dict(vm.get("params") or {}))
             for label, vm in (record.get("view_maps") or {}).items()
@@ -97,14 +95,15 @@ def stored_prompt(store: ProjectStore, prompt_id: int) -> ComposedPrompt:
 def _verdict_turns(store: ProjectStore, verdict: Verdict) -> list[dict[str, Any]]:
     """The model's side of the conversation so far: its answer and, where one was asked, the
     extraction turn (question and restated verdict), as stored, not the verdict's joined record."""
-    rows = {row["id"]: row for row in store.answers(verdict.case_id)}
+    rows = {row.id: row for row in store.answers(verdict.case_id)}
     first = rows.get(verdict.answer_id) if verdict.answer_id is not None else None
-    turns: list[dict[str, Any]] = [{"role": "assistant", "content": first["raw_text"] if first else verdict.raw_answer}]
+    turns: list[dict[str, Any]] = [{"role": "assistant", "content": first.raw_text if first else verdict.raw_answer}]
     extraction = (verdict.details or {}).get("extraction") or {}
-    row = rows.get(extraction.get("answer_id")) if isinstance(extraction, dict) else None
-    if row is not None and row["raw_text"]:
-        question = str(json.loads(row["params_json"] or "{}").get("question", ""))
-        turns += [{"role": "user", "content": question}, {"role": "assistant", "content": row["raw_text"]}]
+    extraction_id = extraction.get("answer_id") if isinstance(extraction, dict) else None
+    row = rows.get(extraction_id) if isinstance(extraction_id, int) else None
+    if row is not None and row.raw_text:
+        question = str(row.params.get("question", ""))
+        turns += [{"role": "user", "content": question}, {"role": "assistant", "content": row.raw_text}]
     return turns
 
 

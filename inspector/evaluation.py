@@ -92,7 +92,7 @@ def collect_rows(store: ProjectStore) -> list[Row]:
 
 def _variant(store: ProjectStore, prompt_id: int) -> str:
     """A prompt variant's name: preset and version, the switches that were off, "edited" if so."""
-    record = json.loads(store.prompt(prompt_id)["record_json"] or "{}")
+    record = store.prompt(prompt_id).record
     switches = record.get("switches") or {}
     off = [k for k in ("task", "class_info", "standards", "references") if switches.get(k) is False]
     name = f"{record.get('preset', '?')} {record.get('preset_version', '')}".strip()

@@ -134,7 +134,7 @@ class InspectionSession:
         profile_for = profile_resolver(self.store, default)
         results: list[BatchProgress] = []
         for batch_id in self.store.unfinished_batches():
-            stored_model = self.store.batch(batch_id)["endpoint"].get("model") or endpoint.model
+            stored_model = self.store.batch(batch_id).endpoint.get("model") or endpoint.model
             progress = await resume_batch(
                 self.service,
                 batch_id,

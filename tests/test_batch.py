@@ -125,7 +125,7 @@ def test_500_then_success(project):
         statuses = [r.status for r in server.chat_requests]
     assert progress.done == 1 and statuses == [500, 503, 200]
     item = service.store.batch_items(progress.batch_id)[0]
-    assert item["attempts"] == 3 and item["state"] == "done"
+    assert item.attempts == 3 and item.state == "done"
 
 
 def test_timeout_then_success(project):
@@ -146,7 +146,7 @@ def test_401_stops_the_batch_with_one_message_and_leaves_cases_pending(project):
     assert progress.status == "stopped" and "API key" in progress.message and "401" in progress.message
     assert progress.failed == 0 and progress.pending == 8
     assert requests <= 4  # the in-flight ones at most, not one per case
-    assert service.store.batch(progress.batch_id)["status"] == "stopped"
+    assert service.store.batch(progress.batch_id).status == "stopped"
     assert len(service.store.unfinished_batches()) == 1
 
 
@@ -177,7 +177,7 @@ def test_cache_hit_makes_no_request_and_gives_identical_verdicts(project):
             before[i].score,
             before[i].explanation,
         )
-        assert service.store.answers(i)[-1]["status"] == "cached"
+        assert service.store.answers(i)[-1].status == "cached"
 
 
 def test_other_model_or_parameters_miss_the_cache(project):
@@ -228,7 +228,7 @@ def test_resume_after_cancel_continues_only_pending_cases(project):
     # only the pending cases (plus at most the one abandoned in flight) were asked again
     assert n_resumed == 8 - done_before
     assert service.store.unfinished_batches() == []
-    assert all(item["state"] == "done" for item in service.store.batch_items(first.batch_id))
+    assert all(item.state == "done" for item in service.store.batch_items(first.batch_id))
 
 
 def test_cost_and_token_totals(project):
@@ -238,8 +238,8 @@ def test_cost_and_token_totals(project):
         priced = _run(service, ids[:3], resolve, _endpoint(server), _fast(), prices=prices)
         unknown = _run(service, ids[3:5], resolve, _endpoint(server), _fast(), prices=PriceTable())
     answers = [service.store.answers(i)[-1] for i in ids[:3]]
-    tokens_in = sum(a["prompt_tokens"] for a in answers)
-    tokens_out = sum(a["completion_tokens"] for a in answers)
+    tokens_in = sum(a.prompt_tokens for a in answers)
+    tokens_out = sum(a.completion_tokens for a in answers)
     assert tokens_in > 0 and tokens_out > 0
     assert (priced.tokens_in, priced.tokens_out) == (tokens_in, tokens_out)
     assert priced.cost == pytest.approx(tokens_in / 1000 * 0.5 + tokens_out / 1000 * 2.0)

@@ -97,12 +97,12 @@ def test_unreadable_answer_gets_a_json_extraction_turn_and_its_verdict(project):
     reopened = ProjectStore(path)
     try:
         rows = reopened.answers(cases[0].id)
-        assert [r["status"] for r in rows] == ["ok", EXTRACTION]
-        params = json.loads(rows[1]["params_json"])
-        assert params["extraction_of"] == rows[0]["id"] and params["turn"] == EXTRACTION
-        assert rows[1]["prompt_tokens"] > 0 and json.loads(rows[1]["raw_text"])["verdict"] == "anomalous"
+        assert [r.status for r in rows] == ["ok", EXTRACTION]
+        params = rows[1].params
+        assert params["extraction_of"] == rows[0].id and params["turn"] == EXTRACTION
+        assert rows[1].prompt_tokens > 0 and json.loads(rows[1].raw_text)["verdict"] == "anomalous"
         stored = reopened.latest_verdict(cases[0].id)
-        assert stored.details["extraction"]["answer_id"] == rows[1]["id"]
+        assert stored.details["extraction"]["answer_id"] == rows[1].id
         assert stored.anomalous is True and stored.score_source == ScoreSource.EXTRACTION_LOGPROB
         assert "extraction turn" in stored.raw_answer
     finally:
@@ -117,7 +117,7 @@ def test_a_refusal_stays_a_refusal_and_is_not_asked_again(project):
     assert verdict.parse_status == ParseStatus.UNPARSED and verdict.anomalous is None
     assert "declined" in verdict.explanation
     assert "extraction" not in verdict.details
-    assert [r["status"] for r in service.store.answers(cases[0].id)] == ["ok"]
+    assert [r.status for r in service.store.answers(cases[0].id)] == ["ok"]
 
 
 def test_an_undetermined_restatement_stays_unparsed(project):
@@ -165,8 +165,8 @@ def test_a_failed_extraction_turn_keeps_the_first_answer_unparsed(project):
     assert verdict.parse_status == ParseStatus.UNPARSED
     assert verdict.details["extraction"]["outcome"] == "failed" and "500" in verdict.details["extraction"]["error"]
     rows = service.store.answers(cases[0].id)
-    assert [r["status"] for r in rows] == ["ok", "error"]
-    assert json.loads(rows[1]["params_json"])["turn"] == EXTRACTION
+    assert [r.status for r in rows] == ["ok", "error"]
+    assert rows[1].params["turn"] == EXTRACTION
 
 
 def test_batches_count_the_extraction_turns_tokens_and_cost(project):
@@ -198,9 +198,9 @@ def test_batches_count_the_extraction_turns_tokens_and_cost(project):
     assert again.cached == len(ids) and again.tokens_in == 0
     assert all(service.store.latest_verdict(i).anomalous is True for i in ids)
     rows = [row for i in ids for row in service.store.answers(i)[:2]]  # the first run: two turns per case
-    assert sorted(r["status"] for r in rows) == sorted(["ok", EXTRACTION] * len(ids))
-    tokens_in = sum(r["prompt_tokens"] for r in rows)
-    tokens_out = sum(r["completion_tokens"] for r in rows)
+    assert sorted(r.status for r in rows) == sorted(["ok", EXTRACTION] * len(ids))
+    tokens_in = sum(r.prompt_tokens for r in rows)
+    tokens_out = sum(r.completion_tokens for r in rows)
     assert progress.requests == 2 * len(ids)
     assert (progress.tokens_in, progress.tokens_out) == (tokens_in, tokens_out)
     assert progress.cost == pytest.approx(tokens_in / 1000 * 0.5 + tokens_out / 1000 * 2.0)
@@ -280,8 +280,8 @@ def test_an_extraction_turn_asked_for_a_cached_answer_is_reused_next_time(projec
     for i in ids:
         verdict = service.store.latest_verdict(i)
         assert verdict.anomalous is False and verdict.details["extraction"]["used"]
-        replayed = [r for r in service.store.answers(i) if r["id"] == verdict.details["extraction"]["answer_id"]]
-        assert replayed[0]["status"] == "cached"  # the third run's turn came from the project, not the server
+        replayed = [r for r in service.store.answers(i) if r.id == verdict.details["extraction"]["answer_id"]]
+        assert replayed[0].status == "cached"  # the third run's turn came from the project, not the server
 
 
 def test_marks_only_mentioned_in_an_anomalous_answer_are_asked_for(project, tmp_path):

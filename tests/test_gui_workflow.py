@@ -146,7 +146,7 @@ def test_full_workflow_against_loopback_vlm(qtbot, tmp_path, case_files):
         assert "scratch" in window.verdict_panel.explanation.toPlainText()
         assert window.case_browser.status_text(good.id) == "anomalous"
         stored_prompt = store.prompt(verdict.prompt_id)
-        assert "brake disc" in stored_prompt["user_text"] and len(stored_prompt["images"]) == 2
+        assert "brake disc" in stored_prompt.user_text and len(stored_prompt.images) == 2
 
         # A slow reply: the window keeps processing events, and Esc cancels at once.
         server.enqueue(delay_s=8, reply_text=ANOMALOUS_JSON)
@@ -172,7 +172,7 @@ def test_full_workflow_against_loopback_vlm(qtbot, tmp_path, case_files):
         assert window.verdict_panel.badge.text() == "Inspection failed"
         assert "server" in window.verdict_panel.source.text().lower()
         assert window.case_browser.status_text(good.id) == "anomalous"
-        assert [a["status"] for a in store.answers(good.id)][-1] == "error"
+        assert [a.status for a in store.answers(good.id)][-1] == "error"
 
         # A nonsense answer is stored as unparsed, never guessed.
         second = cases["part_1.png"]
@@ -182,7 +182,7 @@ def test_full_workflow_against_loopback_vlm(qtbot, tmp_path, case_files):
         assert window.verdict_panel.badge.text() == "UNREADABLE ANSWER"
         assert store.latest_verdict(second.id).parse_status == ParseStatus.UNPARSED
         assert window.case_browser.status_text(second.id) == "unreadable answer"
-        assert [a["status"] for a in store.answers(second.id)] == ["ok", "extraction"]  # asked once more, no luck
+        assert [a.status for a in store.answers(second.id)] == ["ok", "extraction"]  # asked once more, no luck
 
         # An answer that states no verdict gets one extraction turn; the panel says the verdict came from it.
         def restating(request):
@@ -196,7 +196,7 @@ def test_full_workflow_against_loopback_vlm(qtbot, tmp_path, case_files):
         assert window.verdict_panel.badge.text() == "ANOMALOUS"
         assert "extraction turn" in window.verdict_panel.source.text()
         assert "second turn" in window.verdict_panel.score_source.text()
-        assert [a["status"] for a in store.answers(second.id)][-2:] == ["ok", "extraction"]
+        assert [a.status for a in store.answers(second.id)][-2:] == ["ok", "extraction"]
 
         # The operator decides with one key press; the decision is ground truth.
         qtbot.keyClick(window, Qt.Key.Key_A)
@@ -220,7 +220,7 @@ def test_full_workflow_against_loopback_vlm(qtbot, tmp_path, case_files):
     assert "Operator decision: <b>normal</b>" in reopened.verdict_panel.decision.text()
     with ProjectStore(project) as check:
         answers = check.answers(good.id)
-        assert [a["status"] for a in answers] == ["ok", "cancelled", "error"]
+        assert [a.status for a in answers] == ["ok", "cancelled", "error"]
     reopened.force_close = True
     reopened.close()
 

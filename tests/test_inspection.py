@@ -70,11 +70,11 @@ def test_vlm_inspection_stores_prompt_answer_and_verdict(tmp_path, service):
     assert verdict.score_source == ScoreSource.LOGPROB and verdict.score == pytest.approx(0.9, abs=0.02)
     assert request.image_sizes == [(128, 96), (128, 96)]
     answer = store.answers(case.id)[0]
-    assert answer["status"] == "ok" and json.loads(answer["raw_text"])["reason"] == "A crack near the edge."
-    assert answer["prompt_tokens"] is not None
+    assert answer.status == "ok" and json.loads(answer.raw_text)["reason"] == "A crack near the edge."
+    assert answer.prompt_tokens is not None
     stored = store.prompt(verdict.prompt_id)
-    assert stored["sha256"] == prompt.sha256 and "magnetic tile" in stored["user_text"]
-    assert [img["role"] for img in stored["images"]] == ["reference", "query"]
+    assert stored.sha256 == prompt.sha256 and "magnetic tile" in stored.user_text
+    assert [img.role for img in stored.images] == ["reference", "query"]
     assert store.case(case.id).status == CaseStatus.ANOMALOUS
 
 
@@ -93,7 +93,7 @@ def test_vlm_failures_are_stored_and_reported(tmp_path, service):
         server.enqueue(status=429, retry_after="7")
         with pytest.raises(InspectionError):
             asyncio.run(service.inspect_with_vlm(case, prompt, endpoint))
-    statuses = [a["status"] for a in store.answers(case.id)]
+    statuses = [a.status for a in store.answers(case.id)]
     assert statuses == ["ok", "error", "error"]
     assert store.case(case.id).status == CaseStatus.UNDECIDED
 

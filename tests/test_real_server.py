@@ -438,15 +438,15 @@ def test_the_extraction_turn_through_the_real_server(real_server: RealServer, tm
         prompt = service.compose_prompt(case, profile, PromptSwitches(references=False, answer_format=False))
         verdict = asyncio.run(service.inspect_with_vlm(case, prompt, _endpoint(real_server, max_tokens=120)))
         rows = store.answers(case.id)
-        if rows[0]["status"] == "ok" and len(rows) == 1:
+        if rows[0].status == "ok" and len(rows) == 1:
             pytest.skip("the random model's first answer happened to be readable: no extraction turn to test")
-        assert [r["status"] for r in rows] == ["ok", EXTRACTION]
-        restated = json.loads(rows[1]["raw_text"])
+        assert [r.status for r in rows] == ["ok", EXTRACTION]
+        restated = json.loads(rows[1].raw_text)
         _check_schema(restated, EXTRACTION_SCHEMA)
         assert restated["verdict"] in ("anomalous", "normal", "undetermined")
         expected = {"anomalous": True, "normal": False, "undetermined": None}[restated["verdict"]]
         assert verdict.anomalous is expected
-        assert verdict.details["extraction"]["answer_id"] == rows[1]["id"]
+        assert verdict.details["extraction"]["answer_id"] == rows[1].id
     finally:
         service.close()
         store.close()

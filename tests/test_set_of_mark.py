@@ -100,8 +100,8 @@ def test_marked_prompt_layout_and_stored_mark_map(tmp_path, service):
     # Stored with the prompt: the marked image as a blob and the map in the record.
     prompt_id = service._store_prompt(prompt)
     stored = store.prompt(prompt_id)
-    assert [img["role"] for img in stored["images"]] == ["reference", "query", "marked"]
-    record = json.loads(stored["record_json"])
+    assert [img.role for img in stored.images] == ["reference", "query", "marked"]
+    record = stored.record
     assert record["marks"] == json.loads(json.dumps(prompt.marks))
     assert record["localization"]["method"] == "segments"
     assert record["switches"]["set_of_mark"] is True

@@ -104,7 +104,7 @@ def test_profile_references_and_blob_deduplication(tmp_path):
         prompt_b = store.save_prompt("h1", "sys", "text", {}, [("reference", "r1", b"PNGDATA-1")])
         assert prompt_a == prompt_b
         assert store.blob_count() == 3
-        assert [i["role"] for i in store.prompt(prompt_a)["images"]] == ["reference", "query"]
+        assert [i.role for i in store.prompt(prompt_a).images] == ["reference", "query"]
         profile.normal_standards = "smooth, no rust"
         store.save_profile(profile)
         assert store.profile(profile.id).normal_standards == "smooth, no rust"
@@ -209,4 +209,4 @@ def test_answer_survives_a_crash_right_after_it_arrived(tmp_path):
     assert result.returncode == 9, result.stderr
     with ProjectStore(path) as store:
         case = store.cases()[0]
-        assert store.answers(case.id)[0]["raw_text"] == "Anomalous: crack"
+        assert store.answers(case.id)[0].raw_text == "Anomalous: crack"

@@ -36,6 +36,7 @@ from inspector.model import (
     Verdict,
     VerdictSource,
 )
+from inspector.store.records import AnswerRecord, BatchItemRecord, BatchRecord, PromptRecord
 from inspector.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 EMBED_LIMIT_BYTES = 64 * 1024 * 1024  # sources up to this size are copied into the project
@@ -445,16 +446,15 @@ class ProjectStore:
                 )
         return prompt_id
 
-    def prompt(self, prompt_id: int) -> dict[str, Any]:
+    def prompt(self, prompt_id: int) -> PromptRecord:
         rows = self._rows("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
         if not rows:
             raise KeyError(f"prompt {prompt_id} does not exist")
-        row = rows[0]
-        row["images"] = self._rows(
+        images = self._rows(
             "SELECT role, label, blob_sha256 FROM prompt_images WHERE prompt_id = ? ORDER BY position",
             (prompt_id,),
         )
-        return row
+        return PromptRecord.from_row(rows[0], images)
 
     def save_answer(
         self,
@@ -495,17 +495,20 @@ class ProjectStore:
                 .last_pk
             )
 
-    def answers(self, case_id: int) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM answers WHERE case_id = ? ORDER BY id", (case_id,))
+    def answers(self, case_id: int) -> list[AnswerRecord]:
+        return [
+            AnswerRecord.from_row(r)
+            for r in self._rows("SELECT * FROM answers WHERE case_id = ? ORDER BY id", (case_id,))
+        ]
 
-    def extraction_of(self, answer_id: int) -> dict[str, Any] | None:
+    def extraction_of(self, answer_id: int) -> AnswerRecord | None:
         """The stored extraction turn that followed an answer (`inspector.vlm.extraction`), or None."""
         rows = self._rows(
             "SELECT * FROM answers WHERE status = 'extraction' AND raw_text != '' "
             "AND json_extract(params_json, '$.extraction_of') = ? ORDER BY id DESC LIMIT 1",
             (answer_id,),
         )
-        return rows[0] if rows else None
+        return AnswerRecord.from_row(rows[0]) if rows else None
 
     # ----------------------------------------------------------------- verdicts and decisions
 
@@ -656,17 +659,15 @@ class ProjectStore:
             )
         return batch_id
 
-    def batch(self, batch_id: int) -> dict[str, Any]:
+    def batch(self, batch_id: int) -> BatchRecord:
         rows = self._rows("SELECT * FROM batches WHERE id = ?", (batch_id,))
         if not rows:
             raise StoreError(f"Batch {batch_id} is not in this project.")
-        row = rows[0]
-        row["endpoint"] = json.loads(row.pop("endpoint_json") or "{}")
-        row["limits"] = json.loads(row.pop("limits_json") or "{}")
-        return row
+        return BatchRecord.from_row(rows[0])
 
-    def batch_items(self, batch_id: int) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM batch_items WHERE batch_id = ? ORDER BY position", (batch_id,))
+    def batch_items(self, batch_id: int) -> list[BatchItemRecord]:
+        rows = self._rows("SELECT * FROM batch_items WHERE batch_id = ? ORDER BY position", (batch_id,))
+        return [BatchItemRecord.from_row(r) for r in rows]
 
     def unfinished_batches(self) -> list[int]:
         """Ids of batches with pending items (cancelled, or interrupted by closing the app)."""
@@ -703,14 +704,14 @@ class ProjectStore:
                     (cache_key, answer_id, _now()),
                 )
 
-    def cached_answer(self, key: str) -> dict[str, Any] | None:
+    def cached_answer(self, key: str) -> AnswerRecord | None:
         """The stored successful answer for a request key, or None (errors are never cached)."""
         rows = self._rows(
             "SELECT a.* FROM response_cache c JOIN answers a ON a.id = c.answer_id "
             "WHERE c.key = ? AND a.raw_text != ''",
             (key,),
         )
-        return rows[0] if rows else None
+        return AnswerRecord.from_row(rows[0]) if rows else None
 
     def set_answer_status(self, answer_id: int, status: str) -> None:
         """Mark an answer, e.g. "cached": taken from the response cache, no request was sent."""

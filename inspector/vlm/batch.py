@@ -218,14 +218,13 @@ class BatchRunner:
         items = self.store.batch_items(batch_id)
         self.progress = BatchProgress(batch_id=batch_id, total=len(items))
         for item in items:
-            self._count(item)
-        self._pending = [(item["position"], item["case_id"]) for item in items if item["state"] == PENDING]
+            self._count(item.state, item.model, item.prompt_tokens, item.completion_tokens)
+        self._pending = [(item.position, item.case_id) for item in items if item.state == PENDING]
 
     # -- bookkeeping -------------------------------------------------------------------------
 
-    def _count(self, item: dict[str, Any]) -> None:
+    def _count(self, state: str, model: str | None, prompt_tokens: int | None, completion_tokens: int | None) -> None:
         p = self.progress
-        state = item["state"]
         if state in (DONE, CACHED):
             p.done += 1
         if state == CACHED:
@@ -233,19 +232,17 @@ class BatchRunner:
         if state == FAILED:
             p.failed += 1
         # a cached case costs nothing, unless its extraction turn had to be asked now
-        if state == DONE or (state == CACHED and item.get("prompt_tokens") is not None):
-            p.tokens_in += item.get("prompt_tokens") or 0
-            p.tokens_out += item.get("completion_tokens") or 0
-            cost = self.prices.cost(
-                item.get("model") or self.endpoint.model, item.get("prompt_tokens"), item.get("completion_tokens")
-            )
+        if state == DONE or (state == CACHED and prompt_tokens is not None):
+            p.tokens_in += prompt_tokens or 0
+            p.tokens_out += completion_tokens or 0
+            cost = self.prices.cost(model or self.endpoint.model, prompt_tokens, completion_tokens)
             p.cost = None if cost is None or p.cost is None else p.cost + cost
 
     def _finish_item(
         self, position: int, cache_key: str | None = None, answer_id: int | None = None, **fields: Any
     ) -> None:
         self.store.finish_batch_item(self.batch_id, position, fields, cache_key, answer_id)
-        self._count(fields)
+        self._count(fields["state"], fields.get("model"), fields.get("prompt_tokens"), fields.get("completion_tokens"))
         self._finished_this_run += 1
         self._report()
 
@@ -329,12 +326,12 @@ class BatchRunner:
         asker = RetryingClient(client, limiter, self.limits, self._count_request)
         if row is not None:
             # an extraction turn stored with the cached answer is reused too; one missing is asked
-            turn = self.store.extraction_of(row["id"])
+            turn = self.store.extraction_of(row.id)
             cached = CachedClient(
                 answer_from_row(row),
                 answer_from_row(turn) if turn else None,
                 fallback=asker,
-                source_answer_id=row["id"],
+                source_answer_id=row.id,
             )
             verdict = await self.service.inspect_with_vlm(case, prompt, self.endpoint, client=cached)
             assert verdict.answer_id is not None
@@ -344,7 +341,7 @@ class BatchRunner:
                 position,
                 state=CACHED,
                 verdict_id=verdict.id,
-                model=row["model"],
+                model=row.model,
                 attempts=asker.attempts,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
@@ -439,9 +436,9 @@ async def resume_batch(
     """Continue the pending items of a stored batch, with its stored settings unless others are given
     (e.g. a corrected key or address after the batch stopped on it)."""
     stored = service.store.batch(batch_id)
-    endpoint = endpoint or EndpointSettings.from_dict(stored["endpoint"])
-    limits = limits or BatchLimits.from_dict(stored["limits"])
-    switches_data = stored["limits"].get("prompt_switches")
+    endpoint = endpoint or EndpointSettings.from_dict(stored.endpoint)
+    limits = limits or BatchLimits.from_dict(stored.limits)
+    switches_data = stored.limits.get("prompt_switches")
     switches = PromptSwitches.from_dict(switches_data) if isinstance(switches_data, dict) else None
     runner = BatchRunner(
         service,

@@ -15,6 +15,7 @@ from typing import Any
 
 from inspector.prompt import ComposedPrompt
 from inspector.settings import EndpointSettings
+from inspector.store.records import AnswerRecord
 from inspector.vlm.client import VlmAnswer, VlmError
 
 
@@ -37,9 +38,9 @@ def cache_key(endpoint: EndpointSettings, prompt: ComposedPrompt) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def answer_from_row(row: dict[str, Any]) -> VlmAnswer:
-    """A stored answer row as a `VlmAnswer`, logprobs included, so it is parsed exactly as before."""
-    response = json.loads(row["response_json"]) if row.get("response_json") else {}
+def answer_from_row(row: AnswerRecord) -> VlmAnswer:
+    """A stored answer as a `VlmAnswer`, logprobs included, so it is parsed exactly as before."""
+    response = row.response or {}
     logprobs = None
     choices = response.get("choices") if isinstance(response, dict) else None
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
@@ -47,11 +48,11 @@ def answer_from_row(row: dict[str, Any]) -> VlmAnswer:
         content = lp.get("content") if isinstance(lp, dict) else None
         logprobs = content if isinstance(content, list) else None
     return VlmAnswer(
-        raw_text=row["raw_text"],
-        model=row["model"] or "",
+        raw_text=row.raw_text,
+        model=row.model,
         latency_s=0.0,
-        prompt_tokens=row.get("prompt_tokens"),
-        completion_tokens=row.get("completion_tokens"),
+        prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens,
         logprobs=logprobs,
         response=response if isinstance(response, dict) else {},
     )
