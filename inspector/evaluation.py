@@ -29,7 +29,7 @@ from inspector.store import ProjectStore
 class Row:
     case_id: int
     case: str
-    truth: bool  # anomalous
+    ground_truth: bool  # anomalous (the operator's decision, else the imported label)
     predicted: bool | None  # None: unparsed
     score: float | None
     source: str
@@ -77,7 +77,7 @@ def collect_rows(store: ProjectStore) -> list[Row]:
                 Row(
                     case_id=case.id,
                     case=case.name,
-                    truth=truth_label == "anomalous",
+                    ground_truth=truth_label == "anomalous",
                     predicted=verdict.anomalous if verdict.parse_status == ParseStatus.PARSED else None,
                     score=verdict.score,
                     source=str(verdict.source),
@@ -111,9 +111,9 @@ def _variant(store: ProjectStore, prompt_id: int) -> str:
 def metrics(rows: list[Row], key: dict[str, str] | None = None) -> GroupMetrics:
     n = len(rows)
     parsed = [r for r in rows if r.predicted is not None]
-    counts = confusion_metrics([bool(r.predicted) for r in parsed], [bool(r.truth) for r in parsed])
+    counts = confusion_metrics([bool(r.predicted) for r in parsed], [bool(r.ground_truth) for r in parsed])
     scored = [r for r in rows if r.score is not None]
-    labels = np.array([r.truth for r in scored], bool)
+    labels = np.array([r.ground_truth for r in scored], bool)
     values = np.array([r.score for r in scored], float)
     both = labels.any() and (~labels).any()
     return GroupMetrics(

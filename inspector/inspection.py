@@ -89,7 +89,7 @@ class InspectionService:
         self._case_locks: dict[int, threading.Lock] = {}
         # Set-of-Mark settings of the application (``AppSettings.extra["localization"]``: method,
         # SAM checkpoint, limits); a profile's ``settings["localization"]`` goes on top.
-        self.localization: dict = {}
+        self.mark_settings: dict = {}
         # Embedded sources are unpacked here for the readers, and kept while the project is open:
         # some readers keep the file open and decode lazily (a video container, a large series).
         self._unpack_dir = Path(tempfile.mkdtemp(prefix="anomalens-cases-"))
@@ -333,7 +333,7 @@ class InspectionService:
         from inspector.localization.set_of_mark import localization_settings
 
         own = profile.settings.get("localization") if isinstance(profile.settings, dict) else None
-        return localization_settings(self.localization, own if isinstance(own, dict) else None)
+        return localization_settings(self.mark_settings, own if isinstance(own, dict) else None)
 
     def _plan_marks(self, profile: Profile, views: list, references: list[tuple[str, np.ndarray]], options: dict):
         """Proposals and numbered marks on the current view (Set-of-Mark); operator-drawn boxes first.

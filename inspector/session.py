@@ -43,7 +43,7 @@ class RunSettings:
     endpoint: EndpointSettings = field(default_factory=EndpointSettings)
     limits: BatchLimits = field(default_factory=BatchLimits)
     prices: PriceTable = field(default_factory=PriceTable)
-    localization: dict[str, Any] = field(default_factory=dict)
+    mark_settings: dict[str, Any] = field(default_factory=dict)  # Set-of-Mark: method, SAM checkpoint, limits
     warnings: tuple[str, ...] = ()
 
     @classmethod
@@ -70,9 +70,9 @@ class RunSettings:
                 prices = PriceTable.from_dict(raw_prices)
             except (AttributeError, TypeError, ValueError):
                 warnings.append("The price table in the settings file cannot be read; costs are shown as unknown.")
-        raw_localization = settings.extra.get("localization")
-        localization = dict(raw_localization) if isinstance(raw_localization, dict) else {}
-        return cls(settings.endpoint, limits, prices, localization, tuple(warnings))
+        raw_marks = settings.extra.get("localization")  # the settings file's key
+        mark_settings = dict(raw_marks) if isinstance(raw_marks, dict) else {}
+        return cls(settings.endpoint, limits, prices, mark_settings, tuple(warnings))
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class InspectionSession:
         self.service = service
         self.store = service.store
         self.settings = settings
-        service.localization = dict(settings.localization)
+        service.mark_settings = dict(settings.mark_settings)
 
     # ------------------------------------------------------------------ what to inspect
 
@@ -248,7 +248,7 @@ class PromptInputs:
     profile: Profile
     switches: PromptSwitches
     render_options: str
-    localization: str  # the Set-of-Mark settings the marks were drawn with
+    mark_settings: str  # the Set-of-Mark settings the marks were drawn with
 
     @classmethod
     def of(
@@ -259,7 +259,7 @@ class PromptInputs:
         render_options: dict[str, Any] | None,
     ) -> PromptInputs:
         return cls(
-            profile, switches, repr(sorted((render_options or {}).items())), repr(sorted(service.localization.items()))
+            profile, switches, repr(sorted((render_options or {}).items())), repr(sorted(service.mark_settings.items()))
         )
 
 

@@ -97,7 +97,7 @@ def test_run_settings_read_the_typed_sections_once():
     run = RunSettings.from_settings(settings)
     assert (run.limits.concurrency, run.limits.requests_per_minute) == (2, 30)
     assert run.prices.cost("model-b", 1000, 1000) == pytest.approx(0.07)
-    assert run.localization == {"method": "segments"} and run.warnings == ()
+    assert run.mark_settings == {"method": "segments"} and run.warnings == ()
     assert RunSettings.from_settings(settings, concurrency=7).limits.concurrency == 7
 
 
@@ -105,7 +105,7 @@ def test_run_settings_that_cannot_be_read_say_so_and_use_the_defaults():
     run = RunSettings.from_settings(
         AppSettings(extra={"batch_limits": {"concurrency": "many"}, "prices": {"m": "free"}, "localization": [1]})
     )
-    assert run.limits == BatchLimits() and run.prices.cost("m", 10, 10) is None and run.localization == {}
+    assert run.limits == BatchLimits() and run.prices.cost("m", 10, 10) is None and run.mark_settings == {}
     assert len(run.warnings) == 2 and "batch limits" in run.warnings[0] and "price" in run.warnings[1]
 
 

@@ -257,7 +257,7 @@ def test_heat_map_marks_without_references_explain_what_to_do(tmp_path, service)
 
 
 def test_sam_without_a_checkpoint_explains_where_to_get_one(tmp_path, service):
-    service.localization = {"method": "sam", "sam": {"model_type": "vit_b", "checkpoint": ""}}
+    service.mark_settings = {"method": "sam", "sam": {"model_type": "vit_b", "checkpoint": ""}}
     profile = service.store.save_profile(Profile(name="Plate"))
     image, _ = _defect_image()
     case, _ = service.import_file(_save(tmp_path / "c.png", image))
@@ -266,7 +266,7 @@ def test_sam_without_a_checkpoint_explains_where_to_get_one(tmp_path, service):
 
 
 def test_marks_on_references_variant(tmp_path, service):
-    service.localization = {"marks_on_references": True}
+    service.mark_settings = {"marks_on_references": True}
     profile = service.store.save_profile(Profile(name="Plate"))
     service.add_reference_file(profile.id, _save(tmp_path / "ref.png", textured_image(3, (300, 400))))
     image, _ = _defect_image()
@@ -367,7 +367,7 @@ def test_the_preview_and_the_inspection_share_one_marking(tmp_path, service, mon
     first = service.compose_prompt(case, profile, SOM)
     again = service.compose_prompt(case, profile, SOM)
     assert len(calls) == 1 and again.sha256 == first.sha256
-    service.localization = {"max_marks": 3}  # other settings: other marks
+    service.mark_settings = {"max_marks": 3}  # other settings: other marks
     fewer = service.compose_prompt(case, profile, SOM)
     assert len(calls) == 2 and len(fewer.marks) <= 3
     service.compose_prompt(case, profile, SOM, render_options={"drawn_regions": [[5, 5, 40, 40]]})

@@ -30,7 +30,7 @@ class ProjectActions(WindowBase):
         self.close_project()
         self.store = store
         self.service = InspectionService(store, self.registry)
-        self.service.localization = self.localization_settings()
+        self.service.mark_settings = self.localization_settings()
         self.project_label.setText(str(path))
         self.setWindowTitle(f"{path.stem} — Anomalens Workstation")
         self.app_settings.add_recent(str(path))

@@ -33,7 +33,7 @@ class SettingsActions(WindowBase):
 
     def localization_settings(self) -> dict:
         """The application's Set-of-Mark settings (``extra["localization"]`` of the settings file)."""
-        return dict(RunSettings.from_settings(self.app_settings).localization)
+        return dict(RunSettings.from_settings(self.app_settings).mark_settings)
 
     def localization_dialog(self) -> None:
         from views.localization_dialog import LocalizationDialog
@@ -57,7 +57,7 @@ class SettingsActions(WindowBase):
         self.app_settings.extra["localization"] = merged
         self._save_settings()
         if self.service is not None:
-            self.service.localization = self.localization_settings()
+            self.service.mark_settings = self.localization_settings()
         self._refresh_prompt()
 
     def set_endpoint(self, endpoint) -> None:
