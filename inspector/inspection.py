@@ -37,6 +37,7 @@ from inspector.model import (
     Verdict,
     VerdictSource,
     View,
+    ViewerState,
 )
 from inspector.plugins import (
     ModalityPlugin,
@@ -299,24 +300,25 @@ class InspectionService:
         profile: Profile,
         switches: PromptSwitches | None = None,
         text_override: str | None = None,
-        render_options: dict | None = None,
+        viewer: ViewerState | None = None,
     ) -> ComposedPrompt:
         """Render the case's views and compose the prompt.
 
         Render options: the profile's ``settings["render"]`` (e.g. the number of depth views), then
-        `render_options` from the viewer's state (the current slice, a frame range) on top.
+        the `viewer`'s (the current slice, a frame range) on top; its drawn regions become marks.
         """
+        viewer = viewer or ViewerState()
         loaded = self.load_case(case)
         plugin = self.registry.modality(case.modality)
         options = dict(profile.settings.get("render", {})) if isinstance(profile.settings, dict) else {}
-        options.update(render_options or {})
+        options.update(viewer.render_options())
         views = plugin.render(loaded, options)
         switches = switches or PromptSwitches()
         references = []
         if switches.references and switches.max_references > 0:
             refs = self.reference_images(profile.id) if profile.id is not None else []
             references = [(name, rgb) for name, rgb, _ in refs[: switches.max_references]]
-        marks = self._plan_marks(profile, views, references, options) if switches.set_of_mark else None
+        marks = self._plan_marks(profile, views, references, viewer) if switches.set_of_mark else None
         prompt = compose(
             profile,
             views,
@@ -335,12 +337,12 @@ class InspectionService:
         own = profile.settings.get("localization") if isinstance(profile.settings, dict) else None
         return localization_settings(self.mark_settings, own if isinstance(own, dict) else None)
 
-    def _plan_marks(self, profile: Profile, views: list, references: list[tuple[str, np.ndarray]], options: dict):
+    def _plan_marks(self, profile: Profile, views: list, references: list[tuple[str, np.ndarray]], viewer: ViewerState):
         """Proposals and numbered marks on the current view (Set-of-Mark); operator-drawn boxes first.
 
-        Drawn regions come from the viewer in case pixels (``render_options["drawn_regions"]``) and
-        are mapped to the view through its scale (pixel and slice views have one; other maps do
-        not take drawn regions).
+        Drawn regions come from the viewer in case pixels (`ViewerState.drawn_regions`) and are
+        mapped to the view through its scale (pixel and slice views have one; other maps do not
+        take drawn regions).
         """
         from inspector.localization.sam import SamUnavailableError
         from inspector.localization.set_of_mark import SetOfMarkError, plan_marks
@@ -351,9 +353,9 @@ class InspectionService:
         view_map = views[index].view_map if views else None
         params = view_map.params if view_map is not None else {}
         on_drawn_view = bool(views) and views[index].shown is not False  # drawn on what the viewer shows
-        if options.get("drawn_regions") and on_drawn_view and "scale_x" in params and "scale_y" in params:
+        if viewer.drawn_regions and on_drawn_view and "scale_x" in params and "scale_y" in params:
             sx, sy = float(params["scale_x"]) or 1.0, float(params["scale_y"]) or 1.0
-            drawn = [[b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy] for b in options["drawn_regions"] if len(b) == 4]
+            drawn = [[b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy] for b in viewer.drawn_regions]
         key = _marks_key(
             views[index].image if views else None,
             settings,
@@ -714,12 +716,12 @@ class InspectionService:
         profile: Profile,
         progress: Callable[[float], None] | None = None,
         is_cancelled: Callable[[], bool] | None = None,
-        render_options: dict | None = None,
+        viewer: ViewerState | None = None,
     ) -> Verdict:
         """Score the case against the profile's references with the built-in detector (no VLM).
 
-        `render_options` (what the viewer shows: the current slice, a frame range) reach a
-        modality's own detector through `OfflineContext.render_options`.
+        What the `viewer` shows (the current slice, a frame range) reaches a modality's own
+        detector through `OfflineContext.render_options`.
         """
         assert case.id is not None
         plugin = self.registry.modality(case.modality)
@@ -735,7 +737,7 @@ class InspectionService:
                 progress=progress or (lambda _f: None),
                 is_cancelled=is_cancelled or (lambda: False),
                 options=dict(profile.settings.get(case.modality, {})) if isinstance(profile.settings, dict) else {},
-                render_options=dict(render_options or {}),
+                render_options=(viewer or ViewerState()).render_options(),
             )
             outcome = plugin.offline_detect(loaded, context)
         else:

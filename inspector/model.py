@@ -154,6 +154,47 @@ class View:
     shown: bool | None = None
 
 
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class ViewerState:
+    """What the operator looks at in a modality's viewer (`CaseViewer.viewer_state`), so that the
+    model is shown the same.
+
+    `options` are the modality's own render options (DICOM: ``slice``, ``window``, ``slices``;
+    video: ``frames``, ``around``; a series: ``window``): they reach that modality's renderer and
+    detector as they are, and the core never reads them. `drawn_regions` are the boxes the operator
+    drew, in case pixels, offered to the model as Set-of-Mark proposals: the one part the core uses.
+    """
+
+    options: dict[str, Any] = field(default_factory=dict)
+    drawn_regions: tuple[Box, ...] = ()
+
+    @classmethod
+    def from_render_options(cls, options: dict[str, Any] | None) -> ViewerState:
+        """A viewer's render options (``"drawn_regions"`` among them, as viewers report them)."""
+        rest = dict(options or {})
+        drawn = rest.pop("drawn_regions", None) or []
+        boxes = tuple(
+            (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
+            for b in drawn
+            if isinstance(b, list | tuple) and len(b) == 4
+        )
+        return cls(rest, boxes)
+
+    def render_options(self) -> dict[str, Any]:
+        """The options a modality's renderer and detector get (drawn regions included, as lists)."""
+        options = dict(self.options)
+        if self.drawn_regions:
+            options["drawn_regions"] = [list(box) for box in self.drawn_regions]
+        return options
+
+    def key(self) -> str:
+        """A stable text of the state, to tell whether two states show the model the same."""
+        return repr((sorted(self.options.items()), self.drawn_regions))
+
+
 @dataclass
 class Region:
     """A region on a case, with a score and a reason.

@@ -26,7 +26,7 @@ import numpy as np
 
 from inspector.chat import ChatTurn, conversation
 from inspector.inspection import InspectionCancelledError, InspectionError, InspectionService
-from inspector.model import Case, CaseStatus, Decision, LoadedCase, Profile, Verdict
+from inspector.model import Case, CaseStatus, Decision, LoadedCase, Profile, Verdict, ViewerState
 from inspector.prompt import ComposedPrompt, PromptSwitches
 from inspector.settings import AppSettings, EndpointSettings
 from inspector.vlm.batch import BatchProgress, PriceTable, resume_batch, run_batch
@@ -247,20 +247,14 @@ class PromptInputs:
 
     profile: Profile
     switches: PromptSwitches
-    render_options: str
+    viewer: str  # `ViewerState.key`
     mark_settings: str  # the Set-of-Mark settings the marks were drawn with
 
     @classmethod
     def of(
-        cls,
-        service: InspectionService,
-        profile: Profile,
-        switches: PromptSwitches,
-        render_options: dict[str, Any] | None,
+        cls, service: InspectionService, profile: Profile, switches: PromptSwitches, viewer: ViewerState | None
     ) -> PromptInputs:
-        return cls(
-            profile, switches, repr(sorted((render_options or {}).items())), repr(sorted(service.mark_settings.items()))
-        )
+        return cls(profile, switches, (viewer or ViewerState()).key(), repr(sorted(service.mark_settings.items())))
 
 
 @dataclass
@@ -284,7 +278,7 @@ def prepare_case(
     case_id: int,
     profile: Profile | None,
     switches: PromptSwitches,
-    render_options: dict[str, Any] | None = None,
+    viewer: ViewerState | None = None,
 ) -> PreparedCase:
     """Read the case and compose its prompt; a case that cannot be read, or a prompt that cannot be
     composed, is still prepared, with the `problem` said (the case stays visible)."""
@@ -308,8 +302,8 @@ def prepare_case(
         prepared.turns = conversation(store, prepared.verdict)
     if profile is not None:
         try:
-            prepared.prompt = service.compose_prompt(case, profile, switches, render_options=render_options)
-            prepared.prompt_inputs = PromptInputs.of(service, profile, switches, render_options)
+            prepared.prompt = service.compose_prompt(case, profile, switches, viewer=viewer)
+            prepared.prompt_inputs = PromptInputs.of(service, profile, switches, viewer)
         except Exception as exc:  # noqa: BLE001 - a prompt problem must not hide the case
             prepared.problem = f"The prompt could not be composed: {exc}"
     return prepared

@@ -18,7 +18,7 @@ from PIL import Image
 
 from inspector.imaging import CaseReadError
 from inspector.inspection import InspectionService
-from inspector.model import CaseStatus, Profile
+from inspector.model import CaseStatus, Profile, ViewerState
 from inspector.plugins import QueryView
 from inspector.prompt import compose
 from inspector.store import ProjectStore
@@ -372,7 +372,9 @@ def test_service_composes_the_viewer_slice_and_stores_deidentified_metadata(serv
     profile = service.store.save_profile(
         Profile(name="CT", class_name="chest CT", domain_preset="medical", modality="dicom")
     )
-    prompt = service.compose_prompt(case, profile, render_options={"slice": 6, "window": [-600, 1500]})
+    prompt = service.compose_prompt(
+        case, profile, viewer=ViewerState.from_render_options({"slice": 6, "window": [-600, 1500]})
+    )
     assert [img.label for img in prompt.queries] == ["slice 7/9, W 1500 L -600"]
     stored = service.store.case(case.id)
     assert stored.metadata["patient"]["PatientName"] == PATIENT_NAME  # kept, but apart
@@ -403,7 +405,9 @@ def test_offline_detector_scores_the_slice_the_viewer_shows(service, tmp_path):
     profile = service.store.save_profile(Profile(name="CT", domain_preset="medical", modality="dicom"))
     service.add_reference_file(profile.id, normal)
     case, _ = service.import_file(sick)
-    verdict = service.inspect_offline(case, profile, render_options={"slice": 2, "window": [40, 400]})
+    verdict = service.inspect_offline(
+        case, profile, viewer=ViewerState.from_render_options({"slice": 2, "window": [40, 400]})
+    )
     assert verdict.details["slice"] == 2 and verdict.details["slice_scores"].keys() == {"2"}
     assert verdict.explanation.startswith("Slice 3/3:")
 

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from inspector.inspection import InspectionService
-from inspector.model import Profile, Region, Verdict, VerdictSource
+from inspector.model import Profile, Region, Verdict, VerdictSource, ViewerState
 from inspector.plugins import discover
 from inspector.settings import EndpointSettings
 from inspector.store import ProjectStore
@@ -309,7 +309,7 @@ def test_answer_boxes_and_ranges_reach_the_modality_locator(tmp_path, service):
         "ranges": [[1, 2], [5, 9], {"start": 0, "end": 0, "reason": "edge"}],
     }
     with LoopbackVLM(responder=lambda request: Reply(json.dumps(answer))) as server:
-        prompt = service.compose_prompt(case, profile, render_options={"strip": 2})
+        prompt = service.compose_prompt(case, profile, viewer=ViewerState.from_render_options({"strip": 2}))
         assert [img.label for img in prompt.queries] == ["strip 2"]
         endpoint = EndpointSettings(base_url=server.base_url, model="loopback", timeout_s=10)
         verdict = asyncio.run(service.inspect_with_vlm(case, prompt, endpoint))
@@ -326,7 +326,7 @@ def test_profile_render_settings_reach_the_renderer_and_viewer_options_win(tmp_p
     profile = service.store.save_profile(Profile(name="strips", modality="strip", settings={"render": {"strip": 1}}))
     case, _ = service.import_file(_strip_folder(tmp_path, "case"))
     assert [i.label for i in service.compose_prompt(case, profile).queries] == ["strip 1"]
-    prompt = service.compose_prompt(case, profile, render_options={"strip": 2})
+    prompt = service.compose_prompt(case, profile, viewer=ViewerState.from_render_options({"strip": 2}))
     assert [i.label for i in prompt.queries] == ["strip 2"]
 
 

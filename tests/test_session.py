@@ -268,3 +268,16 @@ def test_the_prompt_carries_its_view_maps_to_another_service(tmp_path, registry)
             verdict = asyncio.run(asker.inspect_with_vlm(case, prompt, endpoint))
     region = verdict.regions[0]
     assert (region.x0, region.y0, region.x1, region.y1) == pytest.approx((200, 200, 400, 300))
+
+
+def test_the_viewer_state_separates_the_modality_options_from_the_drawn_regions():
+    from inspector.model import ViewerState
+
+    state = ViewerState.from_render_options({"slice": 6, "window": [40, 80], "drawn_regions": [[1, 2, 30, 40], [5]]})
+    assert state.options == {"slice": 6, "window": [40, 80]}
+    assert state.drawn_regions == ((1.0, 2.0, 30.0, 40.0),)  # a box that is not four numbers is dropped
+    assert state.render_options() == {"slice": 6, "window": [40, 80], "drawn_regions": [[1.0, 2.0, 30.0, 40.0]]}
+    assert ViewerState.from_render_options(state.render_options()) == state
+    assert state.key() == ViewerState({"window": [40, 80], "slice": 6}, ((1, 2, 30, 40),)).key()
+    assert state.key() != ViewerState({"slice": 7, "window": [40, 80]}, state.drawn_regions).key()
+    assert ViewerState().render_options() == {}

@@ -19,7 +19,7 @@ from PIL import Image
 
 from inspector.inspection import InspectionError, InspectionService
 from inspector.localization.masks import decode_mask, mask_bbox
-from inspector.model import ParseStatus, Profile, ScoreSource
+from inspector.model import ParseStatus, Profile, ScoreSource, ViewerState
 from inspector.prompt import PromptSwitches
 from inspector.settings import EndpointSettings
 from inspector.store import ProjectStore
@@ -208,7 +208,7 @@ def test_operator_drawn_region_is_a_mark(tmp_path, service):
         case,
         profile,
         PromptSwitches(set_of_mark=True, references=False),
-        render_options={"drawn_regions": [[20.0, 30.0, 90.0, 100.0]]},
+        viewer=ViewerState.from_render_options({"drawn_regions": [[20.0, 30.0, 90.0, 100.0]]}),
     )
     operator = [r for r in prompt.marks if r["source"] == "operator"]
     assert len(operator) == 1
@@ -370,7 +370,9 @@ def test_the_preview_and_the_inspection_share_one_marking(tmp_path, service, mon
     service.mark_settings = {"max_marks": 3}  # other settings: other marks
     fewer = service.compose_prompt(case, profile, SOM)
     assert len(calls) == 2 and len(fewer.marks) <= 3
-    service.compose_prompt(case, profile, SOM, render_options={"drawn_regions": [[5, 5, 40, 40]]})
+    service.compose_prompt(
+        case, profile, SOM, viewer=ViewerState.from_render_options({"drawn_regions": [[5, 5, 40, 40]]})
+    )
     assert len(calls) == 3
 
 

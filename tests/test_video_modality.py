@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from inspector.imaging import CaseReadError
-from inspector.model import Profile
+from inspector.model import Profile, ViewerState
 from inspector.plugins import QueryView
 from inspector.prompt import PromptImage
 
@@ -434,7 +434,9 @@ def test_prompt_composition_through_the_service_uses_the_surveillance_preset(tmp
         profile = store.save_profile(
             Profile(name="Walkway", class_name="a pedestrian walkway", modality="video", domain_preset="surveillance")
         )
-        prompt = service.compose_prompt(case, profile, render_options={"frames": [10, 20], "samples": 3})
+        prompt = service.compose_prompt(
+            case, profile, viewer=ViewerState.from_render_options({"frames": [10, 20], "samples": 3})
+        )
         assert [img.label for img in prompt.queries] == ["frames 10-20, 3 frames sampled from the chosen range"]
         assert '"frames": [[first, last]]' in prompt.text and "printed" in prompt.text
         regions = service._locate(case, prompt, [{"range": [12, 18], "unit": "frames"}])

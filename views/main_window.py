@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.inspection import InspectionService
-from inspector.model import Profile, Verdict
+from inspector.model import Profile, Verdict, ViewerState
 from inspector.plugins import PluginRegistry
 from inspector.prompt import ComposedPrompt, PromptSwitches
 from inspector.session import PreparedCase, PromptInputs, prepare_case
@@ -273,10 +273,10 @@ class MainWindow(WindowChrome, ProjectActions, ViewerDocks, BatchActions, Review
         viewer_classes = {name: self._viewer_class(name) for name in self.registry.modalities}
         # the same case shown again (a profile or switch change): keep what the viewer shows
         same_case = self._current is not None and self._current.case.id == case_id
-        render_options = self._current_render_options() if same_case else {}
+        viewer_state = self._current_viewer_state() if same_case else None
 
         def work(job: Job) -> PreparedCase:
-            prepared = prepare_case(service, case_id, profile, switches, render_options)
+            prepared = prepare_case(service, case_id, profile, switches, viewer_state)
             viewer_class = viewer_classes.get(prepared.case.modality)
             if prepared.loaded is not None and viewer_class is not None:
                 prepared.display = viewer_class.prepare_display(prepared.loaded)
@@ -329,11 +329,11 @@ class MainWindow(WindowChrome, ProjectActions, ViewerDocks, BatchActions, Review
         if profile is None:
             return
         service, case = self.service, self._current.case
-        switches, options = self.prompt_panel.switches(), self._current_render_options()
+        switches, viewer_state = self.prompt_panel.switches(), self._current_viewer_state()
 
         def work(job: Job):
-            inputs = PromptInputs.of(service, profile, switches, options)
-            return case.id, service.compose_prompt(case, profile, switches, None, options), inputs
+            inputs = PromptInputs.of(service, profile, switches, viewer_state)
+            return case.id, service.compose_prompt(case, profile, switches, None, viewer_state), inputs
 
         def done(result) -> None:
             case_id, prompt, inputs = result
@@ -360,8 +360,8 @@ class MainWindow(WindowChrome, ProjectActions, ViewerDocks, BatchActions, Review
         if endpoint.configured:
             switches = self.prompt_panel.switches()
             override = self.prompt_panel.text_override()
-            render_options = self._current_render_options()
-            previewed = self._previewed_prompt(profile, switches, override, render_options)
+            viewer_state = self._current_viewer_state()
+            previewed = self._previewed_prompt(profile, switches, override, viewer_state)
 
             async def ask(job: Job) -> Verdict:
                 import asyncio
@@ -371,7 +371,7 @@ class MainWindow(WindowChrome, ProjectActions, ViewerDocks, BatchActions, Review
                     previewed
                     if previewed is not None
                     else await asyncio.get_running_loop().run_in_executor(
-                        None, lambda: service.compose_prompt(case, profile, switches, override, render_options)
+                        None, lambda: service.compose_prompt(case, profile, switches, override, viewer_state)
                     )
                 )
                 job.report(0.3, f"Waiting for {endpoint.model}…")
@@ -382,7 +382,7 @@ class MainWindow(WindowChrome, ProjectActions, ViewerDocks, BatchActions, Review
             )
             self.verdict_panel.show_busy(f"Asking {endpoint.model}… (Esc cancels)")
         else:
-            render_options = self._current_render_options()
+            viewer_state = self._current_viewer_state()
 
             def score(job: Job) -> Verdict:
                 job.report(0.05, "Offline detector: preparing references…")
@@ -393,7 +393,7 @@ class MainWindow(WindowChrome, ProjectActions, ViewerDocks, BatchActions, Review
                         0.05 + 0.85 * f, "Offline detector: learning the references and scoring…"
                     ),
                     is_cancelled=job.is_cancelled,
-                    render_options=render_options,
+                    viewer=viewer_state,
                 )
 
             self._inspect_job = self._run("Inspecting offline", score, self._inspection_done, self._inspection_failed)
@@ -404,7 +404,7 @@ class MainWindow(WindowChrome, ProjectActions, ViewerDocks, BatchActions, Review
         self._update_enabled()
 
     def _previewed_prompt(
-        self, profile: Profile, switches: PromptSwitches, override: str | None, render_options: dict
+        self, profile: Profile, switches: PromptSwitches, override: str | None, viewer_state: ViewerState
     ) -> ComposedPrompt | None:
         """The prompt the panel shows, when it is exactly what Inspect would compose now (no edited
         text, the same profile, switches, view and Set-of-Mark settings): it is sent as it is."""
@@ -412,7 +412,7 @@ class MainWindow(WindowChrome, ProjectActions, ViewerDocks, BatchActions, Review
         if current is None or current.prompt is None or current.prompt_inputs is None or override is not None:
             return None
         assert self.service is not None
-        now = PromptInputs.of(self.service, profile, switches, render_options)
+        now = PromptInputs.of(self.service, profile, switches, viewer_state)
         return current.prompt if current.prompt_inputs == now else None
 
     def cancel_inspection(self) -> None:

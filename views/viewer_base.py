@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QWidget
 
-from inspector.model import LoadedCase, Verdict
+from inspector.model import LoadedCase, Verdict, ViewerState
 
 
 class CaseViewer(QWidget):
@@ -20,14 +20,19 @@ class CaseViewer(QWidget):
     opening a big case never stalls the window.
 
     `render_options` tells the modality's renderer what the operator is looking at (the current
-    slice, a frame range, a selected time range) so the model sees the same; emit
-    `render_options_changed` when that changes and the window recomposes the prompt.
+    slice, a frame range, a selected time range; ``"drawn_regions"`` for boxes the operator drew)
+    so the model sees the same; emit `render_options_changed` when that changes and the window
+    recomposes the prompt. The window reads it as a typed `ViewerState` (`viewer_state`).
     """
 
     render_options_changed = Signal()
 
     def render_options(self) -> dict[str, Any]:
         return {}
+
+    def viewer_state(self) -> ViewerState:
+        """What the operator looks at, typed: the modality's options and the drawn regions."""
+        return ViewerState.from_render_options(self.render_options())
 
     def _action(
         self, text: str, shortcuts: Any, slot: Any, tip: str, checkable: bool = False, checked: bool = True

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QDockWidget,
 )
 
+from inspector.model import ViewerState
 from views.viewer_api import CaseViewer
 from views.window_base import WindowBase
 
@@ -79,8 +80,8 @@ class ViewerDocks(WindowBase):
             Qt.Orientation.Horizontal,
         )
 
-    def _current_render_options(self) -> dict:
-        """What the current case's viewer shows (slice, frames, range), for the renderer."""
+    def _current_viewer_state(self) -> ViewerState:
+        """What the current case's viewer shows (slice, frames, range, drawn regions)."""
         if self._current is None or self._current.case.modality not in self._viewers:
-            return {}
-        return self._viewers[self._current.case.modality][1].render_options()
+            return ViewerState()
+        return self._viewers[self._current.case.modality][1].viewer_state()
