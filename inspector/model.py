@@ -171,17 +171,16 @@ class ViewerState:
     options: dict[str, Any] = field(default_factory=dict)
     drawn_regions: tuple[Box, ...] = ()
 
+    def __post_init__(self) -> None:  # boxes as float 4-tuples, however they were given
+        boxes = tuple((float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in self.drawn_regions)
+        object.__setattr__(self, "drawn_regions", boxes)
+
     @classmethod
     def from_render_options(cls, options: dict[str, Any] | None) -> ViewerState:
         """A viewer's render options (``"drawn_regions"`` among them, as viewers report them)."""
         rest = dict(options or {})
         drawn = rest.pop("drawn_regions", None) or []
-        boxes = tuple(
-            (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
-            for b in drawn
-            if isinstance(b, list | tuple) and len(b) == 4
-        )
-        return cls(rest, boxes)
+        return cls(rest, tuple(tuple(b) for b in drawn if isinstance(b, list | tuple) and len(b) == 4))
 
     def render_options(self) -> dict[str, Any]:
         """The options a modality's renderer and detector get (drawn regions included, as lists)."""
