@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from inspector.files import require_regular_file
 from inspector.imaging import CaseReadError, decode_image
 from inspector.locate import locate_box
 from inspector.model import (
@@ -116,9 +117,13 @@ class InspectionService:
         data: bytes | None = None
         sha = sha256_bytes(b"")
         try:
+            if not path.is_dir():
+                require_regular_file(path)  # never a device, a pipe or a socket
             data, sha = _folder_archive(path) if path.is_dir() else _file_source(path)
+        except CaseReadError as exc:
+            read_error: str | None = str(exc)
         except OSError as exc:
-            read_error: str | None = f"{path.name}: cannot be read ({exc.strerror or exc})"
+            read_error = f"{path.name}: cannot be read ({exc.strerror or exc})"
         else:
             read_error = None
         if read_error is None:
@@ -252,8 +257,10 @@ class InspectionService:
         """
         path = Path(path)
         try:
+            if not path.is_dir():
+                require_regular_file(path)
             plugin = self.registry.modality_for_path(path)
-        except UnsupportedFileError as exc:
+        except (CaseReadError, UnsupportedFileError) as exc:
             raise InspectionError(str(exc)) from exc
         if plugin.reference_images is None:
             try:

@@ -256,6 +256,13 @@ def store_api_key(base_url: str, key: str) -> None:
         raise KeyringUnavailableError(f"The OS keyring refused to store the API key ({type(exc).__name__}).") from None
 
 
+def host_is_within(host: str, domain: str) -> bool:
+    """Whether `host` is `domain` or one of its subdomains: ``api.openai.com`` is within
+    ``openai.com``; ``notopenai.com`` and ``openai.com.evil.net`` are not."""
+    host, domain = host.lower().rstrip("."), domain.lower().strip(".")
+    return host == domain or host.endswith("." + domain)
+
+
 def redact(text: str, secrets: Iterable[str | None]) -> str:
     """Replace every occurrence of each non-empty secret with ``***`` (longest first)."""
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):

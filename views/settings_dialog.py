@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from inspector.settings import EndpointSettings, resolve_api_key, store_api_key
+from inspector.settings import EndpointSettings, host_is_within, resolve_api_key, store_api_key
 
 
 class SettingsDialog(QDialog):
@@ -98,7 +98,9 @@ class SettingsDialog(QDialog):
         """Warn before an OpenAI key from the environment is sent to some other server."""
         host = (urlsplit(self.base_url.text().strip()).hostname or "").lower()
         variable = self.key_env.text().strip()
-        risky = bool(host) and not host.endswith("openai.com") and bool(variable) and bool(os.environ.get(variable))
+        risky = (
+            bool(host) and not host_is_within(host, "openai.com") and bool(variable) and bool(os.environ.get(variable))
+        )
         self.key_warning.setText(
             f"The key in ${variable} will be sent to {host}. If this server needs no key, clear the "
             "variable name above."

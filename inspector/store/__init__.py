@@ -1,6 +1,7 @@
 """The project file: one SQLite database per project (``*.anomalens``)."""
 
 from inspector.store.project import (
+    NewerProjectError,
     NotAProjectError,
     ProjectFullError,
     ProjectLockedError,
@@ -10,6 +11,7 @@ from inspector.store.project import (
 )
 
 __all__ = [
+    "NewerProjectError",
     "NotAProjectError",
     "ProjectFullError",
     "ProjectLockedError",

@@ -62,6 +62,10 @@ class NotAProjectError(StoreError):
     pass
 
 
+class NewerProjectError(StoreError):
+    """The project was written by a newer version of the application: refused, left untouched."""
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -104,18 +108,23 @@ class ProjectStore:
         if not create and not self.path.exists():
             raise StoreError(f"The project file {self.path} does not exist.")
         self._lock = threading.RLock()
+        conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            self._check_is_project(conn)
+            self._check_is_project(conn)  # before the first write
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError, StoreError) as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, StoreError):
+                raise
+            if isinstance(exc, OSError):
+                raise StoreError(f"Cannot open {self.path}: {exc.strerror or exc}") from exc
             raise _translate(exc, self.path) from exc
-        except OSError as exc:
-            raise StoreError(f"Cannot open {self.path}: {exc.strerror or exc}") from exc
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
         self._migrate()
@@ -123,18 +132,26 @@ class ProjectStore:
     # ----------------------------------------------------------------- lifecycle
 
     def _check_is_project(self, conn: sqlite3.Connection) -> None:
+        """Refuse a foreign SQLite file or a project of a newer version before anything is written
+        (switching the journal to WAL already changes the file's header)."""
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if tables and app_id != APPLICATION_ID:
             raise NotAProjectError(
                 f"{self.path.name} is an SQLite file but not an Anomalens project; it was left untouched."
             )
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise NewerProjectError(
+                f"{self.path.name} was written by a newer Anomalens (schema {version}, this version reads up "
+                f"to {SCHEMA_VERSION}); it was left untouched. Update the application to open it."
+            )
 
     def _migrate(self) -> None:
         with self.transaction():
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
+            if version > SCHEMA_VERSION:  # written by a newer version since the check at opening
+                raise NewerProjectError(
                     f"{self.path.name} was written by a newer Anomalens (schema {version}, this "
                     f"version reads up to {SCHEMA_VERSION}). Update the application to open it."
                 )

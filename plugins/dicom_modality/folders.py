@@ -39,6 +39,8 @@ def claims_folder(folder: Path) -> bool:
             continue
         if entry.is_dir():
             return False  # a study or export tree: its leaf folders are the series
+        if not entry.is_file():
+            return False  # a device, pipe or socket among the slices: never opened; listed on its own
         if not ignored(entry):
             files.append(entry)
     return bool(files) and all(is_dicom_file(p) for p in files)

@@ -1,0 +1,155 @@
+"""Hostile input that must never hang, exhaust memory or modify a file (issue 12, first part):
+devices and pipes named like cases, a pipe inside a DICOM series, a project of a newer version,
+`main.py --batch` on a project it cannot open, a key's host matched exactly.
+
+Each test that could hang on a regression has its own short timeout: a hang fails, it does not
+stall the suite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inspector.inspection import InspectionError, InspectionService
+from inspector.model import CaseStatus, Profile
+from inspector.settings import AppSettings, host_is_within
+from inspector.store import NewerProjectError, ProjectStore
+from inspector.store.schema import SCHEMA_VERSION
+from tests.conftest import textured_image
+
+needs_posix = pytest.mark.skipif(sys.platform == "win32", reason="devices and FIFOs are POSIX")
+
+
+@pytest.fixture
+def service(tmp_path, registry):
+    store = ProjectStore(tmp_path / "p.anomalens")
+    svc = InspectionService(store, registry)
+    yield svc
+    svc.close()
+    store.close()
+
+
+@needs_posix
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["scan.png", "series.csv", "part.ply", "slice.dcm"])
+def test_a_device_named_like_a_case_is_refused_without_reading_it(tmp_path, service, name):
+    link = tmp_path / name
+    link.symlink_to("/dev/zero")
+    case, outcome = service.import_file(link)
+    assert outcome == "failed" and case.status == CaseStatus.ERROR
+    assert "is a device" in case.error and "/dev/zero" in case.error
+
+
+@needs_posix
+@pytest.mark.timeout(60)
+def test_a_pipe_is_refused_without_blocking(tmp_path, service):
+    fifo = tmp_path / "sensor.csv"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer for ever
+    case, outcome = service.import_file(fifo)
+    assert outcome == "failed" and "is a pipe" in case.error
+    profile = service.store.save_profile(Profile(name="Line"))
+    with pytest.raises(InspectionError, match="is a pipe"):
+        service.add_reference_file(profile.id, fifo)
+
+
+@needs_posix
+@pytest.mark.timeout(60)
+def test_a_pipe_inside_a_dicom_series_is_never_opened(tmp_path, service, registry):
+    from plugins.dicom_modality.synthetic import write_series
+
+    folder = tmp_path / "series"
+    write_series(folder, np.zeros((3, 16, 16), np.int16))
+    os.mkfifo(folder / "IM9999.dcm")
+    assert registry.folder_modality(folder) is None  # not claimed as one clean series
+    paths = registry.expand_paths([folder])
+    results = [service.import_file(p) for p in paths]
+    failed = [case for case, outcome in results if outcome == "failed"]
+    assert [c.name for c in failed] == ["IM9999.dcm"] and "is a pipe" in failed[0].error
+    assert sum(outcome == "added" for _, outcome in results) == 3  # the slices still open, one by one
+
+
+@pytest.mark.timeout(60)
+def test_a_project_of_a_newer_version_is_refused_byte_for_byte_untouched(tmp_path):
+    path = tmp_path / "newer.anomalens"
+    ProjectStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode = DELETE")  # as a newer version might leave it
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(NewerProjectError, match="left untouched"):
+        ProjectStore(path)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert not Path(f"{path}-wal").exists()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["missing", "foreign", "garbage", "newer"])
+def test_batch_mode_on_a_project_it_cannot_open_says_why_and_exits_2(tmp_path, monkeypatch, capsys, kind):
+    import main
+    from inspector import settings as settings_module
+
+    path = tmp_path / "p.anomalens"
+    if kind == "foreign":
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE invoices (x)")
+    elif kind == "garbage":
+        path.write_bytes(b"\x00not a database" * 200)
+    elif kind == "newer":
+        ProjectStore(path).close()
+        with sqlite3.connect(path) as db:
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 3}")
+    monkeypatch.setattr(settings_module, "load_settings", lambda: AppSettings())
+    assert main.main(["--batch", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    expected = {
+        "missing": "does not exist",
+        "foreign": "not an Anomalens project",
+        "garbage": "damaged",
+        "newer": "newer Anomalens",
+    }[kind]
+    assert expected in err
+
+
+def test_batch_mode_inspects_offline_and_exits_0(tmp_path, registry, monkeypatch, capsys):
+    """The good path beside the bad ones: offline, every pending case printed with its verdict."""
+    import main
+    from inspector import settings as settings_module
+
+    with ProjectStore(tmp_path / "p.anomalens") as store:
+        svc = InspectionService(store, registry)
+        profile = store.save_profile(Profile(name="Tile"))
+        svc.add_reference_array(profile.id, "ref", textured_image(9, (48, 64)))
+        for seed in (1, 2):
+            Image.fromarray(textured_image(seed, (48, 64))).save(tmp_path / f"t{seed}.png")
+            svc.import_file(tmp_path / f"t{seed}.png", profile.id)
+        svc.close()
+    monkeypatch.setattr(settings_module, "load_settings", lambda: AppSettings())
+    assert main.main(["--batch", str(tmp_path / "p.anomalens")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(line.split("\t")[0] for line in lines) == ["t1.png", "t2.png"]
+    assert all(line.split("\t")[3] == "offline_detector" for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("host", "within"),
+    [
+        ("api.openai.com", True),
+        ("openai.com", True),
+        ("OpenAI.com.", True),
+        ("notopenai.com", False),
+        ("evil-openai.com", False),
+        ("openai.com.evil.net", False),
+        ("localhost", False),
+    ],
+)
+def test_a_keys_host_is_matched_exactly(host, within):
+    assert host_is_within(host, "openai.com") is within
