@@ -15,8 +15,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# 4096 x 4096 and larger scans are normal here; refuse only absurd sizes (decompression bombs).
-Image.MAX_IMAGE_PIXELS = 400_000_000
+# 4096 x 4096 and larger scans are normal here (a 10,000 x 10,000 wafer scan too); beyond that an
+# image is refused before it is decoded: a 1 MB PNG can declare 20,000 x 20,000 pixels, 1.2 GB as RGB
+# (a decompression bomb). PIL's own limit stays above ours as a second fence.
+MAX_IMAGE_PIXELS = 100_000_000
+Image.MAX_IMAGE_PIXELS = 2 * MAX_IMAGE_PIXELS
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
@@ -47,7 +50,12 @@ def decode_image(data: bytes, name: str = "image") -> tuple[np.ndarray, dict[str
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data))  # reads the header only
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise CaseReadError(
+                    f"{name}: {image.width:,} x {image.height:,} pixels is more than this workstation opens "
+                    f"({MAX_IMAGE_PIXELS / 1e6:,.0f} million); it was not decoded"
+                )
             image.load()
     except UnidentifiedImageError:
         raise CaseReadError(f"{name}: not an image this application can read (unknown or damaged format)") from None

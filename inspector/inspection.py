@@ -213,7 +213,10 @@ class InspectionService:
             if case.blob_sha256:
                 loaded = self._read_embedded(case, plugin)
             else:
-                loaded = plugin.read(Path(case.source_path))
+                source = Path(case.source_path)
+                if not source.is_dir():
+                    require_regular_file(source)  # it may have been replaced since the import
+                loaded = plugin.read(source)
         except (CaseReadError, StoreError) as exc:
             raise InspectionError(getattr(exc, "user_message", str(exc))) from exc
         # What the reader found at import (labels beside the original file, ground truth) and can
@@ -232,8 +235,11 @@ class InspectionService:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=target.parent)) / case.name
             if case.metadata.get("source_kind") == FOLDER_CASE:
-                with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                    _safe_extract(archive, partial)
+                try:
+                    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                        _safe_extract(archive, partial)
+                except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+                    raise CaseReadError(f"{case.name}: the copy kept in the project is damaged ({exc})") from None
             else:
                 partial.write_bytes(data)
             try:
@@ -870,11 +876,26 @@ def _folder_archive(folder: Path) -> tuple[bytes | None, str]:
     return buffer.getvalue(), digest.hexdigest()
 
 
+# An embedded folder is written by `_folder_archive` (uncompressed, at most EMBED_LIMIT_BYTES); a
+# project file from elsewhere may carry anything, so unpacking checks sizes and counts first.
+MAX_ARCHIVE_BYTES = 2 * EMBED_LIMIT_BYTES
+MAX_ARCHIVE_ENTRIES = 20_000
+
+
 def _safe_extract(archive: zipfile.ZipFile, target: Path) -> None:
-    """Unpack an embedded folder, refusing member names that would escape the target."""
+    """Unpack an embedded folder, refusing member names that would escape the target, and archives
+    whose entries or unpacked size exceed what the workstation ever embeds (a zip bomb)."""
+    members = archive.infolist()
+    if len(members) > MAX_ARCHIVE_ENTRIES:
+        raise CaseReadError(f"the embedded folder has {len(members):,} entries (at most {MAX_ARCHIVE_ENTRIES:,})")
+    unpacked = sum(member.file_size for member in members)
+    if unpacked > MAX_ARCHIVE_BYTES:
+        raise CaseReadError(
+            f"the embedded folder would unpack to {unpacked / 1e6:,.0f} MB (at most {MAX_ARCHIVE_BYTES / 1e6:,.0f} MB)"
+        )
     target.mkdir(parents=True, exist_ok=True)
     root = target.resolve()
-    for member in archive.infolist():
+    for member in members:
         destination = (target / member.filename).resolve()
         if root not in destination.parents and destination != root:
             raise CaseReadError(f"embedded folder entry {member.filename!r} is not a safe path")

@@ -153,3 +153,59 @@ def test_batch_mode_inspects_offline_and_exits_0(tmp_path, registry, monkeypatch
 )
 def test_a_keys_host_is_matched_exactly(host, within):
     assert host_is_within(host, "openai.com") is within
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("side", [12_000, 20_000])
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(tmp_path, service, side):
+    """A small PNG whose header declares side x side pixels (1.2 GB as RGB at 20,000): refused by our
+    limit (100 million pixels) or, far above it, by PIL's own decompression-bomb fence."""
+    from inspector.imaging import MAX_IMAGE_PIXELS
+
+    path = tmp_path / "bomb.png"
+    Image.new("1", (side, side)).save(path, optimize=True)  # one bit per pixel, all zero: a tiny file
+    assert path.stat().st_size < 2_000_000 and side * side > MAX_IMAGE_PIXELS
+    case, outcome = service.import_file(path)
+    assert outcome == "failed"
+    if side * side <= 2 * MAX_IMAGE_PIXELS:
+        assert "not decoded" in case.error and f"{side:,} x {side:,}" in case.error
+    else:
+        assert "too large to open safely" in case.error
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["too big", "too many", "damaged"])
+def test_an_embedded_folder_that_would_unpack_too_much_is_refused(tmp_path, registry, kind):
+    """A project file from elsewhere can carry any blob as a folder case's copy."""
+    import io
+    import zipfile
+
+    from inspector.inspection import MAX_ARCHIVE_BYTES, MAX_ARCHIVE_ENTRIES
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k in range(3):
+        Image.fromarray(textured_image(k, (24, 32))).save(folder / f"frame_{k:03d}.png")
+    with ProjectStore(tmp_path / "p.anomalens") as store:
+        svc = InspectionService(store, registry)
+        case, outcome = svc.import_file(folder)
+        assert outcome == "added" and case.modality == "video"
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            if kind == "too big":  # highly compressible: a few MB of zip, more than the limit unpacked
+                archive.writestr("frame_000.png", b"\0" * (MAX_ARCHIVE_BYTES + 1))
+            elif kind == "too many":
+                for k in range(MAX_ARCHIVE_ENTRIES + 1):
+                    archive.writestr(f"f{k}.png", b"")
+        blob = buffer.getvalue() if kind != "damaged" else b"PK\x03\x04 not really a zip"
+        sha = store.put_blob(blob)
+        with store.transaction():
+            store.db.execute("UPDATE cases SET blob_sha256 = ? WHERE id = ?", (sha, case.id))
+        fresh = InspectionService(store, registry)
+        with pytest.raises(InspectionError) as raised:
+            fresh.load_case(store.case(case.id))
+        expected = {"too big": "would unpack to", "too many": "entries", "damaged": "is damaged"}[kind]
+        assert expected in str(raised.value)
+        assert not any(p.is_file() for p in fresh._unpack_dir.rglob("*"))  # nothing was written
+        fresh.close()
+        svc.close()
