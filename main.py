@@ -76,7 +76,7 @@ def run_batch(args: argparse.Namespace) -> int:
     failed; 2: nothing could run (no project, no profile, a configuration error)."""
     import asyncio
 
-    from inspector.inspection import InspectionService
+    from inspector.inspection import InspectionError, InspectionService
     from inspector.plugins import discover
     from inspector.session import InspectionSession, RunSettings
     from inspector.settings import load_settings
@@ -100,19 +100,28 @@ def run_batch(args: argparse.Namespace) -> int:
         if default is None:
             print("The project has no profile; create one first.", file=sys.stderr)
             return 2
-        if not run_settings.endpoint.configured:
+        try:
+            if not run_settings.endpoint.configured:
+                return _offline_batch(session, default)
+            return _report_batches(store, asyncio.run(session.inspect_pending(default)))
+        except (InspectionError, StoreError) as exc:  # another batch holds the project, a lock, ...
+            print(getattr(exc, "user_message", None) or str(exc), file=sys.stderr)
+            return 2
 
-            def print_error(case, message: str) -> None:
-                print(f"{case.name}\terror\t{message}")
 
-            todo = session.pending_case_ids()
-            progress = session.inspect_offline(todo, default, on_error=print_error)
-            for case_id in todo:
-                verdict = store.latest_verdict(case_id)
-                if verdict is not None:
-                    _print_verdict(store.case(case_id), verdict)
-            return 1 if progress.failed else 0
-        return _report_batches(store, asyncio.run(session.inspect_pending(default)))
+def _offline_batch(session, default) -> int:
+    """Score every pending case offline; each case's outcome on stdout."""
+
+    def print_error(case, message: str) -> None:
+        print(f"{case.name}\terror\t{message}")
+
+    todo = session.pending_case_ids()
+    progress = session.inspect_offline(todo, default, on_error=print_error)
+    for case_id in todo:
+        verdict = session.store.latest_verdict(case_id)
+        if verdict is not None:
+            _print_verdict(session.store.case(case_id), verdict)
+    return 1 if progress.failed else 0
 
 
 def _print_verdict(case, verdict) -> None:

@@ -17,8 +17,13 @@ then; a price table that cannot be read shows costs as unknown, never as zero).
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import os
+import socket
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -92,6 +97,75 @@ def profile_resolver(store: Any, default: Profile) -> Callable[[Case], Profile]:
     return profile_for
 
 
+class BatchBusyError(InspectionError):
+    """Another process (or window) is running a batch on this project."""
+
+
+class BatchLease:
+    """The project's batch lease, held by one session while it runs batches (re-entrant: an A/B
+    comparison holds it across both variants). Two processes on one project would otherwise each take
+    every pending case and ask about it twice; the second is refused with a message instead. The
+    lease is renewed as the batch progresses; one left behind by a process that died on this machine
+    is taken over at once, one from another machine after `STALE_AFTER_S` without renewal."""
+
+    RENEW_EVERY_S = 20.0
+    STALE_AFTER_S = 120.0
+
+    def __init__(self, store: Any):
+        self.store = store
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.info = {"host": socket.gethostname(), "pid": os.getpid()}
+        self._depth = 0
+        self._renewed = 0.0
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if self._depth == 0:
+            holder = self.store.acquire_batch_lease(self.owner, self.info, self.STALE_AFTER_S)
+            if holder is not None and _died_here(holder):
+                holder = self.store.acquire_batch_lease(self.owner, self.info, stale_after_s=0.0)
+            if holder is not None:
+                since = dt.datetime.fromtimestamp(float(holder.get("since", 0))).strftime("%H:%M:%S")
+                raise BatchBusyError(
+                    f"Another batch is running on this project (process {holder.get('pid')} on "
+                    f"{holder.get('host')}, since {since}); its cases are not asked twice. Wait for it to "
+                    "finish, or stop it, then start this one again."
+                )
+            self._renewed = time.monotonic()
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self.store.release_batch_lease(self.owner)
+
+    def watching(self, callback: ProgressCallback | None) -> ProgressCallback:
+        """A progress callback that also renews the lease (at most every `RENEW_EVERY_S`)."""
+
+        def report(progress: BatchProgress) -> None:
+            if time.monotonic() - self._renewed >= self.RENEW_EVERY_S:
+                self._renewed = time.monotonic()
+                self.store.renew_batch_lease(self.owner)
+            if callback is not None:
+                callback(progress)
+
+        return report
+
+
+def _died_here(holder: dict[str, Any]) -> bool:
+    """Whether a lease belongs to a process of this machine that no longer runs."""
+    if holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder.get("pid", 0)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError, ValueError, TypeError):
+        return False
+    return False
+
+
 class InspectionSession:
     """The use cases over one open project: pending cases, batches, A/B comparisons."""
 
@@ -99,6 +173,7 @@ class InspectionSession:
         self.service = service
         self.store = service.store
         self.settings = settings
+        self.lease = BatchLease(self.store)
         service.mark_settings = dict(settings.mark_settings)
 
     # ------------------------------------------------------------------ what to inspect
@@ -131,6 +206,17 @@ class InspectionSession:
         endpoint = self.settings.endpoint
         if not endpoint.configured:
             raise InspectionError("Batch inspection with a VLM needs an endpoint address and model in Settings.")
+        with self.lease.held():
+            return await self._inspect_pending(default, case_ids, self.lease.watching(progress_callback), is_cancelled)
+
+    async def _inspect_pending(
+        self,
+        default: Profile,
+        case_ids: Sequence[int] | None,
+        progress_callback: ProgressCallback,
+        is_cancelled: IsCancelled | None,
+    ) -> list[BatchProgress]:
+        endpoint = self.settings.endpoint
         profile_for = profile_resolver(self.store, default)
         results: list[BatchProgress] = []
         for batch_id in self.store.unfinished_batches():
@@ -167,17 +253,18 @@ class InspectionSession:
         endpoint = self.settings.endpoint
         if variant is not None and variant.model:
             endpoint = replace(endpoint, model=variant.model)
-        return await run_batch(
-            self.service,
-            list(case_ids),
-            profile_resolver(self.store, default),
-            endpoint,
-            self.settings.limits,
-            progress_callback=progress_callback,
-            is_cancelled=is_cancelled,
-            prices=self.settings.prices,
-            switches=variant.switches if variant is not None else None,
-        )
+        with self.lease.held():
+            return await run_batch(
+                self.service,
+                list(case_ids),
+                profile_resolver(self.store, default),
+                endpoint,
+                self.settings.limits,
+                progress_callback=self.lease.watching(progress_callback),
+                is_cancelled=is_cancelled,
+                prices=self.settings.prices,
+                switches=variant.switches if variant is not None else None,
+            )
 
     async def ab_comparison(
         self,
@@ -191,10 +278,11 @@ class InspectionSession:
         if not variants:
             raise InspectionError("An A/B comparison needs at least one variant.")
         progress: BatchProgress | None = None
-        for variant in variants:
-            progress = await self.inspect_cases(case_ids, default, progress_callback, is_cancelled, variant)
-            if progress.status != "done":
-                break
+        with self.lease.held():
+            for variant in variants:
+                progress = await self.inspect_cases(case_ids, default, progress_callback, is_cancelled, variant)
+                if progress.status != "done":
+                    break
         assert progress is not None
         return progress
 
@@ -208,6 +296,19 @@ class InspectionSession:
     ) -> BatchProgress:
         """Score the cases with the offline detector, one after the other; a case that fails is
         counted (and reported to `on_error`) and the rest go on."""
+        with self.lease.held():
+            return self._inspect_offline(
+                case_ids, default, self.lease.watching(progress_callback), is_cancelled, on_error
+            )
+
+    def _inspect_offline(
+        self,
+        case_ids: Sequence[int],
+        default: Profile,
+        progress_callback: ProgressCallback,
+        is_cancelled: IsCancelled | None,
+        on_error: Callable[[Case, str], None] | None,
+    ) -> BatchProgress:
         profile_for = profile_resolver(self.store, default)
         progress = BatchProgress(batch_id=0, total=len(case_ids), cost=None)
         started = time.perf_counter()
@@ -229,8 +330,7 @@ class InspectionSession:
             progress.elapsed_s = time.perf_counter() - started
             finished = progress.done + progress.failed
             progress.eta_s = progress.elapsed_s / finished * (progress.total - finished)
-            if progress_callback is not None:
-                progress_callback(progress)
+            progress_callback(progress)
         if progress.status == "running":
             progress.status = "done"
         return progress

@@ -209,3 +209,83 @@ def test_an_embedded_folder_that_would_unpack_too_much_is_refused(tmp_path, regi
         assert not any(p.is_file() for p in fresh._unpack_dir.rglob("*"))  # nothing was written
         fresh.close()
         svc.close()
+
+
+def _tiles_project(path: Path, registry, cases: int = 3) -> None:
+    with ProjectStore(path) as store:
+        svc = InspectionService(store, registry)
+        profile = store.save_profile(Profile(name="Tile"))
+        svc.add_reference_array(profile.id, "ref", textured_image(99, (48, 64)))
+        for seed in range(cases):
+            Image.fromarray(textured_image(seed, (48, 64))).save(path.parent / f"t{seed}.png")
+            svc.import_file(path.parent / f"t{seed}.png", profile.id)
+        svc.close()
+
+
+@pytest.mark.timeout(180)
+def test_a_second_batch_process_is_refused_and_every_case_is_asked_once(tmp_path, registry, isolated_user_dirs, capsys):
+    """A real second process: `main.py --batch` runs against a slow loopback model while this test
+    starts another `--batch` on the same project."""
+    import json
+    import subprocess
+    import time
+
+    import main
+    from tests.conftest import ROOT
+    from tests.loopback_vlm import LoopbackVLM, Reply
+
+    project = tmp_path / "p.anomalens"
+    _tiles_project(project, registry)
+    answer = json.dumps({"anomalous": False, "confidence": 0.9, "reason": "Even."})
+
+    def slow(request):
+        time.sleep(1.0)
+        return Reply(answer)
+
+    with LoopbackVLM(responder=slow) as server:
+        settings = {
+            "endpoint": {"base_url": server.base_url, "model": "m", "timeout_s": 30},
+            "batch_limits": {"concurrency": 1},
+        }
+        (isolated_user_dirs / "settings.json").write_text(json.dumps(settings))
+        first = subprocess.Popen(
+            [sys.executable, str(ROOT / "main.py"), "--batch", str(project)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+        deadline = time.monotonic() + 120
+        while not server.chat_requests and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.05)  # the first process holds the lease once its first request is out
+        assert server.chat_requests, first.communicate()
+        assert main.main(["--batch", str(project)]) == 2
+        assert "Another batch is running on this project" in capsys.readouterr().err
+        _, err = first.communicate(timeout=120)
+        assert first.returncode == 0, err
+        assert len(server.chat_requests) == 3  # each case once: the second process asked nothing
+    with ProjectStore(project) as store:
+        assert all(len(store.verdicts(c.id)) == 1 for c in store.cases())
+        assert store.conn.execute("SELECT count(*) FROM meta WHERE key = 'batch_lease'").fetchone()[0] == 0
+
+
+def test_a_lease_left_by_a_process_that_died_here_is_taken_over(tmp_path, registry, monkeypatch, capsys):
+    import socket
+    import subprocess
+
+    import main
+    from inspector import settings as settings_module
+
+    project = tmp_path / "p.anomalens"
+    _tiles_project(project, registry, cases=1)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs
+    with ProjectStore(project) as store:
+        assert store.acquire_batch_lease("dead", {"host": socket.gethostname(), "pid": gone.pid}) is None
+    monkeypatch.setattr(settings_module, "load_settings", lambda: AppSettings())
+    assert main.main(["--batch", str(project)]) == 0  # offline, once the dead lease is taken over
+    with ProjectStore(project) as store:
+        other = {"host": "another-machine", "pid": 1}
+        assert store.acquire_batch_lease("elsewhere", other) is None  # a live lease of another machine
+    assert main.main(["--batch", str(project)]) == 2
+    assert "process 1 on another-machine" in capsys.readouterr().err

@@ -18,6 +18,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -675,6 +676,41 @@ class ProjectStore:
                 for i, case_id in enumerate(case_ids)
             )
         return batch_id
+
+    # One batch at a time per project, across processes: the window and any `main.py --batch` hold a
+    # lease (a row in ``meta``) while they run, renewed as they go; a lease not renewed for
+    # `stale_after_s` belongs to a process that died and is taken over.
+    _LEASE_KEY = "batch_lease"
+
+    def acquire_batch_lease(self, owner: str, info: dict[str, Any], stale_after_s: float = 120.0) -> dict | None:
+        """Take the project's batch lease for `owner` (with `info`: who holds it, for the message a
+        second process gets); returns None, or the live lease of another owner (``{"owner", "since",
+        "renewed", **info}``), in which case nothing changes."""
+        now = time.time()
+        with self.transaction():
+            rows = self.conn.execute("SELECT value FROM meta WHERE key = ?", (self._LEASE_KEY,)).fetchall()
+            held = json.loads(rows[0][0]) if rows else None
+            if held and held.get("owner") != owner and now - float(held.get("renewed", 0)) < stale_after_s:
+                return held
+            lease = {**info, "owner": owner, "since": now, "renewed": now}
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (self._LEASE_KEY, json.dumps(lease))
+            )
+        return None
+
+    def renew_batch_lease(self, owner: str) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE meta SET value = json_set(value, '$.renewed', ?) WHERE key = ? "
+                "AND json_extract(value, '$.owner') = ?",
+                (time.time(), self._LEASE_KEY, owner),
+            )
+
+    def release_batch_lease(self, owner: str) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "DELETE FROM meta WHERE key = ? AND json_extract(value, '$.owner') = ?", (self._LEASE_KEY, owner)
+            )
 
     def batch(self, batch_id: int) -> BatchRecord:
         rows = self._rows("SELECT * FROM batches WHERE id = ?", (batch_id,))
