@@ -137,7 +137,7 @@ class InspectionService:
             try:
                 plugin = self.registry.modality_for_path(path)
                 modality = plugin.name
-                loaded = plugin.read(path)
+                loaded = read_with(plugin, path)
                 metadata = dict(loaded.metadata)
             except (CaseReadError, UnsupportedFileError) as exc:
                 read_error = str(exc)
@@ -216,7 +216,7 @@ class InspectionService:
                 source = Path(case.source_path)
                 if not source.is_dir():
                     require_regular_file(source)  # it may have been replaced since the import
-                loaded = plugin.read(source)
+                loaded = read_with(plugin, source)
         except (CaseReadError, StoreError) as exc:
             raise InspectionError(getattr(exc, "user_message", str(exc))) from exc
         # What the reader found at import (labels beside the original file, ground truth) and can
@@ -248,8 +248,8 @@ class InspectionService:
                 pass
             shutil.rmtree(partial.parent, ignore_errors=True)
         if plugin.read_copy is not None:
-            return plugin.read_copy(target, Path(case.source_path))
-        return plugin.read(target)
+            return read_with(plugin, target, Path(case.source_path))
+        return read_with(plugin, target)
 
     # ----------------------------------------------------------------- references
 
@@ -280,7 +280,7 @@ class InspectionService:
             self.add_reference_array(profile_id, path.name, rgb)
             return 1
         try:
-            images = plugin.reference_images(plugin.read(path))
+            images = plugin.reference_images(read_with(plugin, path))
         except CaseReadError as exc:
             raise InspectionError(str(exc)) from exc
         except Exception as exc:
@@ -838,6 +838,22 @@ def _mark_outcome(prompt: ComposedPrompt, answer: Any) -> list[dict[str, Any]]:
 def _current_view_index(views: list[View]) -> int:
     """The view the viewer shows (the current slice among several sent), else the first."""
     return next((index for index, view in enumerate(views) if view.shown), 0)
+
+
+def read_with(plugin: ModalityPlugin, path: Path, origin: Path | None = None) -> LoadedCase:
+    """A plugin's reader (its `read_copy` when `origin` is given), held to its contract: it returns a
+    `LoadedCase`, and a reader that exits (`SystemExit`) or fails in any other way becomes an operator
+    message naming the file, never a raw error or the end of the workstation."""
+    try:
+        loaded = plugin.read_copy(path, origin) if origin is not None and plugin.read_copy else plugin.read(path)
+    except CaseReadError:
+        raise
+    except (Exception, SystemExit) as exc:  # a plugin's bug is this file's problem only
+        log.exception("the %s reader failed on %s", plugin.name, path)
+        raise CaseReadError(f"{path.name}: the {plugin.title} reader failed ({type(exc).__name__}: {exc})") from None
+    if not isinstance(loaded, LoadedCase):
+        raise CaseReadError(f"{path.name}: the {plugin.title} reader returned {type(loaded).__name__}, not a case")
+    return loaded
 
 
 def _file_source(path: Path) -> tuple[bytes | None, str]:

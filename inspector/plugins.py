@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 import logging
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -289,26 +290,63 @@ def _is_bundled(file: Path) -> bool:
         return False
 
 
-def discover(dirs: Iterable[Path] | None = None) -> PluginRegistry:
-    """Load every plugin found in `dirs`; record, but survive, the ones that fail."""
+# A plugin that loops or sleeps at import must not block start-up for ever: it is skipped after this.
+PLUGIN_LOAD_TIMEOUT_S = 30.0
+
+
+def discover(dirs: Iterable[Path] | None = None, timeout_s: float = PLUGIN_LOAD_TIMEOUT_S) -> PluginRegistry:
+    """Load every plugin found in `dirs`; record, but survive, the ones that fail.
+
+    A plugin fails when its import or `register` raises anything (`SystemExit` and
+    `KeyboardInterrupt` included: a plugin never ends the workstation), asks for an API this
+    version does not provide, or takes longer than `timeout_s` (its loading thread is abandoned;
+    nothing it registers afterwards reaches the workstation).
+    """
     registry = PluginRegistry()
     for folder in dirs if dirs is not None else default_plugin_dirs():
         for name, file in _plugin_candidates(Path(folder)):
-            try:
-                module = _import_plugin(name, file)
-                register = getattr(module, "register", None)
-                if not callable(register):
-                    raise TypeError("it defines no register(registry) function")
-                wanted = getattr(module, "PLUGIN_API_VERSION", PLUGIN_API_VERSION)
-                if wanted not in SUPPORTED_PLUGIN_APIS:
-                    raise RuntimeError(
-                        f"it needs plugin API {wanted}, this workstation provides "
-                        f"{', '.join(map(str, SUPPORTED_PLUGIN_APIS))} (see docs/plugins.md)"
-                    )
-                register(registry)
+            staged, error = _load_one(name, file, timeout_s)
+            if error is None:
+                try:
+                    for plugin in staged.modalities.values():
+                        registry.register_modality(plugin)
+                except ValueError as exc:
+                    error = (f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            if error is None:
                 registry.loaded.append(name)
-            except Exception as exc:  # noqa: BLE001 - any plugin failure is reported, not fatal
-                message = f"plugin {name!r} ({file}) was skipped: {type(exc).__name__}: {exc}"
+            else:
+                message = f"plugin {name!r} ({file}) was skipped: {error[0]}"
                 log.warning(message)
-                registry.errors.append(PluginError(name, message, traceback.format_exc()))
+                registry.errors.append(PluginError(name, message, error[1]))
     return registry
+
+
+def _load_one(name: str, file: Path, timeout_s: float) -> tuple[PluginRegistry, tuple[str, str] | None]:
+    """Import and register one plugin into a registry of its own, in a thread with a time limit.
+    Returns that registry and, when it failed, (reason, traceback)."""
+    staged = PluginRegistry()
+    outcome: list[tuple[str, str] | None] = []
+
+    def load() -> None:
+        try:
+            module = _import_plugin(name, file)
+            register = getattr(module, "register", None)
+            if not callable(register):
+                raise TypeError("it defines no register(registry) function")
+            wanted = getattr(module, "PLUGIN_API_VERSION", PLUGIN_API_VERSION)
+            if wanted not in SUPPORTED_PLUGIN_APIS:
+                raise RuntimeError(
+                    f"it needs plugin API {wanted}, this workstation provides "
+                    f"{', '.join(map(str, SUPPORTED_PLUGIN_APIS))} (see docs/plugins.md)"
+                )
+            register(staged)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too: reported, not fatal
+            outcome.append((f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+
+    thread = threading.Thread(target=load, name=f"plugin {name}", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive() or not outcome:
+        return staged, (f"it did not finish loading within {timeout_s:g} s (it hangs at import or in register)", "")
+    return staged, outcome[0]

@@ -289,3 +289,50 @@ def test_a_lease_left_by_a_process_that_died_here_is_taken_over(tmp_path, regist
         assert store.acquire_batch_lease("elsewhere", other) is None  # a live lease of another machine
     assert main.main(["--batch", str(project)]) == 2
     assert "process 1 on another-machine" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+def test_plugins_that_exit_interrupt_or_hang_at_import_are_skipped(tmp_path):
+    from inspector.plugins import discover
+
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit('no licence')\n")
+    (tmp_path / "interrupts.py").write_text("raise KeyboardInterrupt\n")
+    (tmp_path / "hangs.py").write_text("import time\nwhile True:\n    time.sleep(0.05)\n")
+    (tmp_path / "hangs_in_register.py").write_text("import time\ndef register(registry):\n    time.sleep(3600)\n")
+    registry = discover([tmp_path], timeout_s=2.0)
+    failed = {e.plugin: e.message for e in registry.errors}
+    assert registry.loaded == [] and set(failed) == {"exits", "interrupts", "hangs", "hangs_in_register"}
+    assert "SystemExit: no licence" in failed["exits"] and "KeyboardInterrupt" in failed["interrupts"]
+    assert "did not finish loading within 2 s" in failed["hangs"]
+    assert "did not finish loading" in failed["hangs_in_register"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("return None", "returned NoneType, not a case"),
+        ("raise SystemExit(3)", "reader failed (SystemExit: 3)"),
+        ("return 1 / 0", "reader failed (ZeroDivisionError"),
+    ],
+)
+def test_a_reader_that_misbehaves_gives_an_operator_message(tmp_path, body, expected):
+    from inspector.plugins import discover
+
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / "odd_modality.py").write_text(
+        "from inspector.plugins import ModalityPlugin\n"
+        f"def read(path):\n    {body}\n"
+        "def register(registry):\n"
+        "    registry.register_modality(ModalityPlugin(name='odd', title='Odd', extensions=('.odd',), read=read,\n"
+        "                                              render=lambda case, options: []))\n"
+    )
+    registry = discover([plugin_dir])
+    assert registry.errors == []
+    (tmp_path / "x.odd").write_bytes(b"odd bytes")
+    with ProjectStore(tmp_path / "p.anomalens") as store:
+        svc = InspectionService(store, registry)
+        case, outcome = svc.import_file(tmp_path / "x.odd")
+        svc.close()
+    assert outcome == "failed" and case.error.startswith("x.odd: ") and expected in case.error
