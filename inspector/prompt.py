@@ -278,6 +278,22 @@ def with_profile_overrides(preset: Preset, profile: Profile) -> Preset:
     return replace(preset, version=f"{preset.version}+profile", **changes)
 
 
+def reference_names_shown(profile: Profile) -> bool:
+    """Whether the model is told the references' names. Off unless the profile says
+    ``settings["reference_captions"] = "names"``: a file name can be a patient's name or an order
+    number, and the model needs only "Normal reference 2" to compare."""
+    settings = profile.settings if isinstance(profile.settings, dict) else {}
+    return settings.get("reference_captions") == "names"
+
+
+def _reference_caption(template: str, index: int, name: str, show_names: bool) -> str:
+    """The caption of a reference image: the preset's wording, with the name only when shown."""
+    if show_names:
+        return _fill(template, index=index, label=name)
+    neutral = _fill(template, index=index, label="\0")
+    return re.sub(r"\s*[:,(\-–—]*\s*\x00\s*\)?", "", neutral).strip()
+
+
 def _fill(template: str, **values: Any) -> str:
     """Replace ``{name}`` placeholders we know; other braces (JSON examples) stay as they are."""
 
@@ -392,8 +408,9 @@ def compose(
         parts.append(p.marks_answer_format if switches.answer_format else p.marks_answer_text)
     composed_text = "\n\n".join(parts)
 
+    show_names = reference_names_shown(profile)
     images = [
-        _prompt_image("reference", name, _fill(p.reference_caption, index=i, label=name), array, max_side)
+        _prompt_image("reference", name, _reference_caption(p.reference_caption, i, name, show_names), array, max_side)
         for i, (name, array) in enumerate(chosen_refs, start=1)
     ]
     if marks is not None:
@@ -402,7 +419,7 @@ def compose(
             _prompt_image(
                 "marked_reference",
                 name,
-                _fill(p.marks_reference_caption, index=i, label=name),
+                _reference_caption(p.marks_reference_caption, i, name, show_names),
                 marked_refs[name],
                 max_side,
             )

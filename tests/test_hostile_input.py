@@ -336,3 +336,30 @@ def test_a_reader_that_misbehaves_gives_an_operator_message(tmp_path, body, expe
         case, outcome = svc.import_file(tmp_path / "x.odd")
         svc.close()
     assert outcome == "failed" and case.error.startswith("x.odd: ") and expected in case.error
+
+
+@pytest.mark.timeout(60)
+def test_reference_names_never_reach_the_model_unless_the_profile_asks(tmp_path, service):
+    """A reference file named after a patient: the request the server receives does not carry it."""
+    import asyncio
+    import json
+
+    from inspector.prompt import PromptSwitches
+    from inspector.settings import EndpointSettings
+    from tests.loopback_vlm import LoopbackVLM
+
+    reference = tmp_path / "DOE_JANE_1961-04-02.png"
+    Image.fromarray(textured_image(3, (48, 64))).save(reference)
+    Image.fromarray(textured_image(4, (48, 64))).save(tmp_path / "case.png")
+    profile = service.store.save_profile(Profile(name="Chest", class_name="chest film"))
+    service.add_reference_file(profile.id, reference)
+    case, _ = service.import_file(tmp_path / "case.png", profile.id)
+    with LoopbackVLM() as server:
+        endpoint = EndpointSettings(base_url=server.base_url, model="m", timeout_s=20)
+        prompt = service.compose_prompt(case, profile, PromptSwitches())
+        asyncio.run(service.inspect_with_vlm(case, prompt, endpoint))
+        named = Profile(**{**vars(profile), "settings": {"reference_captions": "names"}})
+        asyncio.run(service.inspect_with_vlm(case, service.compose_prompt(case, named, PromptSwitches()), endpoint))
+        neutral_request, named_request = (json.dumps(r.body) for r in server.chat_requests)
+    assert "DOE_JANE" not in neutral_request and "Normal reference 1" in neutral_request
+    assert "DOE_JANE_1961-04-02.png" in named_request  # the profile opted in

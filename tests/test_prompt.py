@@ -211,6 +211,7 @@ def test_profile_overrides_replace_preset_parts_and_change_the_hash() -> None:
 
 
 @pytest.mark.parametrize("name", ["pedestrian", "traffic", "surveillance", "point_cloud", "time_series"])
-def test_modality_presets_load_and_ask_for_json(name) -> None:
+def test_modality_presets_load_and_ask_for_json(name, registry) -> None:
+    """These presets come with their modality's plugin: available once the plugins are loaded."""
     preset = load_preset(name)
     assert preset.name == name and '"anomalous"' in preset.answer_format
