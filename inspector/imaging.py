@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,9 @@ def decode_image(data: bytes, name: str = "image") -> tuple[np.ndarray, dict[str
         "width": image.width,
         "height": image.height,
     }
+    shortfall = png_shortfall(data) if image.format == "PNG" else None
+    if shortfall:
+        metadata["warnings"] = [shortfall]
     orientation = image.getexif().get(0x0112, 1) if hasattr(image, "getexif") else 1
     if orientation and orientation != 1:
         metadata["exif_orientation"] = int(orientation)
@@ -102,6 +106,46 @@ def decode_image(data: bytes, name: str = "image") -> tuple[np.ndarray, dict[str
         metadata["bit_depth"] = 8
         metadata["channels"] = 3
     return np.ascontiguousarray(rgb), metadata
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
+
+
+def png_shortfall(data: bytes) -> str | None:
+    """Why a PNG that PIL decodes is still damaged: its pixel data ends before the last row (PIL
+    fills the missing rows with black without a word). None when complete, or not a PNG we check
+    (interlaced images are left to PIL). Reads the image data incrementally, never more than the
+    header promises."""
+    if not data.startswith(_PNG_SIGNATURE) or len(data) < 33 or data[12:16] != b"IHDR":
+        return None
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    depth, colour, interlace = data[24], data[25], data[28]
+    if interlace or colour not in _PNG_CHANNELS or width * height == 0:
+        return None
+    row_bytes = 1 + (width * _PNG_CHANNELS[colour] * depth + 7) // 8
+    expected = row_bytes * height
+    inflater = zlib.decompressobj()
+    got = 0
+    position = 8
+    while position + 8 <= len(data) and got < expected:
+        length = int.from_bytes(data[position : position + 4], "big")
+        kind = data[position + 4 : position + 8]
+        if kind == b"IDAT":
+            chunk = data[position + 8 : position + 8 + length]
+            try:
+                got += len(inflater.decompress(chunk, expected - got + 1))
+                while inflater.unconsumed_tail and got < expected:
+                    got += len(inflater.decompress(inflater.unconsumed_tail, expected - got + 1))
+            except zlib.error:
+                break
+        elif kind == b"IEND":
+            break
+        position += 12 + length
+    if got >= expected:
+        return None
+    rows = got // row_bytes
+    return f"the image data ends after {rows:,} of {height:,} rows (a truncated or damaged file): the rest shows black"
 
 
 def read_image_file(path: Path) -> tuple[np.ndarray, dict[str, Any]]:

@@ -460,7 +460,7 @@ class InspectionService:
         verdict = self.verdict_from_answer(case, prompt, parsed, answer.raw_text, extraction)
         verdict.model = answer.model or endpoint.model
         verdict.answer_id, verdict.prompt_id = answer_id, prompt_id
-        return self.store.save_verdict(verdict)
+        return self.store.save_verdict(_with_input_warnings(case, verdict))
 
     async def _request(self, case: Case, prompt_id: int, endpoint: EndpointSettings, params: dict, request):
         """Await one request; a failure or a cancellation is stored as an answer row, then raised."""
@@ -783,7 +783,7 @@ class InspectionService:
             details=dict(outcome.details),
             raw_answer=f"{outcome.summary}, {elapsed:.2f} s" if outcome.summary else f"{elapsed:.2f} s",
         )
-        return self.store.save_verdict(verdict, heatmap_png=heat_png)
+        return self.store.save_verdict(_with_input_warnings(case, verdict), heatmap_png=heat_png)
 
     def _reference_sources(self, profile: Profile) -> list[str]:
         stored = self.store.references(profile.id) if profile.id is not None else []
@@ -838,6 +838,20 @@ def _mark_outcome(prompt: ComposedPrompt, answer: Any) -> list[dict[str, Any]]:
 def _current_view_index(views: list[View]) -> int:
     """The view the viewer shows (the current slice among several sent), else the first."""
     return next((index for index, view in enumerate(views) if view.shown), 0)
+
+
+def input_warnings(case: Case) -> list[str]:
+    """What the reader found wrong with a case it could still decode (a truncated image)."""
+    warnings = case.metadata.get("warnings") if isinstance(case.metadata, dict) else None
+    return [str(w) for w in warnings] if isinstance(warnings, list) else []
+
+
+def _with_input_warnings(case: Case, verdict: Verdict) -> Verdict:
+    """A verdict on a damaged input says so: the judgement is about a picture that is not whole."""
+    warnings = input_warnings(case)
+    if warnings:
+        verdict.details = {**(verdict.details or {}), "input_warnings": warnings}
+    return verdict
 
 
 def read_with(plugin: ModalityPlugin, path: Path, origin: Path | None = None) -> LoadedCase:

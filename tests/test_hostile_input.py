@@ -363,3 +363,56 @@ def test_reference_names_never_reach_the_model_unless_the_profile_asks(tmp_path,
         neutral_request, named_request = (json.dumps(r.body) for r in server.chat_requests)
     assert "DOE_JANE" not in neutral_request and "Normal reference 1" in neutral_request
     assert "DOE_JANE_1961-04-02.png" in named_request  # the profile opted in
+
+
+def _short_png(path: Path, width: int = 400, height: int = 300, rows: int = 10) -> Path:
+    """A PNG whose header promises `height` rows but whose data holds only `rows` (PIL decodes it,
+    filling the rest with black)."""
+    import struct
+    import zlib
+
+    raw = b"".join(b"\x00" + bytes([128]) * width for _ in range(rows))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def test_a_damaged_but_decodable_image_is_imported_with_a_warning_and_its_verdict_says_so(tmp_path, service):
+    profile = service.store.save_profile(Profile(name="Tile"))
+    service.add_reference_array(profile.id, "ref", textured_image(5, (300, 400)))
+    case, outcome = service.import_file(_short_png(tmp_path / "short.png"), profile.id)
+    assert outcome == "added" and case.status == CaseStatus.NOT_INSPECTED
+    assert case.metadata["warnings"] == [
+        "the image data ends after 10 of 300 rows (a truncated or damaged file): the rest shows black"
+    ]
+    verdict = service.inspect_offline(case, profile)
+    assert "ends after 10 of 300 rows" in verdict.details["input_warnings"][0]
+    assert service.store.latest_verdict(case.id).details["input_warnings"] == verdict.details["input_warnings"]
+
+
+@pytest.mark.gui
+def test_the_window_shows_a_damaged_input(qtbot, tmp_path, registry):
+    from views.main_window import MainWindow
+
+    window = MainWindow(AppSettings(), registry, settings_file=tmp_path / "settings.json")
+    qtbot.addWidget(window)
+    assert window.open_project(tmp_path / "p.anomalens")
+    profile = window.store.save_profile(Profile(name="Tile"))
+    window.service.add_reference_array(profile.id, "ref", textured_image(5, (300, 400)))
+    window._reload_profiles(profile.id)
+    case, _ = window.service.import_file(_short_png(tmp_path / "short.png"), profile.id)
+    window.refresh_cases()
+    assert window.case_browser.status_text(case.id).endswith("⚠")
+    with qtbot.waitSignal(window.case_shown, timeout=30000):
+        window.show_case(case.id)
+    with qtbot.waitSignal(window.inspection_finished, timeout=120000):
+        window.inspect_current()
+    assert window.verdict_panel.explanation.toPlainText().startswith("Damaged input: the image data ends")
+    window.force_close = True
+    window.close()

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from inspector.inspection import input_warnings
 from inspector.model import Case, CaseStatus
 
 STATUS_TEXT = {
@@ -96,12 +97,21 @@ class CaseBrowser(QWidget):
     def _fill(self, row: int, case: Case, decided: bool) -> None:
         name = QTableWidgetItem(case.name)
         name.setData(Qt.ItemDataRole.UserRole, case.id)
-        name.setToolTip(case.error or case.source_path)
+        warnings = input_warnings(case)
+        name.setToolTip(case.error or "\n".join([case.source_path, *(f"Damaged input: {w}" for w in warnings)]))
         status = CaseStatus(case.status)
-        text = STATUS_TEXT[status] + (" ✓" if decided else "")
+        text = STATUS_TEXT[status] + (" ✓" if decided else "") + (" ⚠" if warnings else "")
         status_item = QTableWidgetItem(text)
         status_item.setForeground(QColor(STATUS_COLOUR[status]))
-        status_item.setToolTip(case.error or ("confirmed by the operator" if decided else "machine verdict"))
+        status_item.setToolTip(
+            case.error
+            or "; ".join(
+                [
+                    ("confirmed by the operator" if decided else "machine verdict"),
+                    *(f"damaged input: {w}" for w in warnings),
+                ]
+            )
+        )
         score = QTableWidgetItem("" if case.score is None else f"{case.score:.2f}")
         score.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.table.setItem(row, 0, name)

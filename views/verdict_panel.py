@@ -191,6 +191,9 @@ class VerdictPanel(QWidget):
         marks_line = marks_summary(verdict.details or {})
         if marks_line:
             text += "\n\n" + marks_line
+        damaged = (verdict.details or {}).get("input_warnings") or []
+        if damaged:  # first, where it cannot be missed: the verdict judged a picture that is not whole
+            text = "Damaged input: " + "; ".join(map(str, damaged)) + "\n\n" + text
         self.explanation.setPlainText(text)
         self.raw.setPlainText(verdict.raw_answer)
 
