@@ -28,6 +28,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="--batch: requests in flight at once (default: the settings' batch limits, else 4)",
     )
+    parser.add_argument(
+        "--allow-key-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="--batch: send a provider's key (e.g. $OPENAI_API_KEY) to this other host (asked once in the window)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -79,13 +86,22 @@ def run_batch(args: argparse.Namespace) -> int:
     from inspector.inspection import InspectionError, InspectionService
     from inspector.plugins import discover
     from inspector.session import InspectionSession, RunSettings
-    from inspector.settings import load_settings
+    from inspector.settings import PROVIDER_KEY_DOMAINS, key_host_problem, load_settings
     from inspector.store import ProjectStore, StoreError
 
     if not args.project:
         print("--batch needs a project file", file=sys.stderr)
         return 2
     settings = load_settings()
+    problem = key_host_problem(settings) if settings.endpoint.configured else None
+    if problem is not None and problem[1] not in args.allow_key_host:
+        variable, host = problem
+        print(
+            f"The key in ${variable} belongs to {PROVIDER_KEY_DOMAINS[variable]}, but the endpoint is {host}: it would "
+            f"be sent there. Run with --allow-key-host {host} to send it, or name another key variable in Settings.",
+            file=sys.stderr,
+        )
+        return 2
     run_settings = RunSettings.from_settings(settings, concurrency=args.concurrency)
     for warning in run_settings.warnings:
         print(warning, file=sys.stderr)

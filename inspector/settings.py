@@ -256,6 +256,50 @@ def store_api_key(base_url: str, key: str) -> None:
         raise KeyringUnavailableError(f"The OS keyring refused to store the API key ({type(exc).__name__}).") from None
 
 
+# Keys that belong to a provider, by the variable they are usually kept in: sending one to any other
+# host (a local vLLM, a colleague's proxy) gives that host the provider account. Asked once per host.
+PROVIDER_KEY_DOMAINS = {"OPENAI_API_KEY": "openai.com"}
+CONFIRMED_KEY_HOSTS = "confirmed_key_hosts"  # settings file: {variable: [host, ...]} the operator allowed
+
+
+def foreign_key_host(endpoint: EndpointSettings) -> tuple[str, str] | None:
+    """(variable, host) when the endpoint would send a provider's key from the environment to a host
+    outside that provider's domain; None when it would not (no such key set, or the provider's own
+    host)."""
+    from urllib.parse import urlsplit
+
+    variable = (endpoint.api_key_env or "").strip()
+    domain = PROVIDER_KEY_DOMAINS.get(variable)
+    host = (urlsplit(endpoint.base_url.strip()).hostname or "").lower()
+    if domain is None or not host or not os.environ.get(variable, "").strip():
+        return None
+    return None if host_is_within(host, domain) else (variable, host)
+
+
+def key_host_confirmed(settings: AppSettings, variable: str, host: str) -> bool:
+    confirmed = settings.extra.get(CONFIRMED_KEY_HOSTS)
+    return isinstance(confirmed, dict) and host in (confirmed.get(variable) or [])
+
+
+def confirm_key_host(settings: AppSettings, variable: str, host: str) -> None:
+    """Remember that the operator allowed the key in `variable` to go to `host` (saved with the settings)."""
+    confirmed = settings.extra.get(CONFIRMED_KEY_HOSTS)
+    confirmed = dict(confirmed) if isinstance(confirmed, dict) else {}
+    hosts = [h for h in (confirmed.get(variable) or []) if isinstance(h, str)]
+    if host not in hosts:
+        hosts.append(host)
+    confirmed[variable] = hosts
+    settings.extra[CONFIRMED_KEY_HOSTS] = confirmed
+
+
+def key_host_problem(settings: AppSettings, endpoint: EndpointSettings | None = None) -> tuple[str, str] | None:
+    """(variable, host) when a provider's key would go to a host the operator has not allowed yet."""
+    found = foreign_key_host(endpoint or settings.endpoint)
+    if found is None or key_host_confirmed(settings, *found):
+        return None
+    return found
+
+
 def host_is_within(host: str, domain: str) -> bool:
     """Whether `host` is `domain` or one of its subdomains: ``api.openai.com`` is within
     ``openai.com``; ``notopenai.com`` and ``openai.com.evil.net`` are not."""

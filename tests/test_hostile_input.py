@@ -416,3 +416,84 @@ def test_the_window_shows_a_damaged_input(qtbot, tmp_path, registry):
     assert window.verdict_panel.explanation.toPlainText().startswith("Damaged input: the image data ends")
     window.force_close = True
     window.close()
+
+
+def test_a_providers_key_is_flagged_for_any_other_host(monkeypatch):
+    from inspector.settings import EndpointSettings, confirm_key_host, foreign_key_host, key_host_problem
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    local = EndpointSettings(base_url="http://10.0.0.5:8000/v1", model="m")
+    assert foreign_key_host(local) == ("OPENAI_API_KEY", "10.0.0.5")
+    assert foreign_key_host(EndpointSettings(base_url="https://api.openai.com/v1", model="m")) is None
+    assert foreign_key_host(EndpointSettings(base_url="https://notopenai.com/v1", model="m")) is not None
+    assert foreign_key_host(EndpointSettings(base_url=local.base_url, model="m", api_key_env="MY_VLLM_KEY")) is None
+    settings = AppSettings(endpoint=local)
+    assert key_host_problem(settings) == ("OPENAI_API_KEY", "10.0.0.5")
+    confirm_key_host(settings, "OPENAI_API_KEY", "10.0.0.5")
+    assert key_host_problem(settings) is None and settings.to_dict()["confirmed_key_hosts"] == {
+        "OPENAI_API_KEY": ["10.0.0.5"]
+    }
+    assert "sk-test" not in repr(settings.to_dict())
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert foreign_key_host(local) is None  # no key in the environment: nothing would be sent
+
+
+@pytest.mark.timeout(120)
+def test_batch_mode_sends_a_providers_key_elsewhere_only_with_the_flag(tmp_path, registry, monkeypatch, capsys):
+    import main
+    from inspector import settings as settings_module
+    from inspector.settings import EndpointSettings
+    from tests.loopback_vlm import LoopbackVLM
+
+    project = tmp_path / "p.anomalens"
+    _tiles_project(project, registry, cases=1)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-provider-key")
+    with LoopbackVLM() as server:
+        endpoint = EndpointSettings(base_url=server.base_url, model="m", timeout_s=20)
+        monkeypatch.setattr(settings_module, "load_settings", lambda: AppSettings(endpoint=endpoint))
+        assert main.main(["--batch", str(project)]) == 2
+        err = capsys.readouterr().err
+        assert "--allow-key-host 127.0.0.1" in err and "sk-provider-key" not in err
+        assert server.chat_requests == []  # nothing was sent
+        assert main.main(["--batch", str(project), "--allow-key-host", "127.0.0.1"]) == 0
+        assert server.chat_requests[0].headers.get("authorization") == "Bearer sk-provider-key"
+
+
+@pytest.mark.gui
+def test_the_window_asks_once_before_a_providers_key_goes_to_another_host(qtbot, tmp_path, registry, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from inspector.settings import EndpointSettings, load_settings
+    from tests.loopback_vlm import LoopbackVLM
+    from views.main_window import MainWindow
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-provider-key")
+    answers: list[QMessageBox.StandardButton] = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
+    asked: list[str] = []
+
+    def question(parent, title, text, *args, **kwargs):
+        asked.append(text)
+        return answers.pop(0)
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    _tiles_project(tmp_path / "p.anomalens", registry, cases=1)
+    with LoopbackVLM() as server:
+        window = MainWindow(AppSettings(), registry, settings_file=tmp_path / "settings.json")
+        qtbot.addWidget(window)
+        assert window.open_project(tmp_path / "p.anomalens")
+        window.set_endpoint(EndpointSettings(base_url=server.base_url, model="m", timeout_s=20))
+        case_id = window.store.cases()[0].id
+        with qtbot.waitSignal(window.case_shown, timeout=30000):
+            window.show_case(case_id)
+        window.inspect_current()  # No: nothing is sent
+        assert len(asked) == 1 and "127.0.0.1" in asked[0] and server.chat_requests == []
+        with qtbot.waitSignal(window.inspection_finished, timeout=30000):
+            window.inspect_current()  # Yes: sent, and remembered for this host
+        with qtbot.waitSignal(window.inspection_finished, timeout=30000):
+            window.inspect_current()  # not asked again
+        assert len(asked) == 2 and len(server.chat_requests) == 2
+        saved = load_settings(tmp_path / "settings.json")
+        assert saved.extra["confirmed_key_hosts"] == {"OPENAI_API_KEY": ["127.0.0.1"]}
+        assert "sk-provider-key" not in (tmp_path / "settings.json").read_text()
+        window.force_close = True
+        window.close()

@@ -38,6 +38,8 @@ class BatchActions(WindowBase):
             return
 
         if session.settings.endpoint.configured:
+            if not self.key_destination_allowed(session.settings.endpoint):
+                return
 
             async def work(job: Job) -> BatchProgress:
                 report = self._batch_reporter(job)
@@ -78,6 +80,8 @@ class BatchActions(WindowBase):
         default = session.default_profile(self.current_profile())
         if default is None or not ids:
             self.notify("An A/B comparison needs a profile and cases.", "warning")
+            return
+        if not self.key_destination_allowed(endpoint):
             return
 
         async def work(job: Job) -> BatchProgress:

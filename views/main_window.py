@@ -358,6 +358,8 @@ class MainWindow(WindowChrome, ProjectActions, ViewerDocks, BatchActions, Review
         service = self.service
         endpoint = self.app_settings.endpoint
         if endpoint.configured:
+            if not self.key_destination_allowed(endpoint):
+                return
             switches = self.prompt_panel.switches()
             override = self.prompt_panel.text_override()
             viewer_state = self._current_viewer_state()

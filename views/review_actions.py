@@ -86,6 +86,8 @@ class ReviewActions(WindowBase):
         if self.store is None or current is None or current.verdict is None:
             return
         store, case, verdict, endpoint = self.store, current.case, current.verdict, self.app_settings.endpoint
+        if not self.key_destination_allowed(endpoint):
+            return
         chat = self.verdict_panel.chat
         chat.set_busy(True, f"Asking {endpoint.model}…")
 

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.session import RunSettings
-from inspector.settings import save_settings
+from inspector.settings import PROVIDER_KEY_DOMAINS, confirm_key_host, key_host_problem, save_settings
 from views.window_base import WindowBase
 
 
@@ -59,6 +59,28 @@ class SettingsActions(WindowBase):
         if self.service is not None:
             self.service.mark_settings = self.localization_settings()
         self._refresh_prompt()
+
+    def key_destination_allowed(self, endpoint=None) -> bool:
+        """Before a provider's key (e.g. $OPENAI_API_KEY) goes to another host for the first time,
+        the operator says yes or no; yes is remembered for that host (the settings file keeps the
+        host, never the key)."""
+        problem = key_host_problem(self.app_settings, endpoint)
+        if problem is None:
+            return True
+        variable, host = problem
+        answer = QMessageBox.question(
+            self,
+            "Send the key to this host?",
+            f"The key in ${variable} belongs to {PROVIDER_KEY_DOMAINS[variable]}, but the endpoint is {host}.\n\n"
+            f"Send it to {host}? (If this server needs no key, choose No and clear the key variable in "
+            "Settings ▸ VLM endpoint.)",
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            self.notify(f"Nothing was sent: the key in ${variable} stays off {host}.", "warning")
+            return False
+        confirm_key_host(self.app_settings, variable, host)
+        self._save_settings()
+        return True
 
     def set_endpoint(self, endpoint) -> None:
         self.app_settings.endpoint = endpoint
