@@ -262,7 +262,8 @@ def test_folder_with_two_series_a_localizer_junk_and_a_broken_file(tmp_path, dic
     assert "holds 2 series; the largest (8 files) is shown" in notes
     assert "1 image(s) of another size" in notes and "LOC.dcm" in notes
     assert "1 file(s) could not be read" in notes and "IM09999.dcm: the file ends early (truncated)" in notes
-    assert meta["other_series"] == [{"files": 2, "modality": "CT", "description": "Scout", "series_number": 3}]
+    # the other series by number, not by its description (free text, hidden like patient data)
+    assert meta["other_series"] == [{"files": 2, "modality": "CT", "series_number": 3}]
 
 
 def test_which_folders_are_claimed(tmp_path, dicom):

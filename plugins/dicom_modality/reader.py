@@ -455,8 +455,7 @@ def read_series(folder: Path) -> tuple[DicomVolume, dict[str, Any]]:
         {
             "files": len(g),
             "modality": str(g[0][1].get("Modality", "")),
-            "description": str(g[0][1].get("SeriesDescription", "")),
-            "series_number": _int(g[0][1], "SeriesNumber", 0),
+            "series_number": _int(g[0][1], "SeriesNumber", 0),  # not its description: free text may identify
         }
         for g in ranked[1:]
     ]

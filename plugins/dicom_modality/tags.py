@@ -53,15 +53,23 @@ IDENTIFYING_TAGS: tuple[str, ...] = (
     "StudyInstanceUID",
     "SeriesInstanceUID",
     "FrameOfReferenceUID",
+    # free text that sites fill with names, dates of birth or order numbers (PS3.15: removed or
+    # replaced by the basic profile)
+    "StudyDescription",
+    "SeriesDescription",
+    "ProtocolName",
+    "ImageComments",
+    "PatientComments",
+    "AdditionalPatientHistory",
+    "Occupation",
+    "RequestedProcedureDescription",
+    "PerformedProcedureStepDescription",
 )
 
 # Non-identifying attributes worth showing to the operator, in display order.
 KEY_TAGS: tuple[str, ...] = (
     "Modality",
-    "StudyDescription",
-    "SeriesDescription",
     "SeriesNumber",
-    "ProtocolName",
     "BodyPartExamined",
     "ImageType",
     "Manufacturer",
