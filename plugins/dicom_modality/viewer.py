@@ -699,7 +699,8 @@ class DicomViewer(CaseViewer):
                 QTreeWidgetItem(
                     [
                         "Other series in folder",
-                        f"#{other.get('series_number', '')} {other.get('modality', '')} ({other.get('files', 0)} files)",
+                        f"#{other.get('series_number', '')} {other.get('modality', '')} "
+                        f"({other.get('files', 0)} files)",
                     ]
                 )
             )
