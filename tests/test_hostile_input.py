@@ -497,3 +497,14 @@ def test_the_window_asks_once_before_a_providers_key_goes_to_another_host(qtbot,
         assert "sk-provider-key" not in (tmp_path / "settings.json").read_text()
         window.force_close = True
         window.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("header", ["short", "long"])
+def test_a_table_with_millions_of_columns_is_refused_at_once(tmp_path, service, header):
+    path = tmp_path / "wide.csv"
+    names = (f"c{k}" if header == "short" else f"channel_{k:09d}" for k in range(2_000_000))
+    with path.open("w") as fh:
+        fh.write(",".join(names) + "\n" + ",".join("1" for _ in range(2_000_000)) + "\n")
+    case, outcome = service.import_file(path)
+    assert outcome == "failed" and "columns; a series is read with at most 10,000" in case.error

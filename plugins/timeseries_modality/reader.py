@@ -34,6 +34,8 @@ _TIME_HINT = re.compile(r"time|date|epoch|stamp", re.IGNORECASE)
 _LABEL_NAMES = {"label", "labels", "is_anomaly", "anomaly", "is_anomalous", "anomalous", "outlier", "is_outlier"}
 _DELIMITERS = (",", ";", "\t", "|")
 MAX_GAP_EXAMPLES = 10
+HEAD_BYTES = 65536  # what is read first, to sniff the format, the delimiter and the header
+MAX_COLUMNS = 10_000  # sensor exports with thousands of channels exist; millions are an attack or a mistake
 
 
 def read_series(path: Path, origin: Path | None = None) -> tuple[TimeSeries, dict[str, Any]]:
@@ -51,7 +53,7 @@ def read_series(path: Path, origin: Path | None = None) -> tuple[TimeSeries, dic
         raise CaseReadError(f"{name}: the file is empty (0 bytes); a time series needs a header and rows of numbers")
     suffix = path.suffix.lower()
     with path.open("rb") as fh:
-        head = fh.read(65536)
+        head = fh.read(HEAD_BYTES)
     if suffix in PARQUET_EXTENSIONS or head.startswith(PARQUET_MAGIC):
         frame, details = _read_parquet(path), {"format": "parquet"}
     else:
@@ -148,6 +150,11 @@ def _read_text(path: Path, head: bytes):
         raise CaseReadError(f"{name}: the file has no content (only blank or comment lines)")
     sep = _delimiter(lines, path.suffix.lower())
     fields = lines[0].split(sep)
+    # a parser would spend minutes on 10 million columns: count them in the 64 KB head, and refuse a
+    # first line that does not even end there
+    if len(fields) > MAX_COLUMNS or (len(head) >= HEAD_BYTES and not re.search(rb"[\r\n]", head)):
+        shown = f"{len(fields):,}" if len(fields) > MAX_COLUMNS else "more than fit in its first 64 KB"
+        raise CaseReadError(f"{name}: the table has {shown} columns; a series is read with at most {MAX_COLUMNS:,}")
     has_header = not all(_is_number(f) for f in fields if f.strip())
     decimal_comma = sep == ";" and any(re.search(r"\d,\d", line) for line in lines[1:])
     comments = any(line.lstrip().startswith("#") for line in text.splitlines()[:50])
