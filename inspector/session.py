@@ -55,29 +55,44 @@ class RunSettings:
     def from_settings(cls, settings: AppSettings, concurrency: int | None = None) -> RunSettings:
         """`concurrency` (the command line's ``--concurrency``) overrides the file's when given."""
         warnings: list[str] = []
-        limits = BatchLimits()
-        raw_limits = settings.extra.get("batch_limits")
-        if raw_limits is not None:
-            try:
-                if not isinstance(raw_limits, dict):
-                    raise TypeError("not an object")
-                limits = BatchLimits.from_dict(raw_limits)
-            except (TypeError, ValueError):
-                warnings.append("The batch limits in the settings file cannot be read; using the defaults.")
+        limits = _section(
+            settings,
+            "batch_limits",
+            BatchLimits.from_dict,
+            BatchLimits(),
+            warnings,
+            "The batch limits in the settings file cannot be read; using the defaults.",
+        )
         if concurrency is not None:
             limits = replace(limits, concurrency=concurrency)
-        prices = PriceTable()
-        raw_prices = settings.extra.get("prices")
-        if raw_prices is not None:
-            try:
-                if not isinstance(raw_prices, dict):
-                    raise TypeError("not an object")
-                prices = PriceTable.from_dict(raw_prices)
-            except (AttributeError, TypeError, ValueError):
-                warnings.append("The price table in the settings file cannot be read; costs are shown as unknown.")
+        prices = _section(
+            settings,
+            "prices",
+            PriceTable.from_dict,
+            PriceTable(),
+            warnings,
+            "The price table in the settings file cannot be read; costs are shown as unknown.",
+        )
         raw_marks = settings.extra.get("localization")  # the settings file's key
         mark_settings = dict(raw_marks) if isinstance(raw_marks, dict) else {}
         return cls(settings.endpoint, limits, prices, mark_settings, tuple(warnings))
+
+
+def _section(
+    settings: AppSettings, key: str, parse: Callable[[dict], Any], default: Any, warnings: list[str], warning: str
+) -> Any:
+    """One section of the settings file read with `parse`; the default (and the warning) when it is
+    missing or cannot be read."""
+    raw = settings.extra.get(key)
+    if raw is None:
+        return default
+    try:
+        if not isinstance(raw, dict):
+            raise TypeError(f"{key} is not an object")
+        return parse(raw)
+    except (AttributeError, TypeError, ValueError):
+        warnings.append(warning)
+        return default
 
 
 @dataclass(frozen=True)
