@@ -34,6 +34,7 @@ from inspector.inspection import InspectionCancelledError, InspectionError, Insp
 from inspector.model import Case, CaseStatus, Decision, LoadedCase, Profile, Verdict, ViewerState
 from inspector.prompt import ComposedPrompt, PromptSwitches
 from inspector.settings import AppSettings, EndpointSettings
+from inspector.store import StoreError
 from inspector.vlm.batch import BatchProgress, PriceTable, resume_batch, run_batch
 from inspector.vlm.ratelimit import BatchLimits
 
@@ -137,7 +138,7 @@ class BatchLease:
     def held(self) -> Iterator[None]:
         if self._depth == 0:
             holder = self.store.acquire_batch_lease(self.owner, self.info, self.STALE_AFTER_S)
-            if holder is not None and _died_here(holder):
+            if holder is not None and _abandoned(holder):
                 holder = self.store.acquire_batch_lease(self.owner, self.info, stale_after_s=0.0)
             if holder is not None:
                 since = dt.datetime.fromtimestamp(float(holder.get("since", 0))).strftime("%H:%M:%S")
@@ -147,13 +148,18 @@ class BatchLease:
                     "finish, or stop it, then start this one again."
                 )
             self._renewed = time.monotonic()
+            _ACTIVE_OWNERS.add(self.owner)
         self._depth += 1
         try:
             yield
         finally:
             self._depth -= 1
             if self._depth == 0:
-                self.store.release_batch_lease(self.owner)
+                _ACTIVE_OWNERS.discard(self.owner)
+                # the project may have been closed under a cancelled batch: the lease is then left,
+                # and taken over by this process's next batch (it is not active any more)
+                with contextlib.suppress(StoreError):
+                    self.store.release_batch_lease(self.owner)
 
     def watching(self, callback: ProgressCallback | None) -> ProgressCallback:
         """A progress callback that also renews the lease (at most every `RENEW_EVERY_S`)."""
@@ -168,10 +174,16 @@ class BatchLease:
         return report
 
 
-def _died_here(holder: dict[str, Any]) -> bool:
-    """Whether a lease belongs to a process of this machine that no longer runs."""
+_ACTIVE_OWNERS: set[str] = set()  # the leases this process holds right now
+
+
+def _abandoned(holder: dict[str, Any]) -> bool:
+    """Whether a lease was left behind: by this process (no batch of it holds that lease now) or
+    by a process of this machine that no longer runs."""
     if holder.get("host") != socket.gethostname():
         return False
+    if holder.get("pid") == os.getpid():
+        return holder.get("owner") not in _ACTIVE_OWNERS
     try:
         os.kill(int(holder.get("pid", 0)), 0)
     except ProcessLookupError:

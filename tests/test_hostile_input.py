@@ -508,3 +508,26 @@ def test_a_table_with_millions_of_columns_is_refused_at_once(tmp_path, service, 
         fh.write(",".join(names) + "\n" + ",".join("1" for _ in range(2_000_000)) + "\n")
     case, outcome = service.import_file(path)
     assert outcome == "failed" and "columns; a series is read with at most 10,000" in case.error
+
+
+def test_a_lease_this_process_left_behind_does_not_lock_it_out(tmp_path, registry):
+    """A batch cancelled while its project was closed leaves its lease; the next batch of the same
+    process takes it over instead of waiting for it to go stale."""
+    import os
+    import socket
+
+    from inspector.session import InspectionSession, RunSettings
+
+    project = tmp_path / "p.anomalens"
+    _tiles_project(project, registry, cases=1)
+    with ProjectStore(project) as store:
+        left = {"host": socket.gethostname(), "pid": os.getpid()}
+        assert store.acquire_batch_lease("an earlier session of this process", left) is None
+        session = InspectionSession(InspectionService(store, registry), RunSettings())
+        progress = session.inspect_offline(session.pending_case_ids(), session.default_profile())
+        assert progress.done == 1
+        # while a batch of this process runs, its lease is not taken by another session of it
+        with session.lease.held():
+            other = InspectionSession(InspectionService(store, registry), RunSettings())
+            with pytest.raises(InspectionError, match="Another batch is running"):
+                other.inspect_offline([], other.default_profile())
