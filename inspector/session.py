@@ -10,6 +10,9 @@ pending", and the copies disagreed: the command line resumed an interrupted A/B 
 today's model instead of the batch's own, and ignored the batch limits and prices of the settings
 file. Both now call `InspectionSession`, so one project gives the same batches either way.
 
+One batch runs at a time per project, across processes (`BatchLease`): a second window or
+``--batch`` on the same project is refused with a message instead of asking every case twice.
+
 The settings file's free-form sections (``batch_limits``, ``prices``, ``localization``) are read
 once into `RunSettings`, with a warning per section that cannot be read (the defaults are used
 then; a price table that cannot be read shows costs as unknown, never as zero).
