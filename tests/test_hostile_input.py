@@ -531,3 +531,46 @@ def test_a_lease_this_process_left_behind_does_not_lock_it_out(tmp_path, registr
             other = InspectionSession(InspectionService(store, registry), RunSettings())
             with pytest.raises(InspectionError, match="Another batch is running"):
                 other.inspect_offline([], other.default_profile())
+
+
+@pytest.mark.timeout(120)
+def test_a_batch_whose_writes_hit_a_lock_stops_and_leaves_its_cases_pending(tmp_path, registry):
+    """Another program holds the project file's write lock mid-batch: the batch retries, stops with
+    the reason, and every case it could not store stays pending; resumed later, it finishes."""
+    import asyncio
+    import json
+    import threading
+
+    from inspector.session import InspectionSession, RunSettings
+    from inspector.settings import EndpointSettings
+    from inspector.vlm.batch import resume_batch
+    from tests.loopback_vlm import LoopbackVLM, Reply
+
+    project = tmp_path / "p.anomalens"
+    _tiles_project(project, registry, cases=3)
+    blocker = sqlite3.connect(project, isolation_level=None, check_same_thread=False)
+    locked = threading.Event()
+
+    def respond(request):
+        if not locked.is_set():  # the first request takes the lock away before its answer is stored
+            blocker.execute("BEGIN EXCLUSIVE")
+            locked.set()
+        return Reply(json.dumps({"anomalous": False, "confidence": 0.9, "reason": "Even."}))
+
+    with LoopbackVLM(responder=respond) as server, ProjectStore(project, busy_timeout_ms=200) as store:
+        service = InspectionService(store, registry)
+        endpoint = EndpointSettings(base_url=server.base_url, model="m", timeout_s=20)
+        session = InspectionSession(service, RunSettings(endpoint=endpoint))
+        ids = [c.id for c in store.cases()]
+        progress = asyncio.run(session.inspect_cases(ids, session.default_profile()))
+        assert progress.status == "stopped" and "locked" in progress.message.lower()
+        assert "stay pending" in progress.message
+        blocker.execute("ROLLBACK")
+        items = store.batch_items(progress.batch_id)
+        assert [i.state for i in items] == ["pending"] * 3 and progress.pending == 3
+        resumed = asyncio.run(
+            resume_batch(service, progress.batch_id, lambda case: session.default_profile(), endpoint)
+        )
+        assert resumed.status == "done" and {i.state for i in store.batch_items(progress.batch_id)} == {"done"}
+        service.close()
+    blocker.close()

@@ -23,6 +23,7 @@ from inspector.inspection import InspectionError, InspectionService
 from inspector.model import Case, Profile
 from inspector.prompt import ComposedPrompt, PromptSwitches
 from inspector.settings import EndpointSettings, resolve_api_key
+from inspector.store import ProjectLockedError, StoreError
 from inspector.vlm.cache import CachedClient, answer_from_row, cache_key
 from inspector.vlm.client import VlmAnswer, VlmClient, VlmError
 from inspector.vlm.ratelimit import BatchLimits, RateLimiter, is_fatal, retry_delay
@@ -35,6 +36,9 @@ CANCEL_POLL_S = 0.05
 # Composing (rendering, PNG encoding) is CPU work under the GIL. A few threads keep ahead of the
 # requests; many would take the GIL from the event loop just when it has a request to send.
 COMPOSE_THREADS = 1
+
+
+LOCK_RETRIES = 2  # after the store's own busy timeout, per write of a batch item
 
 
 @dataclass(frozen=True)
@@ -241,7 +245,15 @@ class BatchRunner:
     def _finish_item(
         self, position: int, cache_key: str | None = None, answer_id: int | None = None, **fields: Any
     ) -> None:
-        self.store.finish_batch_item(self.batch_id, position, fields, cache_key, answer_id)
+        """Record an item's outcome; a project file locked by another program is tried again (each try
+        waits the store's busy timeout) before the lock stops the batch."""
+        for attempt in range(LOCK_RETRIES + 1):
+            try:
+                self.store.finish_batch_item(self.batch_id, position, fields, cache_key, answer_id)
+                break
+            except ProjectLockedError:
+                if attempt == LOCK_RETRIES:
+                    raise
         self._count(fields["state"], fields.get("model"), fields.get("prompt_tokens"), fields.get("completion_tokens"))
         self._finished_this_run += 1
         self._report()
@@ -291,7 +303,10 @@ class BatchRunner:
         p = self.progress
         p.status = "stopped" if self._fatal else "cancelled" if cancelled else "done"
         p.message = self._fatal
-        self.store.update_batch(self.batch_id, status=p.status, message=p.message)
+        try:
+            self.store.update_batch(self.batch_id, status=p.status, message=p.message)
+        except StoreError:  # still locked: the items say what is pending, the status follows on resume
+            log.warning("batch %d: its final status could not be stored", self.batch_id)
         self._report()
         return p
 
@@ -303,9 +318,25 @@ class BatchRunner:
                 return
             try:
                 await self._one(position, case_id, client, limiter)
-            except Exception as exc:  # e.g. the project file is full: this case fails, visibly (logged)
+            except StoreError as exc:  # the project file is locked or full: nothing more can be stored
+                log.warning("batch %d stopped on the project file: %s", self.batch_id, exc)
+                self._stop_on_store(exc)
+                return
+            except Exception as exc:  # a bug in one case: this case fails, visibly (logged), the rest go on
                 log.exception("batch item %d (case %d) failed", position, case_id)
-                self._finish_item(position, state=FAILED, error=getattr(exc, "user_message", None) or str(exc))
+                try:
+                    self._finish_item(position, state=FAILED, error=getattr(exc, "user_message", None) or str(exc))
+                except StoreError as store_exc:
+                    self._stop_on_store(store_exc)
+                    return
+
+    def _stop_on_store(self, exc: StoreError) -> None:
+        """Stop the batch honestly: what could not be stored stays pending, to be resumed."""
+        if self._fatal is None:
+            self._fatal = (
+                f"{exc.user_message} The batch stopped; the cases not yet stored stay pending and continue "
+                "when the batch is resumed."
+            )
 
     async def _one(self, position: int, case_id: int, client: VlmClient, limiter: RateLimiter) -> None:
         try:
