@@ -574,3 +574,18 @@ def test_a_batch_whose_writes_hit_a_lock_stops_and_leaves_its_cases_pending(tmp_
         assert resumed.status == "done" and {i.state for i in store.batch_items(progress.batch_id)} == {"done"}
         service.close()
     blocker.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_frame_folder_with_a_truncated_frame_stays_one_case_that_says_which_frame(tmp_path, service, registry):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k in range(8):
+        Image.fromarray(textured_image(k, (48, 64))).save(folder / f"frame_{k:03d}.png")
+    last = folder / "frame_007.png"
+    last.write_bytes(last.read_bytes()[:200])  # a copy interrupted on the last frame
+    assert registry.folder_modality(folder) is not None
+    paths = registry.expand_paths([folder])
+    assert paths == [folder]  # one case, not seven images and an error
+    case, outcome = service.import_file(folder)
+    assert outcome == "failed" and case.modality == "video" and "frame_007.png" in case.error

@@ -78,9 +78,11 @@ def frame_files(folder: Path) -> list[Path] | None:
     if len(numbers) < 0.9 * span:
         return None
     ordered = sorted(files, key=lambda p: natural_key(p.name))
-    first = _header(ordered[0])
-    if first is None or first != _header(ordered[-1]) or first[1]:
-        return None
+    first, last = _header(ordered[0]), _header(ordered[-1])
+    if first is not None and last is not None and (first != last or first[1]):
+        return None  # frames of different sizes, or camera photos: separate images
+    # An unreadable first or last frame does not break up a sequence its names make plain: the folder
+    # stays one case, and reading it says which frame is damaged (instead of N image cases and an error).
     return ordered
 
 
