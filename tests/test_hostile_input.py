@@ -589,3 +589,26 @@ def test_a_frame_folder_with_a_truncated_frame_stays_one_case_that_says_which_fr
     assert paths == [folder]  # one case, not seven images and an error
     case, outcome = service.import_file(folder)
     assert outcome == "failed" and case.modality == "video" and "frame_007.png" in case.error
+
+
+@pytest.mark.parametrize("kind", ["npz", "parquet"])
+def test_compressed_members_are_sized_before_they_are_inflated(tmp_path, service, monkeypatch, kind):
+    """The limits (1 GB) are lowered here so that a small file can stand for a bomb."""
+    import plugins.pointcloud_modality.simple_formats as npz_reader
+    import plugins.timeseries_modality.reader as series_reader
+
+    if kind == "npz":
+        monkeypatch.setattr(npz_reader, "MAX_NPZ_BYTES", 1_000_000)
+        path = tmp_path / "cloud.npz"
+        np.savez_compressed(path, points=np.zeros((200_000, 3), np.float32))  # 2.4 MB unpacked, a few KB packed
+        assert path.stat().st_size < 100_000
+        expected = "would unpack to 2 MB"
+    else:
+        import pandas as pd
+
+        monkeypatch.setattr(series_reader, "MAX_PARQUET_BYTES", 1_000_000)
+        path = tmp_path / "series.parquet"
+        pd.DataFrame({"value": np.zeros(400_000)}).to_parquet(path)
+        expected = "a series is read with at most"
+    case, outcome = service.import_file(path)
+    assert outcome == "failed" and expected in case.error

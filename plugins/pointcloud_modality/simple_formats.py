@@ -83,8 +83,21 @@ def read_npy(path: Path):
     return _from_array(array, name, "NPY")
 
 
+# An NPZ is a zip: its members are inflated in full by numpy, so their declared sizes are checked first.
+MAX_NPZ_BYTES = 1 << 30
+
+
 def read_npz(path: Path):
     name = path.name
+    try:
+        with zipfile.ZipFile(path) as listing:
+            unpacked = sum(member.file_size for member in listing.infolist())
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise CaseReadError(f"{name}: not a readable NumPy archive ({exc})") from None
+    if unpacked > MAX_NPZ_BYTES:
+        raise CaseReadError(
+            f"{name}: the archive would unpack to {unpacked / 1e6:,.0f} MB (at most {MAX_NPZ_BYTES / 1e6:,.0f} MB)"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}

@@ -36,6 +36,7 @@ _DELIMITERS = (",", ";", "\t", "|")
 MAX_GAP_EXAMPLES = 10
 HEAD_BYTES = 65536  # what is read first, to sniff the format, the delimiter and the header
 MAX_COLUMNS = 10_000  # sensor exports with thousands of channels exist; millions are an attack or a mistake
+MAX_PARQUET_BYTES = 1 << 30  # decoded size of a Parquet table, checked from its footer before reading
 
 
 def read_series(path: Path, origin: Path | None = None) -> tuple[TimeSeries, dict[str, Any]]:
@@ -79,6 +80,14 @@ def _read_parquet(path: Path):
     import pyarrow.parquet as pq
 
     try:
+        metadata = pq.ParquetFile(path).metadata  # the footer only: sizes are known before any data
+        # what the table takes once decoded (8 bytes a value; run-length encoded zeros are tiny on disk)
+        unpacked = metadata.num_rows * max(1, metadata.num_columns) * 8
+        if metadata.num_columns > MAX_COLUMNS or unpacked > MAX_PARQUET_BYTES:
+            raise CaseReadError(
+                f"{path.name}: {metadata.num_columns:,} columns, {unpacked / 1e6:,.0f} MB unpacked; a series is "
+                f"read with at most {MAX_COLUMNS:,} columns and {MAX_PARQUET_BYTES / 1e6:,.0f} MB"
+            )
         table = pq.read_table(path)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise CaseReadError(f"{path.name}: not a readable Parquet file ({_first_line(exc)})") from None
