@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import struct
 import sys
 from pathlib import Path
 
@@ -612,3 +613,17 @@ def test_compressed_members_are_sized_before_they_are_inflated(tmp_path, service
         expected = "a series is read with at most"
     case, outcome = service.import_file(path)
     assert outcome == "failed" and expected in case.error
+
+
+def test_a_compressed_pcd_that_claims_too_much_is_refused_before_unpacking(tmp_path, service):
+    """A PCD header of 50 million points whose LZF body is 12 bytes (it would unpack to 600 MB)."""
+    header = (
+        b"# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\n"
+        b"WIDTH 50000000\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS 50000000\nDATA binary_compressed\n"
+    )
+    raw_size = 50_000_000 * 12
+    body = struct.pack("<II", 12, raw_size) + b"\x00" * 12
+    path = tmp_path / "bomb.pcd"
+    path.write_bytes(header + body)
+    case, outcome = service.import_file(path)
+    assert outcome == "failed" and "claims 600,000,000 bytes unpacked from 12" in case.error

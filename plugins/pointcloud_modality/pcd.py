@@ -161,6 +161,12 @@ def _ascii(body: bytes, dtype: np.dtype, n: int, name: str) -> np.ndarray:
     return table
 
 
+# LZF cannot pack more than about 88:1 (a 3-byte back-reference copies at most 264 bytes); a header
+# that claims more, or more than a gigabyte, is refused before anything is unpacked.
+LZF_MAX_RATIO = 100
+MAX_RAW_BYTES = 1 << 30
+
+
 def _compressed(body: bytes, dtype: np.dtype, n: int, name: str) -> np.ndarray:
     if len(body) < 8:
         raise CaseReadError(f"{name}: the compressed PCD body is missing its size header (file truncated)")
@@ -169,6 +175,11 @@ def _compressed(body: bytes, dtype: np.dtype, n: int, name: str) -> np.ndarray:
         raise CaseReadError(
             f"{name}: the compressed PCD body unpacks to {int(raw_size):,} bytes but {n:,} points "
             f"need {n * dtype.itemsize:,}: the header is wrong"
+        )
+    if raw_size > MAX_RAW_BYTES or raw_size > LZF_MAX_RATIO * max(1, int(compressed_size)):
+        raise CaseReadError(
+            f"{name}: the compressed PCD body claims {int(raw_size):,} bytes unpacked from {int(compressed_size):,}; "
+            f"at most {MAX_RAW_BYTES:,} bytes and a ratio of {LZF_MAX_RATIO} are read"
         )
     if len(body) - 8 < compressed_size:
         raise CaseReadError(
