@@ -8,9 +8,9 @@ silently although the input is damaged or hostile. Each try runs in its own thre
 limit (a hung try is abandoned, and counted). The peak memory of the whole run is printed last.
 
 This covers the classes handled so far (issue 12, first part): devices and pipes, image bombs,
-truncated images, tables with millions of columns, embedded-folder bombs, broken plugins, project
-files `--batch` cannot open. Other formats' bombs (deflated DICOM, NPZ, Parquet, LZF PCD) are not
-generated yet.
+truncated images, tables with millions of columns, NPZ and compressed-PCD bombs, embedded-folder
+bombs, broken plugins, project files `--batch` cannot open. Deflated DICOM and Parquet bombs are not
+generated yet (the Parquet limit is tested in tests/test_hostile_input.py with a lowered limit).
 """
 
 from __future__ import annotations
@@ -135,6 +135,27 @@ def main() -> None:
         with wide.open("w") as fh:
             fh.write(",".join(name_of(k) for k in range(2_000_000)) + "\n")
         record("wide tables", wide.name, imported(service, wide))
+
+    # compressed formats whose sizes are declared before the data: NPZ (zip), PCD (LZF)
+    npz = tmp / "bomb.npz"
+    with zipfile.ZipFile(npz, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 3), np.float32))
+        count = (1 << 30) // 12 + 1  # just over 1 GB of float32 points
+        header["shape"] = (count, 3)
+        with archive.open("points.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            zeros = bytes(1 << 24)
+            for _ in range(count * 12 // len(zeros) + 1):
+                member.write(zeros)
+    record("format bombs", f"{npz.name} ({npz.stat().st_size / 1e6:.1f} MB packed)", imported(service, npz))
+    pcd = tmp / "bomb.pcd"
+    pcd.write_bytes(
+        b"# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 50000000\n"
+        b"HEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS 50000000\nDATA binary_compressed\n"
+        + struct.pack("<II", 12, 50_000_000 * 12)
+        + bytes(12)
+    )
+    record("format bombs", pcd.name, imported(service, pcd))
 
     # embedded folder copies that would unpack too much, or are damaged
     folder = tmp / "frames"
