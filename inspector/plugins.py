@@ -306,12 +306,12 @@ def discover(dirs: Iterable[Path] | None = None, timeout_s: float = PLUGIN_LOAD_
     for folder in dirs if dirs is not None else default_plugin_dirs():
         for name, file in _plugin_candidates(Path(folder)):
             staged, error = _load_one(name, file, timeout_s)
+            clashes = sorted(set(staged.modalities) & set(registry.modalities))
+            if error is None and clashes:  # all of a plugin or nothing of it
+                error = (f"ValueError: modality {clashes[0]!r} is already registered", "")
             if error is None:
-                try:
-                    for plugin in staged.modalities.values():
-                        registry.register_modality(plugin)
-                except ValueError as exc:
-                    error = (f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                for plugin in staged.modalities.values():
+                    registry.register_modality(plugin)
             if error is None:
                 registry.loaded.append(name)
             else:

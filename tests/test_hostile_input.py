@@ -627,3 +627,20 @@ def test_a_compressed_pcd_that_claims_too_much_is_refused_before_unpacking(tmp_p
     path.write_bytes(header + body)
     case, outcome = service.import_file(path)
     assert outcome == "failed" and "claims 600,000,000 bytes unpacked from 12" in case.error
+
+
+def test_a_plugin_that_clashes_with_a_modality_is_skipped_whole(tmp_path):
+    from inspector.plugins import default_plugin_dirs, discover
+
+    (tmp_path / "clash.py").write_text(
+        "from inspector.plugins import ModalityPlugin\n"
+        "def register(registry):\n"
+        "    for name in ('extra', 'image'):\n"
+        "        registry.register_modality(ModalityPlugin(name=name, title=name, extensions=('.x',),\n"
+        "                                                  read=lambda p: None, render=lambda c, o: []))\n"
+    )
+    registry = discover([*default_plugin_dirs(), tmp_path])
+    assert "extra" not in registry.modalities and registry.modality("image").title == "2D image"
+    assert [e.plugin for e in registry.errors] == ["clash"] and "'image' is already registered" in registry.errors[
+        0
+    ].message
