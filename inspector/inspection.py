@@ -854,20 +854,42 @@ def _with_input_warnings(case: Case, verdict: Verdict) -> Verdict:
     return verdict
 
 
+# A reader that never returns (a hostile file sending a parser into a loop) must not hold an import
+# or a batch for ever: after this the file is reported and the work goes on (the reader's thread is
+# abandoned). Generous: a 300-slice series or a long video's index reads in seconds to a minute.
+READ_TIME_LIMIT_S = 300.0
+
+
 def read_with(plugin: ModalityPlugin, path: Path, origin: Path | None = None) -> LoadedCase:
     """A plugin's reader (its `read_copy` when `origin` is given), held to its contract: it returns a
-    `LoadedCase`, and a reader that exits (`SystemExit`) or fails in any other way becomes an operator
-    message naming the file, never a raw error or the end of the workstation."""
-    try:
-        loaded = plugin.read_copy(path, origin) if origin is not None and plugin.read_copy else plugin.read(path)
-    except CaseReadError:
-        raise
-    except (Exception, SystemExit) as exc:  # a plugin's bug is this file's problem only
-        log.exception("the %s reader failed on %s", plugin.name, path)
-        raise CaseReadError(f"{path.name}: the {plugin.title} reader failed ({type(exc).__name__}: {exc})") from None
-    if not isinstance(loaded, LoadedCase):
-        raise CaseReadError(f"{path.name}: the {plugin.title} reader returned {type(loaded).__name__}, not a case")
-    return loaded
+    `LoadedCase` within `READ_TIME_LIMIT_S`, and a reader that exits (`SystemExit`), hangs or fails
+    in any other way becomes an operator message naming the file, never a raw error, a stalled
+    import or the end of the workstation."""
+    outcome: list[tuple[str, Any]] = []
+
+    def read() -> None:
+        try:
+            value = plugin.read_copy(path, origin) if origin is not None and plugin.read_copy else plugin.read(path)
+            outcome.append(("ok", value))
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin's bug is this file's problem only
+            outcome.append(("error", exc))
+
+    worker = threading.Thread(target=read, name=f"read {path.name}", daemon=True)
+    worker.start()
+    worker.join(READ_TIME_LIMIT_S)
+    if not outcome:
+        raise CaseReadError(f"{path.name}: the {plugin.title} reader did not finish within {READ_TIME_LIMIT_S:g} s")
+    kind, value = outcome[0]
+    if kind == "error":
+        if isinstance(value, CaseReadError):
+            raise value
+        log.error("the %s reader failed on %s", plugin.name, path, exc_info=value)
+        raise CaseReadError(
+            f"{path.name}: the {plugin.title} reader failed ({type(value).__name__}: {value})"
+        ) from None
+    if not isinstance(value, LoadedCase):
+        raise CaseReadError(f"{path.name}: the {plugin.title} reader returned {type(value).__name__}, not a case")
+    return value
 
 
 def _file_source(path: Path) -> tuple[bytes | None, str]:

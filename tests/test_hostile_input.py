@@ -644,3 +644,30 @@ def test_a_plugin_that_clashes_with_a_modality_is_skipped_whole(tmp_path):
     assert [e.plugin for e in registry.errors] == ["clash"] and "'image' is already registered" in registry.errors[
         0
     ].message
+
+
+@pytest.mark.timeout(60)
+def test_a_reader_that_never_returns_is_reported_and_the_import_goes_on(tmp_path, monkeypatch):
+    import inspector.inspection as inspection
+    from inspector.plugins import default_plugin_dirs, discover
+
+    monkeypatch.setattr(inspection, "READ_TIME_LIMIT_S", 1.0)
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / "slow_modality.py").write_text(
+        "import time\n"
+        "from inspector.plugins import ModalityPlugin\n"
+        "def read(path):\n    time.sleep(3600)\n"
+        "def register(registry):\n"
+        "    registry.register_modality(ModalityPlugin(name='slow', title='Slow', extensions=('.slow',), read=read,\n"
+        "                                              render=lambda case, options: []))\n"
+    )
+    registry = discover([*default_plugin_dirs(), plugin_dir])
+    (tmp_path / "x.slow").write_bytes(b"slow")
+    Image.fromarray(textured_image(1, (24, 32))).save(tmp_path / "fine.png")
+    with ProjectStore(tmp_path / "p.anomalens") as store:
+        svc = InspectionService(store, registry)
+        result = svc.import_files([tmp_path / "x.slow", tmp_path / "fine.png"])
+        svc.close()
+    assert [c.name for c in result.failed] == ["x.slow"] and "did not finish within 1 s" in result.failed[0].error
+    assert [c.name for c in result.added] == ["fine.png"]  # the next file was imported
