@@ -5,6 +5,9 @@ python main.py PROJECT         open a project file (*.anomalens; created if miss
 python main.py --demo          open the demo project (built on first use)
 python main.py --self-test     headless check: temporary project, offline inspection, exit 0
 python main.py --batch PROJECT inspect every not-yet-inspected case of a project, headless
+                               (exit 0: all inspected; 1: some failed; 2: nothing could run)
+python main.py --egress PROJECT print every request the project sent, to which host, with which
+                               images (CSV on stdout)
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--demo", action="store_true", help="open the bundled demo project")
     parser.add_argument("--self-test", action="store_true", help="headless start-up check, exits 0 on success")
     parser.add_argument("--batch", action="store_true", help="inspect all not-inspected cases headless")
+    parser.add_argument(
+        "--egress", action="store_true", help="print what this project sent to which host (CSV), then exit"
+    )
     parser.add_argument(
         "--concurrency",
         type=int,
@@ -123,6 +129,23 @@ def run_batch(args: argparse.Namespace) -> int:
         except (InspectionError, StoreError) as exc:  # another batch holds the project, a lock, ...
             print(getattr(exc, "user_message", None) or str(exc), file=sys.stderr)
             return 2
+
+
+def run_egress(args: argparse.Namespace) -> int:
+    """Print the project's egress log: every request sent, to which host, with which images."""
+    from inspector.egress import egress_log, to_csv
+    from inspector.store import ProjectStore, StoreError
+
+    if not args.project:
+        print("--egress needs a project file", file=sys.stderr)
+        return 2
+    try:
+        with ProjectStore(args.project, create=False) as store:
+            sys.stdout.write(to_csv(egress_log(store)))
+    except StoreError as exc:
+        print(exc.user_message, file=sys.stderr)
+        return 2
+    return 0
 
 
 def _offline_batch(session, default) -> int:
@@ -292,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_self_test()
     if args.batch:
         return run_batch(args)
+    if args.egress:
+        return run_egress(args)
     return run_gui(args)
 
 

@@ -671,3 +671,34 @@ def test_a_reader_that_never_returns_is_reported_and_the_import_goes_on(tmp_path
         svc.close()
     assert [c.name for c in result.failed] == ["x.slow"] and "did not finish within 1 s" in result.failed[0].error
     assert [c.name for c in result.added] == ["fine.png"]  # the next file was imported
+
+
+@pytest.mark.timeout(120)
+def test_the_egress_log_lists_every_request_and_its_images_by_host(tmp_path, registry, capsys):
+    """Two batches over the same cases: the second comes from the response cache and sends nothing."""
+    import asyncio
+
+    import main
+    from inspector.egress import egress_log
+    from inspector.session import InspectionSession, RunSettings
+    from inspector.settings import EndpointSettings
+    from tests.loopback_vlm import LoopbackVLM
+
+    project = tmp_path / "p.anomalens"
+    _tiles_project(project, registry, cases=2)
+    with LoopbackVLM() as server, ProjectStore(project) as store:
+        endpoint = EndpointSettings(base_url=server.base_url, model="m", timeout_s=20)
+        session = InspectionSession(InspectionService(store, registry), RunSettings(endpoint=endpoint))
+        ids = [c.id for c in store.cases()]
+        for _ in range(2):
+            asyncio.run(session.inspect_cases(ids, session.default_profile()))
+        sent = server.chat_requests
+        log = egress_log(store)
+    assert len(sent) == 2 and len(log) == 2  # the replayed batch is not in the log: nothing left
+    assert {r.host for r in log} == {"127.0.0.1"} and {r.kind for r in log} == {"inspection"}
+    assert [r.case_name for r in log] == ["t0.png", "t1.png"]
+    assert all(len(r.images) == len(s.image_sizes) == 2 for r, s in zip(log, sent, strict=True))
+    assert all(r.images[0].startswith("reference:") and r.images[1].startswith("query:") for r in log)
+    assert main.main(["--egress", str(project)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("sent_at,host,endpoint,model") and len(out) == 3 and ",127.0.0.1," in out[1]

@@ -519,6 +519,10 @@ class ProjectStore:
             for r in self._rows("SELECT * FROM answers WHERE case_id = ? ORDER BY id", (case_id,))
         ]
 
+    def all_answers(self) -> list[AnswerRecord]:
+        """Every stored answer of the project, oldest first (the egress log is built from them)."""
+        return [AnswerRecord.from_row(r) for r in self._rows("SELECT * FROM answers ORDER BY id")]
+
     def extraction_of(self, answer_id: int) -> AnswerRecord | None:
         """The stored extraction turn that followed an answer (`inspector.vlm.extraction`), or None."""
         rows = self._rows(
