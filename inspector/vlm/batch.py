@@ -438,19 +438,10 @@ async def run_batch(
         raise InspectionError("Batch inspection with a VLM needs an endpoint address and model in Settings.")
     limits = limits or BatchLimits()
     batch_id = create_batch(service, case_ids, endpoint, limits, switches)
-    runner = BatchRunner(
-        service,
-        batch_id,
-        profile_resolver,
-        endpoint,
-        limits,
-        prices,
-        progress_callback,
-        is_cancelled,
-        api_key,
-        switches,
+    # a new batch runs as any stored one does (its variant is read back from what was just stored)
+    return await resume_batch(
+        service, batch_id, profile_resolver, endpoint, limits, progress_callback, is_cancelled, prices, api_key
     )
-    return await runner.run()
 
 
 async def resume_batch(
