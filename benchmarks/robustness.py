@@ -26,7 +26,6 @@ import tempfile
 import threading
 import time
 import zipfile
-import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +41,7 @@ from inspector.inspection import MAX_ARCHIVE_BYTES, MAX_ARCHIVE_ENTRIES, Inspect
 from inspector.plugins import discover  # noqa: E402
 from inspector.store import ProjectStore, StoreError  # noqa: E402
 from inspector.store.schema import SCHEMA_VERSION  # noqa: E402
+from tests.hostile_inputs import short_png  # noqa: E402
 
 LIMIT_S = 10.0
 CLEAN, WARNED, FAILED = "clean", "warned", "failed"
@@ -83,19 +83,6 @@ def imported(service: InspectionService, path: Path, hostile: bool = True) -> Ca
     return run
 
 
-def short_png(path: Path, width: int = 800, height: int = 600, rows: int = 10) -> Path:
-    raw = b"".join(b"\x00" + bytes([90]) * width for _ in range(rows))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-    )
-    return path
-
-
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="anomalens-robustness-"))
     registry = discover()
@@ -122,7 +109,7 @@ def main() -> None:
         bomb = tmp / f"bomb_{side}.png"
         Image.new("1", (side, side)).save(bomb, optimize=True)
         record("image bombs", bomb.name, imported(service, bomb))
-    record("damaged images", "short.png", imported(service, short_png(tmp / "short.png")))
+    record("damaged images", "short.png", imported(service, short_png(tmp / "short.png", 800, 600)))
     full = tmp / "truncated.png"
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(buffer, "PNG")

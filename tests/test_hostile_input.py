@@ -25,6 +25,7 @@ from inspector.settings import AppSettings, host_is_within
 from inspector.store import NewerProjectError, ProjectStore
 from inspector.store.schema import SCHEMA_VERSION
 from tests.conftest import textured_image
+from tests.hostile_inputs import short_png
 
 needs_posix = pytest.mark.skipif(sys.platform == "win32", reason="devices and FIFOs are POSIX")
 
@@ -366,28 +367,10 @@ def test_reference_names_never_reach_the_model_unless_the_profile_asks(tmp_path,
     assert "DOE_JANE_1961-04-02.png" in named_request  # the profile opted in
 
 
-def _short_png(path: Path, width: int = 400, height: int = 300, rows: int = 10) -> Path:
-    """A PNG whose header promises `height` rows but whose data holds only `rows` (PIL decodes it,
-    filling the rest with black)."""
-    import struct
-    import zlib
-
-    raw = b"".join(b"\x00" + bytes([128]) * width for _ in range(rows))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-    )
-    return path
-
-
 def test_a_damaged_but_decodable_image_is_imported_with_a_warning_and_its_verdict_says_so(tmp_path, service):
     profile = service.store.save_profile(Profile(name="Tile"))
     service.add_reference_array(profile.id, "ref", textured_image(5, (300, 400)))
-    case, outcome = service.import_file(_short_png(tmp_path / "short.png"), profile.id)
+    case, outcome = service.import_file(short_png(tmp_path / "short.png"), profile.id)
     assert outcome == "added" and case.status == CaseStatus.NOT_INSPECTED
     assert case.metadata["warnings"] == [
         "the image data ends after 10 of 300 rows (a truncated or damaged file): the rest shows black"
@@ -407,7 +390,7 @@ def test_the_window_shows_a_damaged_input(qtbot, tmp_path, registry):
     profile = window.store.save_profile(Profile(name="Tile"))
     window.service.add_reference_array(profile.id, "ref", textured_image(5, (300, 400)))
     window._reload_profiles(profile.id)
-    case, _ = window.service.import_file(_short_png(tmp_path / "short.png"), profile.id)
+    case, _ = window.service.import_file(short_png(tmp_path / "short.png"), profile.id)
     window.refresh_cases()
     assert window.case_browser.status_text(case.id).endswith("⚠")
     with qtbot.waitSignal(window.case_shown, timeout=30000):
