@@ -77,9 +77,13 @@ class RunSettings:
             warnings,
             "The price table in the settings file cannot be read; costs are shown as unknown.",
         )
-        raw_marks = settings.extra.get("localization")  # the settings file's key
-        mark_settings = dict(raw_marks) if isinstance(raw_marks, dict) else {}
-        return cls(settings.endpoint, limits, prices, mark_settings, tuple(warnings))
+        return cls(settings.endpoint, limits, prices, mark_settings_of(settings), tuple(warnings))
+
+
+def mark_settings_of(settings: AppSettings) -> dict[str, Any]:
+    """The Set-of-Mark settings of the settings file (its key is still ``"localization"``)."""
+    raw = settings.extra.get("localization")
+    return dict(raw) if isinstance(raw, dict) else {}
 
 
 def _section(

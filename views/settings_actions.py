@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
 )
 
-from inspector.session import RunSettings
+from inspector.session import mark_settings_of
 from inspector.settings import PROVIDER_KEY_DOMAINS, confirm_key_host, key_host_problem, save_settings
 from views.window_base import WindowBase
 
@@ -33,7 +33,7 @@ class SettingsActions(WindowBase):
 
     def localization_settings(self) -> dict:
         """The application's Set-of-Mark settings (``extra["localization"]`` of the settings file)."""
-        return dict(RunSettings.from_settings(self.app_settings).mark_settings)
+        return mark_settings_of(self.app_settings)
 
     def localization_dialog(self) -> None:
         from views.localization_dialog import LocalizationDialog
